@@ -1,0 +1,202 @@
+import { parse as parseToml } from 'smol-toml';
+import type pino from 'pino';
+import { parseLogLevel } from '../log/logger.js';
+import { parseAddress } from '../transport/address.js';
+import { ConfigError } from './errors.js';
+import { parseBool, parseDurationMs, parseUint, splitCmdline } from './values.js';
+
+export interface AgentConfig {
+  serverAddr: string;
+  logLevel: pino.Level;
+  devMode: boolean;
+  debugConsole: boolean;
+  /** vsock port of the debug console; 0 = none. */
+  debugConsoleVport: number;
+  /** vsock port logs are copied to; 0 = none. */
+  logVport: number;
+  hotplugTimeoutMs: number;
+  /** F_SETPIPE_SZ for container stdio pipes; 0 = kernel default. */
+  containerPipeSize: number;
+  /** 1.x channel choice; undefined = try vsock, then virtio-serial. */
+  useVsock?: boolean;
+  /** undefined = decide from what the kernel offers. */
+  unifiedCgroupHierarchy?: boolean;
+  trace: boolean;
+  configFile?: string;
+  policyFile?: string;
+}
+
+export const defaults: Readonly<AgentConfig> = {
+  serverAddr: 'vsock://-1:1024',
+  logLevel: 'info',
+  devMode: false,
+  debugConsole: false,
+  debugConsoleVport: 0,
+  logVport: 0,
+  hotplugTimeoutMs: 3000,
+  containerPipeSize: 0,
+  trace: false,
+  unifiedCgroupHierarchy: undefined,
+  useVsock: undefined,
+};
+
+type Setter = (cfg: AgentConfig, value: string | undefined) => void;
+
+function level(v: string | undefined): pino.Level {
+  const l = v === undefined ? undefined : parseLogLevel(v);
+  if (!l) throw new Error(`"${v ?? ''}" is not a log level (trace, debug, info, warn, error, critical)`);
+  return l;
+}
+
+/** Options by their kernel-cmdline name after "agent."; `toml` is the config-file key where it differs. */
+const options: Record<string, { set: Setter; toml?: string }> = {
+  log: { set: (c, v) => (c.logLevel = level(v)), toml: 'log_level' },
+  server_addr: { set: (c, v) => (parseAddress(v ?? ''), (c.serverAddr = v ?? '')) },
+  devmode: {
+    set: (c, v) => {
+      c.devMode = parseBool(v);
+      if (c.devMode) c.logLevel = 'debug';
+    },
+    toml: 'dev_mode',
+  },
+  debug_console: { set: (c, v) => (c.debugConsole = parseBool(v)) },
+  debug_console_vport: { set: (c, v) => (c.debugConsoleVport = parseUint(v)) },
+  log_vport: { set: (c, v) => (c.logVport = parseUint(v)) },
+  hotplug_timeout: { set: (c, v) => (c.hotplugTimeoutMs = parseDurationMs(v)) },
+  container_pipe_size: { set: (c, v) => (c.containerPipeSize = parseUint(v)) },
+  use_vsock: { set: (c, v) => (c.useVsock = parseBool(v)) },
+  unified_cgroup_hierarchy: { set: (c, v) => (c.unifiedCgroupHierarchy = parseBool(v)) },
+  trace: { set: (c, v) => (c.trace = v === 'isolated' || v === 'collated' ? true : parseBool(v)) },
+  config_file: { set: (c, v) => (c.configFile = v) },
+};
+
+/**
+ * 3.x options this agent accepts without acting on them (confidential-computing, CDI, image pull,
+ * passfd IO, mem-agent). They are not typos, so they must not warn as unknown.
+ */
+const recognisedOnly = new Set([
+  'passfd_listener_port', 'cdh_api_timeout', 'image_pull_timeout', 'cdi_timeout', 'launch_process_timeout',
+  'visible_cdi_devices', 'https_proxy', 'no_proxy', 'guest_components_rest_api', 'guest_components_procs',
+  'secure_storage_integrity', 'mem_agent_enable',
+]);
+
+export interface LoadInput {
+  argv: string[];
+  env: NodeJS.ProcessEnv;
+  /** Contents of /proc/cmdline. */
+  cmdline: string;
+  readFile: (path: string) => string;
+}
+
+export interface Loaded {
+  config: AgentConfig;
+  /** Problems that must not stop a booting VM: logged once the logger exists. */
+  warnings: string[];
+  action: 'run' | 'help' | 'version';
+}
+
+export const usage = `usage: kata-agent [--server-addr ADDR] [--log-level LEVEL] [--config FILE] [--version] [--help]
+  ADDR: unix:///path | unix://@abstract | vsock://CID:PORT (default vsock://-1:1024)
+  Also read: env KATA_AGENT_SERVER_ADDR, KATA_AGENT_LOG_LEVEL, KATA_AGENT_POLICY_FILE; /proc/cmdline agent.* keys.
+  Precedence: flags > env > kernel cmdline > config file > defaults.`;
+
+function parseFlags(argv: string[]): { flags: Map<string, string>; action: Loaded['action'] } {
+  const flags = new Map<string, string>();
+  let action: Loaded['action'] = 'run';
+  const withValue = new Set(['--server-addr', '--log-level', '--config']);
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--help' || arg === '-h') action = 'help';
+    else if (arg === '--version' || arg === '-V') action = 'version';
+    else {
+      const eq = arg.indexOf('=');
+      const name = eq > 0 ? arg.slice(0, eq) : arg;
+      if (!withValue.has(name)) throw new ConfigError(`unknown argument "${arg}" (see --help)`);
+      const value = eq > 0 ? arg.slice(eq + 1) : argv[++i];
+      if (value === undefined) throw new ConfigError(`${name} needs a value`);
+      flags.set(name, value);
+    }
+  }
+  return { flags, action };
+}
+
+function applyToml(cfg: AgentConfig, path: string, readFile: LoadInput['readFile'], warnings: string[]): void {
+  let text: string;
+  try {
+    text = readFile(path);
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseToml(text) as Record<string, unknown>;
+  } catch (err) {
+    throw new ConfigError(`config file ${path} is not valid TOML: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const byToml = new Map(Object.entries(options).map(([k, o]) => [o.toml ?? k, o]));
+  for (const [key, value] of Object.entries(doc)) {
+    const opt = byToml.get(key);
+    if (!opt) {
+      if (!recognisedOnly.has(key)) warnings.push(`config file ${path}: unknown key "${key}" ignored`);
+      continue;
+    }
+    try {
+      opt.set(cfg, String(value));
+    } catch (err) {
+      throw new ConfigError(`config file ${path}: ${key}: ${(err as Error).message}`);
+    }
+  }
+}
+
+export function loadConfig(input: LoadInput): Loaded {
+  const { flags, action } = parseFlags(input.argv);
+  const cfg: AgentConfig = { ...defaults };
+  const warnings: string[] = [];
+
+  // Kernel cmdline first into a scratch list, so a config file it names can be applied beneath it.
+  const cmdlineSettings: [string, string | undefined][] = [];
+  for (const word of splitCmdline(input.cmdline)) {
+    const eq = word.indexOf('=');
+    const key = eq >= 0 ? word.slice(0, eq) : word;
+    const value = eq >= 0 ? word.slice(eq + 1) : undefined;
+    if (key === 'systemd.unified_cgroup_hierarchy') cmdlineSettings.push(['unified_cgroup_hierarchy', value]);
+    else if (key === 'cgroup_no_v1' && value === 'all') cmdlineSettings.push(['unified_cgroup_hierarchy', '1']);
+    else if (key.startsWith('agent.')) cmdlineSettings.push([key.slice('agent.'.length), value]);
+  }
+
+  const configFile = flags.get('--config') ?? cmdlineSettings.find(([k]) => k === 'config_file')?.[1];
+  if (configFile) {
+    applyToml(cfg, configFile, input.readFile, warnings);
+    cfg.configFile = configFile;
+  }
+
+  for (const [key, value] of cmdlineSettings) {
+    const opt = options[key];
+    if (!opt) {
+      if (!recognisedOnly.has(key) && !key.startsWith('mem_agent_')) warnings.push(`unknown kernel option agent.${key} ignored`);
+      continue;
+    }
+    try {
+      opt.set(cfg, value);
+    } catch (err) {
+      // A bad value on the kernel cmdline must not stop the VM from booting: keep the default.
+      warnings.push(`kernel option agent.${key}: ${(err as Error).message}; ignored`);
+    }
+  }
+
+  const fromEnvOrFlag = (name: string, key: string, value: string | undefined) => {
+    if (value === undefined) return;
+    try {
+      options[key].set(cfg, value);
+    } catch (err) {
+      throw new ConfigError(`${name}: ${(err as Error).message}`);
+    }
+  };
+  fromEnvOrFlag('KATA_AGENT_SERVER_ADDR', 'server_addr', input.env.KATA_AGENT_SERVER_ADDR || undefined);
+  fromEnvOrFlag('KATA_AGENT_LOG_LEVEL', 'log', input.env.KATA_AGENT_LOG_LEVEL || undefined);
+  if (input.env.KATA_AGENT_POLICY_FILE) cfg.policyFile = input.env.KATA_AGENT_POLICY_FILE;
+  fromEnvOrFlag('--server-addr', 'server_addr', flags.get('--server-addr'));
+  fromEnvOrFlag('--log-level', 'log', flags.get('--log-level'));
+
+  return { config: cfg, warnings, action };
+}

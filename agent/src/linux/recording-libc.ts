@@ -1,0 +1,47 @@
+import { SyscallError } from './errno.js';
+import type { Libc } from './libc.js';
+
+export interface RecordedCall {
+  name: keyof Libc;
+  args: unknown[];
+}
+
+type Script = { [K in keyof Libc]?: (...args: Parameters<Libc[K]>) => ReturnType<Libc[K]> };
+
+/**
+ * A Libc for unit tests: records every call in order and answers from a script. A call with no
+ * script entry returns a neutral value (0 / undefined) so tests only script what they assert on;
+ * `fail(name, errno)` makes a call throw the SyscallError the real one would.
+ */
+export class RecordingLibc implements Libc {
+  readonly calls: RecordedCall[] = [];
+  private readonly failures = new Map<keyof Libc, number>();
+  private nextFd = 100;
+
+  constructor(private readonly script: Script = {}) {}
+
+  fail(name: keyof Libc, errno: number): this {
+    this.failures.set(name, errno);
+    return this;
+  }
+
+  private run<K extends keyof Libc>(name: K, args: Parameters<Libc[K]>, neutral: ReturnType<Libc[K]>): ReturnType<Libc[K]> {
+    this.calls.push({ name, args });
+    const errno = this.failures.get(name);
+    if (errno !== undefined) throw new SyscallError(name, errno, args.map(String).join(', '));
+    const f = this.script[name] as ((...a: Parameters<Libc[K]>) => ReturnType<Libc[K]>) | undefined;
+    return f ? f(...args) : neutral;
+  }
+
+  getpid() { return this.run('getpid', [], 4242); }
+  socket(d: number, t: number, p: number) { return this.run('socket', [d, t, p], this.nextFd++); }
+  bindVsock(fd: number, cid: number, port: number) { this.run('bindVsock', [fd, cid, port], undefined); }
+  connectVsock(fd: number, cid: number, port: number) { this.run('connectVsock', [fd, cid, port], undefined); }
+  listen(fd: number, backlog: number) { this.run('listen', [fd, backlog], undefined); }
+  close(fd: number) { this.run('close', [fd], undefined); }
+  mount(s: string | null, t: string, f: string | null, fl: number, d: string | null) { this.run('mount', [s, t, f, fl, d], undefined); }
+  umount2(t: string, fl: number) { this.run('umount2', [t, fl], undefined); }
+  unshare(fl: number) { this.run('unshare', [fl], undefined); }
+  setns(fd: number, t: number) { this.run('setns', [fd, t], undefined); }
+  sethostname(n: string) { this.run('sethostname', [n], undefined); }
+}

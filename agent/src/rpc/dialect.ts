@@ -1,0 +1,50 @@
+import { fromBinary, fromJson, toJson, type DescMessage, type Message } from '@bufbuild/protobuf';
+import { CreateContainerRequestSchema, ReadStreamResponseSchema, type ReadStreamResponse } from '../../../protos/gen/agent_pb.js';
+import { CreateContainerRequestSchema as CreateContainerRequest1xSchema } from '../../../protos/gen/compat_1x_pb.js';
+import type { LegacyFields } from './handlers.js';
+import { Code, RpcError } from './status.js';
+import { create } from '@bufbuild/protobuf';
+
+/**
+ * Everything that differs between the kata wire generations, decided once per connection by the
+ * framing it arrived on (gRPC = 1.x, ttrpc = 2.x/3.x) so handlers never test the generation.
+ */
+export interface Dialect {
+  readonly name: 'kata-1.x' | 'kata-3.x';
+  /** Decodes a request; may lift generation-only fields into `legacy`. */
+  decode(schema: DescMessage, bytes: Uint8Array, legacy: LegacyFields): Message;
+  /** What ReadStdout/ReadStderr answer once every writer has closed. */
+  endOfStream(): ReadStreamResponse;
+}
+
+function decodeStrict(schema: DescMessage, bytes: Uint8Array): Message {
+  try {
+    return fromBinary(schema, bytes);
+  } catch (err) {
+    throw new RpcError(Code.INVALID_ARGUMENT, `cannot decode ${schema.typeName}: ${(err as Error).message}`);
+  }
+}
+
+export const dialect3x: Dialect = {
+  name: 'kata-3.x',
+  decode: (schema, bytes) => decodeStrict(schema, bytes),
+  endOfStream: () => create(ReadStreamResponseSchema, { data: new Uint8Array(0) }),
+};
+
+export const dialect1x: Dialect = {
+  name: 'kata-1.x',
+  decode(schema, bytes, legacy) {
+    if (schema.typeName !== CreateContainerRequestSchema.typeName) return decodeStrict(schema, bytes);
+    // 1.x numbers field 8 (agent_pidns) and the seccomp syscall lists differently. Field names are the
+    // same in both, so the 1.x message converts to the 3.x one through its JSON form.
+    const old = decodeStrict(CreateContainerRequest1xSchema, bytes) as Message & { agentPidns: boolean };
+    legacy.agentPidns = old.agentPidns;
+    const json = toJson(CreateContainerRequest1xSchema, old as never, { useProtoFieldName: true }) as Record<string, unknown>;
+    delete json.agent_pidns;
+    return fromJson(CreateContainerRequestSchema, json as never, { ignoreUnknownFields: false });
+  },
+  endOfStream() {
+    // kata 1.x hosts stop copying output when the read fails with "EOF".
+    throw new RpcError(Code.UNKNOWN, 'EOF');
+  },
+};

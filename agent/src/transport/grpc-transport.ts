@@ -1,0 +1,88 @@
+import * as grpc from '@grpc/grpc-js';
+import { ReflectionService } from '@grpc/reflection';
+import { toBinary } from '@bufbuild/protobuf';
+import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
+import type { DescFile } from '@bufbuild/protobuf';
+import type { Duplex } from 'node:stream';
+import { dialect1x } from '../rpc/dialect.js';
+import { services, type AgentRpcService } from '../rpc/service.js';
+import type { RpcError } from '../rpc/status.js';
+import type { Logger } from '../log/logger.js';
+
+/** kata 1.x hosts (grpc-go) cap messages at 4 MiB; accept what they may send, refuse more. */
+const MAX_MESSAGE = 4 << 20;
+
+const passthrough = (b: Buffer) => b;
+
+/** All files our services need, dependencies first, as gRPC reflection wants them. */
+function descriptorFiles(): DescFile[] {
+  const seen = new Map<string, DescFile>();
+  const visit = (f: DescFile) => {
+    if (seen.has(f.name)) return;
+    f.dependencies.forEach(visit);
+    seen.set(f.name, f);
+  };
+  services.forEach((s) => visit(s.file));
+  return [...seen.values()];
+}
+
+/**
+ * Serves the agent service as gRPC over HTTP/2 (the kata 1.x wire) on any Duplex handed to it.
+ * Payloads pass through grpc-js undecoded so AgentRpcService decodes them and answers malformed
+ * bytes with INVALID_ARGUMENT instead of grpc-js's INTERNAL.
+ */
+export class GrpcTransport {
+  private readonly server: grpc.Server;
+  private readonly injector: ReturnType<grpc.Server['createConnectionInjector']>;
+
+  constructor(
+    service: AgentRpcService,
+    private readonly log: Logger,
+  ) {
+    this.server = new grpc.Server({
+      'grpc.max_receive_message_length': MAX_MESSAGE,
+      'grpc.max_send_message_length': MAX_MESSAGE,
+    });
+    for (const svc of services) {
+      const definition: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {};
+      const impl: grpc.UntypedServiceImplementation = {};
+      for (const m of svc.methods) {
+        const entry = service.lookup(svc.typeName, m.name)!;
+        definition[m.name] = {
+          path: `/${svc.typeName}/${m.name}`,
+          requestStream: false,
+          responseStream: false,
+          requestSerialize: passthrough,
+          requestDeserialize: passthrough,
+          responseSerialize: passthrough,
+          responseDeserialize: passthrough,
+        };
+        impl[m.name] = (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+          const abort = new AbortController();
+          call.once('cancelled', () => abort.abort());
+          service.dispatch(entry, call.request, { dialect: dialect1x, signal: abort.signal }).then(
+            (bytes) => callback(null, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)),
+            (err: RpcError) => callback({ code: err.code as number, details: err.message }),
+          );
+        };
+      }
+      this.server.addService(definition, impl);
+    }
+    const pkg = Object.fromEntries(
+      services.map((s) => [s.typeName, { fileDescriptorProtos: descriptorFiles().map((f) => Buffer.from(toBinary(FileDescriptorProtoSchema, f.proto))) }]),
+    );
+    new ReflectionService(pkg as never).addToServer(this.server);
+    this.injector = this.server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  }
+
+  /** Serves one host connection until it closes. */
+  serve(conn: Duplex): void {
+    conn.on('error', (err) => this.log.debug({ err: err.message }, 'grpc connection error'));
+    this.injector.injectConnection(conn);
+  }
+
+  close(): void {
+    this.injector.destroy();
+    this.server.forceShutdown();
+  }
+}

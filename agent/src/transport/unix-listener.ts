@@ -1,0 +1,73 @@
+import fs from 'node:fs';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { ConfigError } from '../config/errors.js';
+import type { Listener } from './listener.js';
+
+/** Is something accepting on this socket path? A refused connect means a stale file from a dead agent. */
+function socketInUse(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect(path);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+}
+
+export class UnixListener implements Listener {
+  private server?: net.Server;
+  readonly address: string;
+
+  constructor(
+    private readonly path: string,
+    private readonly abstract: boolean,
+  ) {
+    this.address = `unix://${abstract ? '@' : ''}${path}`;
+  }
+
+  private get bindName(): string {
+    // Linux abstract sockets: a leading NUL, no file on disk.
+    return this.abstract ? `\0${this.path}` : this.path;
+  }
+
+  async listen(onConnection: (conn: Duplex) => void): Promise<void> {
+    if (!this.abstract) await this.removeStale();
+    const server = net.createServer((sock) => onConnection(sock));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        const why: Record<string, string> = {
+          EADDRINUSE: 'address already in use',
+          EACCES: 'permission denied (directory not writable?)',
+          ENOENT: 'directory does not exist',
+          EROFS: 'read-only file system',
+        };
+        reject(new ConfigError(`cannot listen on ${this.address}: ${err.code ?? ''} ${why[err.code ?? ''] ?? err.message}`.trim()));
+      });
+      server.listen(this.bindName, () => resolve());
+    });
+    server.on('error', () => undefined);
+    this.server = server;
+  }
+
+  private async removeStale(): Promise<void> {
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(this.path);
+    } catch {
+      return;
+    }
+    if (!st.isSocket()) throw new ConfigError(`cannot listen on ${this.address}: ${this.path} exists and is not a socket`);
+    if (await socketInUse(this.path)) throw new ConfigError(`cannot listen on ${this.address}: socket path in use by another process`);
+    fs.unlinkSync(this.path);
+  }
+
+  async close(): Promise<void> {
+    const s = this.server;
+    this.server = undefined;
+    if (!s) return;
+    await new Promise<void>((resolve) => s.close(() => resolve()));
+    // net.Server unlinks its own path on close; nothing else to clean.
+  }
+}

@@ -1,0 +1,48 @@
+// Node's net module refuses fds it did not create when they are AF_VSOCK sockets or character
+// devices (ERR_INVALID_FD_TYPE), but libuv's pipe handle accepts any stream fd and is as fast as
+// Node's own sockets (shared/notes/platform.md). process.binding is deprecated, so its use is kept
+// to this one module.
+import net from 'node:net';
+import { errnoName } from '../linux/errno.js';
+
+interface PipeHandle {
+  open(fd: number): number;
+  listen(backlog: number): number;
+  close(cb?: () => void): void;
+  onconnection: ((status: number, client?: unknown) => void) | null;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const pipeWrap = (process as any).binding('pipe_wrap') as { Pipe: new (type: number) => PipeHandle; constants: { SOCKET: number } };
+
+/** Wraps a connected stream fd (socket or char device) as a net.Socket. The socket owns the fd. */
+export function socketFromFd(fd: number): net.Socket {
+  const handle = new pipeWrap.Pipe(pipeWrap.constants.SOCKET);
+  const r = handle.open(fd);
+  if (r < 0) throw new Error(`uv_pipe_open(fd=${fd}): ${errnoName(-r)}`);
+  return new net.Socket({ handle, readable: true, writable: true } as net.SocketConstructorOpts);
+}
+
+export interface FdServer {
+  close(): Promise<void>;
+}
+
+/** Accepts connections on an already bound stream-socket fd; each arrives as a net.Socket. */
+export function acceptOnFd(fd: number, backlog: number, onConnection: (sock: net.Socket) => void, onError: (err: Error) => void): FdServer {
+  const handle = new pipeWrap.Pipe(pipeWrap.constants.SOCKET);
+  let r = handle.open(fd);
+  if (r < 0) throw new Error(`uv_pipe_open(fd=${fd}): ${errnoName(-r)}`);
+  handle.onconnection = (status, client) => {
+    if (status < 0 || !client) {
+      onError(new Error(`accept on fd ${fd}: ${errnoName(-status)}`));
+      return;
+    }
+    onConnection(new net.Socket({ handle: client, readable: true, writable: true } as net.SocketConstructorOpts));
+  };
+  r = handle.listen(backlog);
+  if (r < 0) {
+    handle.close();
+    throw new Error(`listen(fd=${fd}): ${errnoName(-r)}`);
+  }
+  return { close: () => new Promise<void>((resolve) => handle.close(resolve)) };
+}
