@@ -1,0 +1,30 @@
+// One interface over cgroup v1 (this CI machine's layout) and cgroup v2 (the guest). Container code
+// talks only to this; cgroups/v1.ts and cgroups/v2.ts implement it, cgroups/detect.ts picks one.
+import type { LinuxResources } from '../../../protos/gen/oci_pb.js';
+import type { CgroupStats } from '../../../protos/gen/agent_pb.js';
+
+export interface CgroupManager {
+  /** "v1" or "v2". */
+  readonly version: 'v1' | 'v2';
+  /** Creates the container's cgroup (a path relative to the agent's own cgroup) and applies resources. */
+  create(relPath: string, resources: LinuxResources | undefined): Cgroup;
+}
+
+export interface Cgroup {
+  readonly relPath: string;
+  /** Moves a process in (all v1 hierarchies / the v2 group). */
+  addProcess(pid: number): void;
+  /** Applies (or re-applies, for UpdateContainer) the given resources. */
+  update(resources: LinuxResources): void;
+  freeze(): Promise<void>;
+  thaw(): Promise<void>;
+  /** "FROZEN" / "THAWED", as kata reports it. */
+  state(): 'FROZEN' | 'THAWED';
+  /** Every pid in the group, for signal-all and ListProcesses. */
+  pids(): number[];
+  stats(): CgroupStats;
+  /** Calls back on every OOM kill in the group until the returned function is called. */
+  watchOom(onOom: () => void): () => void;
+  /** Removes the group; kills nothing (callers kill and wait first). */
+  destroy(): Promise<void>;
+}
