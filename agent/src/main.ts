@@ -57,18 +57,26 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
   };
 }
 
-function fail(message: string): never {
-  process.stderr.write(`kata-agent: ${message}\n`);
-  process.exit(2);
+/** What init (PID 1) changes about the agent's start and end. */
+export interface MainHooks {
+  /** Runs once config and logger exist, before the agent listens (boot duties). */
+  beforeStart?: (config: AgentConfig, log: Logger) => Promise<void>;
+  /** Replaces process.exit: PID 1 must power off instead of exiting. */
+  exit?: (code: number) => void;
 }
 
-/** Entry point of bin/kata-agent in standalone mode. */
-export async function main(argv: string[]): Promise<void> {
+/** Entry point of bin/kata-agent in standalone mode, and of init after its boot duties. */
+export async function main(argv: string[], hooks: MainHooks = {}): Promise<void> {
+  const exit = hooks.exit ?? ((code: number) => process.exit(code));
+  const fail = (message: string) => {
+    process.stderr.write(`kata-agent: ${message}\n`);
+    exit(2);
+  };
   let loaded;
   try {
     loaded = loadConfig({ argv, env: process.env, cmdline: readCmdline(), readFile: (p) => fs.readFileSync(p, 'utf8') });
   } catch (err) {
-    if (err instanceof ConfigError) fail(err.message);
+    if (err instanceof ConfigError) return fail(err.message);
     throw err;
   }
   if (loaded.action === 'help') {
@@ -86,16 +94,17 @@ export async function main(argv: string[]): Promise<void> {
   process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception'));
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
 
+  if (hooks.beforeStart) await hooks.beforeStart(loaded.config, log);
   let agent: RunningAgent;
   try {
     agent = await startAgent(loaded.config, log);
   } catch (err) {
-    if (err instanceof ConfigError) fail(err.message);
+    if (err instanceof ConfigError) return fail(err.message);
     throw err;
   }
   const shutdown = (signal: string) => {
     log.info({ signal }, 'shutting down');
-    agent.stop().finally(() => process.exit(0));
+    agent.stop().finally(() => exit(0));
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));

@@ -18,7 +18,17 @@ const c = {
   unshare: lib.func('int unshare(int)'),
   setns: lib.func('int setns(int, int)'),
   sethostname: lib.func('int sethostname(const char *, size_t)'),
+  waitpid: lib.func('int waitpid(int, _Out_ int *, int)'),
+  reboot: lib.func('int reboot(int)'),
+  sync: lib.func('void sync()'),
+  syscall: lib.func('long syscall(long, ...)'),
+  prctl: lib.func('int prctl(int, unsigned long, unsigned long, unsigned long, unsigned long)'),
+  setsid: lib.func('int setsid()'),
+  ioctlInt: lib.func('int ioctl(int, unsigned long, unsigned long)'),
+  ioctlBuf: lib.func('int ioctl(int, unsigned long, void *)'),
 };
+
+const SYS_finit_module = 313;
 
 /** struct sockaddr_vm: family u16, reserved u16, port u32, cid u32, flags u8, zero[3]. */
 function sockaddrVm(cid: number, port: number): Buffer {
@@ -68,5 +78,31 @@ export const koffiLibc: Libc = {
   },
   sethostname(name) {
     check('sethostname', name, c.sethostname(name, Buffer.byteLength(name)));
+  },
+  waitpid(pid, options) {
+    const status = [0];
+    const r = check('waitpid', `${pid}, 0x${options.toString(16)}`, c.waitpid(pid, status, options));
+    return { pid: r, status: status[0] };
+  },
+  reboot(cmd) {
+    check('reboot', `0x${(cmd >>> 0).toString(16)}`, c.reboot(cmd));
+  },
+  sync() {
+    c.sync();
+  },
+  finitModule(fd, params, flags) {
+    check('finit_module', `fd=${fd}`, Number(c.syscall(SYS_finit_module, 'int', fd, 'str', params, 'int', flags)));
+  },
+  prctl(option, arg2) {
+    check('prctl', `${option}, ${arg2}`, c.prctl(option, arg2, 0, 0, 0));
+  },
+  setsid() {
+    return check('setsid', '', c.setsid());
+  },
+  ioctlInt(fd, request, arg) {
+    return check('ioctl', `fd=${fd}, 0x${request.toString(16)}`, c.ioctlInt(fd, request, arg));
+  },
+  ioctlBuf(fd, request, buf) {
+    return check('ioctl', `fd=${fd}, 0x${request.toString(16)}`, c.ioctlBuf(fd, request, buf));
   },
 };

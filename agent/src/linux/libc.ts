@@ -33,6 +33,19 @@ export const MS_SHARED = 1 << 20;
 
 export const MNT_DETACH = 2;
 
+// PID-1 duties (init/src): power, reaping, modules, the console and `lo`.
+export const AF_INET = 2;
+export const SOCK_DGRAM = 2;
+export const WNOHANG = 1;
+export const WALL = 0x40000000;
+export const RB_AUTOBOOT = 0x01234567;
+export const RB_POWER_OFF = 0x4321fedc;
+export const PR_SET_CHILD_SUBREAPER = 36;
+export const SIOCGIFFLAGS = 0x8913;
+export const SIOCSIFFLAGS = 0x8914;
+export const IFF_UP = 0x1;
+export const TIOCSCTTY = 0x540e;
+
 export interface Libc {
   getpid(): number;
   socket(domain: number, type: number, protocol: number): number;
@@ -47,4 +60,16 @@ export interface Libc {
   unshare(flags: number): void;
   setns(fd: number, nstype: number): void;
   sethostname(name: string): void;
+  /** waitpid(); `pid` 0 means no child changed state (WNOHANG). `status` is the raw wait status. */
+  waitpid(pid: number, options: number): { pid: number; status: number };
+  reboot(cmd: number): void;
+  sync(): void;
+  /** finit_module(2) (no glibc wrapper: raw syscall). */
+  finitModule(fd: number, params: string, flags: number): void;
+  prctl(option: number, arg2: number): void;
+  setsid(): number;
+  /** ioctl() with an integer argument. */
+  ioctlInt(fd: number, request: number, arg: number): number;
+  /** ioctl() with a pointer to `buf`, which the kernel may read and write in place. */
+  ioctlBuf(fd: number, request: number, buf: Buffer): number;
 }

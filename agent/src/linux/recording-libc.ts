@@ -44,4 +44,12 @@ export class RecordingLibc implements Libc {
   unshare(fl: number) { this.run('unshare', [fl], undefined); }
   setns(fd: number, t: number) { this.run('setns', [fd, t], undefined); }
   sethostname(n: string) { this.run('sethostname', [n], undefined); }
+  waitpid(pid: number, o: number) { return this.run('waitpid', [pid, o], { pid: 0, status: 0 }); }
+  reboot(cmd: number) { this.run('reboot', [cmd], undefined); }
+  sync() { this.run('sync', [], undefined); }
+  finitModule(fd: number, p: string, fl: number) { this.run('finitModule', [fd, p, fl], undefined); }
+  prctl(o: number, a: number) { this.run('prctl', [o, a], undefined); }
+  setsid() { return this.run('setsid', [], 1); }
+  ioctlInt(fd: number, r: number, a: number) { return this.run('ioctlInt', [fd, r, a], 0); }
+  ioctlBuf(fd: number, r: number, b: Buffer) { return this.run('ioctlBuf', [fd, r, b], 0); }
 }

@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+// Bundles init + agent into one file with esbuild (straight from the TypeScript sources) and copies
+// the two native addons beside it: koffi and node-pty load .node files by path at run time, so they
+// stay external and only their Linux x64 parts are copied.
+// usage: node rootfs-builder/bundle.mjs OUT_DIR
+import { build } from 'esbuild';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const out = path.resolve(process.argv[2] ?? path.join(repo, 'build', 'bundle'));
+const nm = path.join(repo, 'node_modules');
+
+fs.rmSync(out, { recursive: true, force: true });
+fs.mkdirSync(out, { recursive: true });
+
+await build({
+  entryPoints: [path.join(repo, 'init', 'src', 'main.ts')],
+  outfile: path.join(out, 'agent.js'),
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  external: ['koffi', 'node-pty'],
+  minify: false,
+  legalComments: 'none',
+  logLevel: 'warning',
+});
+
+function copy(rel, filter = () => true) {
+  const src = path.join(nm, rel);
+  const dst = path.join(out, 'node_modules', rel);
+  fs.cpSync(src, dst, { recursive: true, dereference: true, filter: (s) => filter(path.relative(src, s)) });
+}
+// koffi: its JS loader plus the glibc x64 build only (doc/, vendor/ and C sources are not needed).
+copy('koffi', (r) => !/^(doc|vendor|lib|src\/koffi\/src)(\/|$)/.test(r));
+copy('@koromix/koffi-linux-x64', (r) => !r.startsWith('musl_x64'));
+// node-pty: lib/ and the addon built for this Node; no prebuilds for other systems, no tests.
+copy('node-pty', (r) => r === '' || r === 'package.json' || r === 'lib' || (r.startsWith('lib/') && !r.endsWith('.map') && !r.includes('.test.')) || r === 'build' || r === 'build/Release' || r === 'build/Release/pty.node');
+
+let total = 0;
+const walk = (d) => fs.readdirSync(d, { withFileTypes: true }).forEach((e) => {
+  const p = path.join(d, e.name);
+  if (e.isDirectory()) walk(p);
+  else total += fs.statSync(p).size;
+});
+walk(out);
+console.log(`bundle: ${(total / 1048576).toFixed(1)} MiB in ${out}`);
