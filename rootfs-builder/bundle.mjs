@@ -15,6 +15,24 @@ const nm = path.join(repo, 'node_modules');
 fs.rmSync(out, { recursive: true, force: true });
 fs.mkdirSync(out, { recursive: true });
 
+/**
+ * @grpc/reflection loads its own .proto files relative to its installed folder, which a bundle
+ * does not have: point those reads at proto/ beside agent.js instead.
+ */
+function reflectionProtos() {
+  return {
+    name: 'reflection-protos',
+    setup(b) {
+      b.onLoad({ filter: /@grpc[\\/]reflection[\\/]build[\\/]src[\\/]implementations[\\/].*\.js$/ }, (args) => {
+        const src = fs.readFileSync(args.path, 'utf8');
+        const fixed = src.replaceAll("path.join(__dirname, '../../proto/", "path.join(__dirname, 'proto/");
+        if (fixed === src && src.includes('.proto')) throw new Error(`${args.path}: proto path pattern changed; update reflectionProtos()`);
+        return { contents: fixed, loader: 'js' };
+      });
+    },
+  };
+}
+
 await build({
   entryPoints: [path.join(repo, 'init', 'src', 'main.ts')],
   outfile: path.join(out, 'agent.js'),
@@ -26,7 +44,10 @@ await build({
   minify: false,
   legalComments: 'none',
   logLevel: 'warning',
+  plugins: [reflectionProtos()],
 });
+// The .proto files @grpc/reflection reads at run time sit beside the bundle.
+fs.cpSync(path.join(nm, '@grpc', 'reflection', 'build', 'proto', 'grpc'), path.join(out, 'proto', 'grpc'), { recursive: true });
 
 function copy(rel, filter = () => true) {
   const src = path.join(nm, rel);
@@ -34,7 +55,7 @@ function copy(rel, filter = () => true) {
   fs.cpSync(src, dst, { recursive: true, dereference: true, filter: (s) => filter(path.relative(src, s)) });
 }
 // koffi: its JS loader plus the glibc x64 build only (doc/, vendor/ and C sources are not needed).
-copy('koffi', (r) => !/^(doc|vendor|lib|src\/koffi\/src)(\/|$)/.test(r));
+copy('koffi', (r) => !/^(doc|vendor|lib)(\/|$)/.test(r));
 copy('@koromix/koffi-linux-x64', (r) => !r.startsWith('musl_x64'));
 // node-pty: lib/ and the addon built for this Node; no prebuilds for other systems, no tests.
 copy('node-pty', (r) => r === '' || r === 'package.json' || r === 'lib' || (r.startsWith('lib/') && !r.endsWith('.map') && !r.includes('.test.')) || r === 'build' || r === 'build/Release' || r === 'build/Release/pty.node');

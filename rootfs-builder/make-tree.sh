@@ -67,7 +67,7 @@ chmod 1777 "$ROOT/tmp"
 for p in libc6 libgcc-s1 libstdc++6; do
   x=$(mktemp -d)
   dpkg-deb -x "${DEB[$p]}" "$x"
-  find "$x" \( -path '*/gconv/*' -o -path '*/audit/*' -o -path '*/share/*' \) -prune -o \
+  find "$x" \( -path '*/lib64' -o -path '*/gconv/*' -o -path '*/audit/*' -o -path '*/share/*' \) -prune -o \
     \( -name '*.so*' -print \) | while read -r so; do cp -a "$so" "$ROOT/lib/x86_64-linux-gnu/"; done
   rm -rf "$x"
 done
@@ -105,13 +105,19 @@ rm -f "$ROOT/sbin/init"
 ln -s /usr/bin/kata-agent "$ROOT/sbin/init"
 
 step "kernel and modules ($KPKG)"
-x=$(mktemp -d)
-dpkg-deb -x "${DEB[$KPKG]}" "$x"
+# The unpacked, depmod-ed kernel package is cached too: unpacking and indexing ~4000 modules is
+# most of a cached build's time.
+x="$CACHE/unpacked/$(basename "${DEB[$KPKG]}" .deb)"
+if [ ! -e "$x/.done" ]; then
+  rm -rf "$x" && mkdir -p "$x"
+  dpkg-deb -x "${DEB[$KPKG]}" "$x"
+  depmod -b "$x" "$(ls "$x/lib/modules")"
+  touch "$x/.done"
+fi
 KVER=$(ls "$x/lib/modules")
 cp "$x/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
 echo "kernel $KVER" >>"$OUT/manifest.txt"
 # Closure of the wanted modules over modules.dep of the full package.
-depmod -b "$x" "$KVER"
 want=$(for m in $BOOT_MODULES $EXTRA_MODULES; do modprobe -d "$x" -S "$KVER" --show-depends "$m" | awk '$1=="insmod" {print $2}'; done | sort -u)
 for f in $want; do
   rel=${f#"$x"/}
@@ -120,7 +126,6 @@ for f in $want; do
 done
 cp "$x/lib/modules/$KVER/modules.order" "$x/lib/modules/$KVER/modules.builtin"* "$ROOT/lib/modules/$KVER/"
 depmod -b "$ROOT" "$KVER"
-rm -rf "$x"
 printf '%s\n' $BOOT_MODULES >"$ROOT/etc/kata-agent/modules"
 
 echo kata-guest >"$ROOT/etc/hostname"
