@@ -64,4 +64,12 @@ export function makeExt4(dir: string, dest: string, o: Ext4Options): void {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error('mkfs.ext4 not found (install e2fsprogs)');
     throw err;
   }
+  // mke2fs 1.47.0 copies each source file's atime and ctime, which the build itself moves (reading
+  // a file, touching it), so pin both afterwards; mtime and crtime already follow the tree/epoch.
+  const cmds = ['/lost+found', ...listTree(dir).map((r) => (r === '.' ? '/' : `/${r}`))]
+    .flatMap((p) => [`sif "${p}" ctime @${o.epoch}`, `sif "${p}" atime @${o.epoch}`])
+    .join('\n');
+  const r = spawnSync('debugfs', ['-w', '-f', '-', dest], { input: cmds + '\n', env, stdio: ['pipe', 'ignore', 'pipe'] });
+  if (r.error) throw new Error(`debugfs: ${r.error.message} (install e2fsprogs)`);
+  if (r.status !== 0) throw new Error(`debugfs on ${dest} failed (${r.status}): ${r.stderr.toString().slice(0, 500)}`);
 }
