@@ -230,6 +230,7 @@ t.test('streams beyond the accept backlog are refused with RST', async (t) => {
 t.test('garbage ends the session with a protocol-error go-away', async (t) => {
   for (const [name, bytes] of [
     ['text', Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')],
+    ['short noise (less than a header)', Buffer.from('hi\n')],
     ['HTTP/2 preface', Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')],
     ['unknown type', frame(7 as FrameType, 0, 0, 0)],
     ['data on stream 0', frame(FrameType.Data, 0, 0, 1, Buffer.from('x'))],

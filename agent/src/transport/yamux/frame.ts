@@ -89,10 +89,14 @@ export class FrameReader {
 
   /** Throws ProtocolError on a bad header; frames before it have already been delivered. */
   push(chunk: Buffer): void {
-    this.chunks.push(chunk);
+    if (chunk.length > 0) this.chunks.push(chunk);
     this.buffered += chunk.length;
     for (;;) {
       if (!this.header) {
+        // Refuse a wrong version byte at once: a short burst of noise must not sit waiting for 12 bytes.
+        if (this.buffered > 0 && this.chunks[0].length > 0 && this.chunks[0][0] !== VERSION) {
+          throw new ProtocolError(`version ${this.chunks[0][0]} (want ${VERSION}); first bytes ${Buffer.concat(this.chunks).subarray(0, HEADER_SIZE).toString('hex')}`);
+        }
         if (this.buffered < HEADER_SIZE) return;
         this.header = decodeHeader(this.take(HEADER_SIZE), this.maxDataLength);
       }
