@@ -46,6 +46,9 @@ await build({
   logLevel: 'warning',
   plugins: [reflectionProtos()],
 });
+// agentVersion reads name and version from a package.json beside the bundle.
+const pkg = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8'));
+fs.writeFileSync(path.join(out, 'package.json'), JSON.stringify({ name: pkg.name, version: pkg.version, private: true }) + '\n');
 // The .proto files @grpc/reflection reads at run time sit beside the bundle.
 fs.cpSync(path.join(nm, '@grpc', 'reflection', 'build', 'proto', 'grpc'), path.join(out, 'proto', 'grpc'), { recursive: true });
 
