@@ -114,12 +114,15 @@ export function build(args: Args): void {
   console.log(`== done in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${args.out} (manifest.txt lists versions and checksums)`);
 }
 
-if (require.main === module) {
+/** bin/kata-rootfs-builder and `npm run image`. */
+export function cli(argv: string[]): void {
   try {
     if (os.platform() !== 'linux') throw new Error('the image builder runs on Linux only');
-    build(parseArgs(process.argv.slice(2)));
+    build(parseArgs(argv));
   } catch (err) {
     console.error(`kata-rootfs-builder: ${(err as Error).message}`);
     process.exit(1);
   }
 }
+
+if (require.main === module) cli(process.argv.slice(2));

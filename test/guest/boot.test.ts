@@ -1,9 +1,11 @@
 // Boots the built guest under QEMU and checks PID-1 duties from the console: the agent's boot-step
 // log lines (agent.log=debug), a debug-console shell, and power-off when PID 1 is told to stop.
 import t, { type Test } from 'tap';
-import { agentReady, bootGuest, guestSkipReason, type GuestVm } from '../support/qemu.js';
+import { guestSkip, mustRunButCannot } from '../support/guest-skip.js';
+import { agentReady, bootGuest, type GuestVm } from '../support/qemu.js';
 
-const skip = guestSkipReason();
+const skip = guestSkip;
+if (mustRunButCannot) t.fail(`CI must run the in-VM tests: ${mustRunButCannot}`);
 // Under TCG on a busy 2-core machine a boot takes 10-30 s; the bound only stops a hung VM.
 const bootTimeout = 180_000;
 

@@ -10,9 +10,11 @@ import { agentVersion } from '../../agent/src/version.js';
 import { GuestDetailsRequestSchema, GuestDetailsResponseSchema } from '../../protos/gen/agent_pb.js';
 import { CheckRequestSchema, HealthCheckResponse_ServingStatus, HealthCheckResponseSchema, VersionCheckResponseSchema } from '../../protos/gen/health_pb.js';
 import { GuestRpc } from '../support/guest-rpc.js';
-import { agentReady, bootGuest, guestSkipReason, type GuestVm } from '../support/qemu.js';
+import { guestSkip, mustRunButCannot } from '../support/guest-skip.js';
+import { agentReady, bootGuest, type GuestVm } from '../support/qemu.js';
 
-const skip = guestSkipReason();
+const skip = guestSkip;
+if (mustRunButCannot) t.fail(`CI must run the in-VM tests: ${mustRunButCannot}`);
 const bootTimeout = 180_000;
 
 t.test('agent in the VM over virtio-serial + yamux', { skip }, async (t) => {
