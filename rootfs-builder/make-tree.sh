@@ -128,6 +128,16 @@ cp "$x/lib/modules/$KVER/modules.order" "$x/lib/modules/$KVER/modules.builtin"* 
 depmod -b "$ROOT" "$KVER"
 printf '%s\n' $BOOT_MODULES >"$ROOT/etc/kata-agent/modules"
 
+# Baseline for bench/boot.bench.ts: the cheapest init that can say "ready" (busybox sh), booted
+# from the same kernel and image so the comparison isolates what the agent's start costs.
+mkdir -p "$ROOT/usr/share/kata-agent"
+cat >"$ROOT/usr/share/kata-agent/shell-init" <<'SH'
+#!/bin/sh
+echo "shell init ready"
+exec /bin/busybox poweroff -f
+SH
+chmod 0755 "$ROOT/usr/share/kata-agent/shell-init"
+
 echo kata-guest >"$ROOT/etc/hostname"
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$ROOT/etc/passwd"
 printf 'root:x:0:\n' >"$ROOT/etc/group"
