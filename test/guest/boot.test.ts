@@ -5,6 +5,21 @@ import { guestSkip, mustRunButCannot } from '../support/guest-skip.js';
 import { agentReady, bootGuest, type GuestVm } from '../support/qemu.js';
 
 const skip = guestSkip;
+
+const vsockClient = [
+  "const koffi = require('/usr/lib/kata-agent/node_modules/koffi');",
+  "const lib = koffi.load('libc.so.6');",
+  "const socket = lib.func('int socket(int, int, int)');",
+  "const connect = lib.func('int connect(int, const void *, uint32_t)');",
+  "const fs = require('fs');",
+  'const fd = socket(40, 1, 0);',
+  'const sa = Buffer.alloc(16); sa.writeUInt16LE(40, 0); sa.writeUInt32LE(1024, 4); sa.writeUInt32LE(1, 8);',
+  "if (connect(fd, sa, 16) < 0) { console.log('vsock connect failed, errno ' + koffi.errno()); process.exit(1); }",
+  "fs.writeSync(fd, Buffer.from('PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n'));",
+  'fs.writeSync(fd, Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]));',
+  'const b = Buffer.alloc(64); const n = fs.readSync(fd, b);',
+  "console.log('vsock-reply type=' + b[3] + ' bytes=' + n);",
+].join('\n');
 if (mustRunButCannot) t.fail(`CI must run the in-VM tests: ${mustRunButCannot}`);
 // Under TCG on a busy 2-core machine a boot takes 10-30 s; the bound only stops a hung VM.
 const bootTimeout = 180_000;
@@ -57,7 +72,7 @@ t.test('ext4 image behind the stage-1 initramfs boots to the agent', { skip }, a
   });
 });
 
-t.test('cgroup v1 on request, debug console shell, PID 1 powers off on SIGTERM', { skip }, async (t) => {
+t.test('cgroup v1 on request, debug console shell, vsock loopback, PID 1 powers off on SIGTERM', { skip }, async (t) => {
   const params = ['agent.log=debug', 'agent.unified_cgroup_hierarchy=0', 'agent.debug_console'];
   await withGuest(t, { mode: 'initrd', params }, async (vm) => {
     await vm.waitFor(agentReady, bootTimeout);
@@ -70,6 +85,13 @@ t.test('cgroup v1 on request, debug console shell, PID 1 powers off on SIGTERM',
     await vm.waitFor(/shell-42/, 60_000);
     await vm.waitFor(/\/sys\/fs\/cgroup\/memory\/memory\.limit_in_bytes/, 60_000);
     t.pass('shell on the console runs commands');
+    // vsock loopback (CID 1) inside the guest: a client written on the console with the image's own
+    // node and koffi sends the HTTP/2 preface to the agent's vsock://-1:1024 listener, which must
+    // answer with a SETTINGS frame (type 4). The pattern only matches the script's output, not the
+    // echoed source.
+    vm.type(`cat > /tmp/vsock-check.js <<'EOF'\n${vsockClient}\nEOF\nnode /tmp/vsock-check.js\n`);
+    await vm.waitFor(/vsock-reply type=4 /, 120_000);
+    t.pass('agent answered HTTP/2 over vsock loopback inside the guest');
     vm.type('kill -TERM 1\n');
     const code = await vm.waitExit(60_000);
     t.equal(code, 0, 'QEMU exited by itself: the guest powered off');
