@@ -32,15 +32,28 @@ const viaCommand = (cmd: string, args: string[]) => (data: Buffer): Buffer | und
   }
 };
 
+/** RFC 1952 header: 10 bytes, then the optional extra field, name, comment and header CRC. */
+function gzipHeaderLength(d: Buffer): number {
+  const flags = d[3];
+  let at = 10;
+  if (flags & 4) at += 2 + d.readUInt16LE(at);
+  if (flags & 8) at = d.indexOf(0, at) + 1;
+  if (flags & 16) at = d.indexOf(0, at) + 1;
+  if (flags & 2) at += 2;
+  return at;
+}
+
 const formats: Format[] = [
   { name: 'xz', magic: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]), decompress: viaCommand('xz', ['-dc']) },
   { name: 'zstd', magic: Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), decompress: viaCommand('zstd', ['-dcq']) },
   {
     name: 'gzip',
     magic: Buffer.from([0x1f, 0x8b, 0x08]),
+    // gunzip would read the bytes after the member as a second member and fail, so skip the
+    // header and inflate the raw deflate stream, which stops at its own end.
     decompress: (d) => {
       try {
-        return zlib.gunzipSync(d, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+        return zlib.inflateRawSync(d.subarray(gzipHeaderLength(d)), { finishFlush: zlib.constants.Z_SYNC_FLUSH });
       } catch {
         return undefined;
       }
