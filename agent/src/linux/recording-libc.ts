@@ -1,5 +1,5 @@
 import { SyscallError } from './errno.js';
-import type { Libc } from './libc.js';
+import type { Libc, Winsize } from './libc.js';
 
 export interface RecordedCall {
   name: keyof Libc;
@@ -44,4 +44,11 @@ export class RecordingLibc implements Libc {
   unshare(fl: number) { this.run('unshare', [fl], undefined); }
   setns(fd: number, t: number) { this.run('setns', [fd, t], undefined); }
   sethostname(n: string) { this.run('sethostname', [n], undefined); }
+  pipe2(fl: number) { return this.run('pipe2', [fl], [this.nextFd++, this.nextFd++]); }
+  fcntl(fd: number, cmd: number, arg?: number) { return this.run('fcntl', [fd, cmd, arg], 0); }
+  posixOpenpt(fl: number) { return this.run('posixOpenpt', [fl], this.nextFd++); }
+  unlockpt(fd: number) { this.run('unlockpt', [fd], undefined); }
+  ioctlInt(fd: number, req: number, arg: number) { return this.run('ioctlInt', [fd, req, arg], 0); }
+  setWinsize(fd: number, size: Winsize) { this.run('setWinsize', [fd, size], undefined); }
+  getWinsize(fd: number) { return this.run('getWinsize', [fd], { rows: 0, cols: 0 }); }
 }
