@@ -18,6 +18,7 @@ const c = {
   unshare: lib.func('int unshare(int)'),
   setns: lib.func('int setns(int, int)'),
   sethostname: lib.func('int sethostname(const char *, size_t)'),
+  read: lib.func('intptr_t read(int, void *, size_t)'),
   pipe2: lib.func('int pipe2(int *, int)'),
   fcntl: lib.func('int fcntl(int, int, ...)'),
   posix_openpt: lib.func('int posix_openpt(int)'),
@@ -81,6 +82,9 @@ export const koffiLibc: Libc = {
   },
   sethostname(name) {
     check('sethostname', name, c.sethostname(name, Buffer.byteLength(name)));
+  },
+  read(fd, buf) {
+    return check('read', `fd=${fd}, ${buf.length}`, Number(c.read(fd, buf, buf.length)));
   },
   pipe2(flags) {
     const fds = new Int32Array(2);

@@ -71,6 +71,8 @@ export interface Libc {
   unshare(flags: number): void;
   setns(fd: number, nstype: number): void;
   sethostname(name: string): void;
+  /** read() into `buf`; returns the byte count (0 = end of file). */
+  read(fd: number, buf: Uint8Array): number;
   /** pipe2(): [read end, write end]. */
   pipe2(flags: number): [number, number];
   /** fcntl() with an int argument (0 when the command takes none); returns the call's result. */

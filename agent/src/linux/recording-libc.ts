@@ -44,6 +44,7 @@ export class RecordingLibc implements Libc {
   unshare(fl: number) { this.run('unshare', [fl], undefined); }
   setns(fd: number, t: number) { this.run('setns', [fd, t], undefined); }
   sethostname(n: string) { this.run('sethostname', [n], undefined); }
+  read(fd: number, buf: Uint8Array) { return this.run('read', [fd, buf], 0); }
   pipe2(fl: number) { return this.run('pipe2', [fl], [this.nextFd++, this.nextFd++]); }
   fcntl(fd: number, cmd: number, arg?: number) { return this.run('fcntl', [fd, cmd, arg], 0); }
   posixOpenpt(fl: number) { return this.run('posixOpenpt', [fl], this.nextFd++); }
