@@ -17,7 +17,7 @@ export class StdinStream {
   }
 
   write(data: Uint8Array, signal: AbortSignal): Promise<number> {
-    if (this.failure) return Promise.reject(this.brokenError());
+    if (this.failure) return Promise.reject(writeError(this.failure));
     if (this.closed) return Promise.reject(new RpcError(Code.FAILED_PRECONDITION, 'stdin is closed'));
     if (data.length === 0) return Promise.resolve(0);
     return new Promise((resolve, reject) => {
@@ -31,7 +31,7 @@ export class StdinStream {
       signal.addEventListener('abort', onAbort, { once: true });
       this.sink.write(data, (err) => {
         signal.removeEventListener('abort', onAbort);
-        if (err) reject(this.failure ? this.brokenError() : new RpcError(Code.INTERNAL, `writing stdin: ${err.message}`));
+        if (err) reject(writeError(this.failure ?? err));
         else resolve(data.length);
       });
     });
@@ -51,10 +51,10 @@ export class StdinStream {
     this.closed = true;
     this.sink.destroy();
   }
+}
 
-  private brokenError(): RpcError {
-    const code = this.failure?.code;
-    if (code === 'EPIPE' || code === 'EIO') return new RpcError(Code.FAILED_PRECONDITION, `stdin is closed by the process (${code})`);
-    return new RpcError(Code.INTERNAL, `writing stdin: ${this.failure?.message}`);
-  }
+function writeError(err: NodeJS.ErrnoException): RpcError {
+  const code = err.code;
+  if (code === 'EPIPE' || code === 'EIO') return new RpcError(Code.FAILED_PRECONDITION, `stdin is closed by the process (${code})`);
+  return new RpcError(Code.INTERNAL, `writing stdin: ${err.message}`);
 }
