@@ -48,14 +48,15 @@ t.test('100 MB of stdout arrive byte for byte, read in uneven sizes', async (t) 
 
 t.test('output of a process that already exited is delivered in full, then end of stream', async (t) => {
   const io = pipes();
-  // 600 KB is more than the pipe holds: the agent must have kept reading while nobody asked.
-  const { exited } = spawnWithIO(t, io, 'head -c 600000 /dev/zero | tr "\\0" o; head -c 300000 /dev/zero | tr "\\0" e >&2');
+  // 200 KB is more than the pipe holds (64 KiB) but less than pipe + the agent's queue (256 KiB):
+  // the agent must have kept reading while nobody asked. More would block the writer, by design.
+  const { exited } = spawnWithIO(t, io, 'head -c 200000 /dev/zero | tr "\\0" o; head -c 150000 /dev/zero | tr "\\0" e >&2');
   t.equal(await exited, 0);
   const out = await readAll(io, 'stdout');
   const err = await readAll(io, 'stderr');
-  t.equal(out.length, 600000);
+  t.equal(out.length, 200000);
   t.ok(out.every((b) => b === 0x6f));
-  t.equal(err.length, 300000);
+  t.equal(err.length, 150000);
   t.ok(err.every((b) => b === 0x65));
   t.equal(await io.read('stdout', 10, never), null, 'end of stream is sticky');
 });
