@@ -206,3 +206,21 @@ t.test('a stale socket file from a dead agent is replaced', async (t) => {
   const r = await run(process.execPath, [ctlBin, 'connect', '--server-address', `unix://${sock}`, '-c', 'Check']);
   t.equal(r.code, 0, r.stderr);
 });
+
+t.test('vsock listener: binds VMADDR_CID_ANY, a busy port is a clear exit 2', async (t) => {
+  const port = 30000 + (process.pid % 30000);
+  let agent;
+  try {
+    agent = await startAgentProcess({ address: `vsock://-1:${port}` });
+  } catch (err) {
+    // Only a kernel without AF_VSOCK may refuse, and then with a message that says so.
+    t.match(String(err), /EAFNOSUPPORT.*no vsock in this kernel/);
+    return;
+  }
+  t.teardown(() => agent.stop());
+  t.match(agent.logs(), new RegExp(`"address":"vsock://-1:${port}"`));
+  const r = await run(process.execPath, [path.join(repoRoot, 'bin/kata-agent'), '--server-addr', `vsock://-1:${port}`]);
+  t.equal(r.code, 2);
+  t.equal(r.stderr.trim().split('\n').length, 1);
+  t.match(r.stderr, new RegExp(`cannot listen on vsock://-1:${port}: bind\\(vsock cid=4294967295 port=${port}\\): EADDRINUSE`));
+});
