@@ -61,7 +61,11 @@ export class YamuxStream extends Duplex {
     }
     this.recvWindow -= payload.length;
     // Data after the peer's FIN or after we gave up on the stream has no reader: drop it.
-    if (payload.length > 0 && !this.remoteFin && !this.destroyed) this.push(payload);
+    if (payload.length > 0 && !this.remoteFin && !this.destroyed) {
+      this.push(payload);
+      // A flowing reader may have taken it straight away, without it touching the buffer.
+      this.grantWindow();
+    }
     this.receiveFlags(flags);
     return undefined;
   }
@@ -95,6 +99,15 @@ export class YamuxStream extends Duplex {
 
   override _read(): void {
     this.grantWindow();
+  }
+
+  // Every way of consuming a Readable (flowing mode, pipe, async iteration, read()) goes through
+  // read(). _read() alone is not enough: Node latches it off until the next push, so a reader
+  // that drains a full buffer after the peer has used up its window would never grant more.
+  override read(size?: number): any {
+    const chunk = super.read(size);
+    if (chunk !== null) this.grantWindow();
+    return chunk;
   }
 
   /** Gives back the window our consumer has used up, in steps of at least half a window. */
