@@ -321,3 +321,24 @@ t.test('a go-away with an error code from the peer ends the session', async (t) 
   pair.client.write(frame(FrameType.GoAway, 0, 0, GoAwayCode.InternalError));
   t.match((await session.closed)?.message, /peer went away: internal error/);
 });
+
+t.test('the client keeps pinging, and a peer that stops answering ends its session', async (t) => {
+  const pair = await socketPair();
+  t.teardown(() => pair.close());
+  const server = serveYamux(pair.server, () => undefined);
+  t.teardown(() => server.close());
+  let answered!: () => void;
+  const three = new Promise<void>((resolve) => (answered = resolve));
+  let n = 0;
+  const client = new YamuxClient(pair.client, { pingIntervalMs: 5, onPing: () => ++n === 3 && answered() });
+  t.teardown(() => client.close());
+  await three;
+  t.ok(server.stats.pingsAnswered >= 3, `server answered ${server.stats.pingsAnswered} keep-alive pings`);
+
+  // A peer that reads but never answers (a hung guest).
+  const mute = await socketPair();
+  t.teardown(() => mute.close());
+  mute.server.resume();
+  const hung = new YamuxClient(mute.client, { pingIntervalMs: 5, pingTimeoutMs: 20 });
+  t.match((await hung.closed)?.message, /yamux keep-alive failed: yamux ping \d+: no answer within 20 ms/);
+});
