@@ -3,7 +3,7 @@ import { FrameType, INITIAL_WINDOW, FIN, RST } from './frame.js';
 
 /** What a stream needs from its session: a way to put frames on the wire and to leave the table. */
 export interface StreamHost {
-  /** Writes one frame; returns false when the connection wants a drain before more data. */
+  /** Queues one frame on the connection (never blocks; `congested` tells when to hold data back). */
   writeFrame(type: FrameType, flags: number, streamId: number, length: number, payload?: Buffer): void;
   readonly congested: boolean;
   whenDrained(fn: () => void): void;
@@ -34,6 +34,7 @@ export class YamuxStream extends Duplex {
   private remoteFin = false;
   private wasReset = false;
   private pendingWrite?: PendingWrite;
+  private awaitingDrain = false;
 
   constructor(
     private readonly host: StreamHost,
@@ -134,7 +135,14 @@ export class YamuxStream extends Duplex {
         return; // the peer's next window update calls pump()
       }
       if (this.host.congested) {
-        this.host.whenDrained(() => this.pump());
+        // One wake-up is enough however many window updates arrive meanwhile.
+        if (!this.awaitingDrain) {
+          this.awaitingDrain = true;
+          this.host.whenDrained(() => {
+            this.awaitingDrain = false;
+            this.pump();
+          });
+        }
         return;
       }
       const n = Math.min(this.sendWindow, this.host.maxFrame, p.chunk.length - p.offset);
