@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import type { Duplex } from 'node:stream';
 import { loadConfig, usage, type AgentConfig } from './config/config.js';
 import { ConfigError } from './config/errors.js';
 import { guestDetailsHandlers } from './guest/details.js';
@@ -8,6 +9,8 @@ import { AgentRpcService } from './rpc/service.js';
 import { createListener } from './transport/create-listener.js';
 import { GrpcTransport } from './transport/grpc-transport.js';
 import type { Listener } from './transport/listener.js';
+import { TtrpcTransport } from './transport/ttrpc-transport.js';
+import { routeConnection } from './transport/wire-router.js';
 import { agentVersion } from './version.js';
 
 export interface RunningAgent {
@@ -43,8 +46,15 @@ export function buildService(config: AgentConfig, log: Logger): AgentRpcService 
 export async function startAgent(config: AgentConfig, log: Logger): Promise<RunningAgent> {
   const service = buildService(config, log);
   const grpc = new GrpcTransport(service, log);
+  const ttrpc = new TtrpcTransport(service, log);
   const listener = createListener(config.serverAddr, (err) => log.warn({ err: err.message }, 'accept failed'));
-  await listener.listen((conn) => grpc.serve(conn));
+  // One listener for both generations: each connection's first bytes pick gRPC (1.x) or ttrpc (3.x).
+  const routes = { grpc: (c: Duplex) => grpc.serve(c), ttrpc: (c: Duplex) => ttrpc.serve(c) };
+  const routeOpts = {
+    onReject: (reason: string) => log.warn({ reason }, 'connection closed: unknown wire'),
+    onRoute: (wire: string) => log.debug({ wire }, 'connection routed'),
+  };
+  await listener.listen((conn) => routeConnection(conn, routes, routeOpts));
   log.info({ address: listener.address, version: agentVersion }, 'agent listening');
   return {
     config,
@@ -53,6 +63,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     async stop() {
       await listener.close();
       grpc.close();
+      ttrpc.close();
     },
   };
 }
