@@ -59,7 +59,7 @@ export class TtrpcConnection {
     private readonly handler: TtrpcHandler,
     private readonly opts: ConnectionOptions,
   ) {
-    // A client may half-close after its last request and still wait for the answers.
+    // Our side stays open after the client's ends so the calls it cut short can be answered.
     (conn as Duplex & { allowHalfOpen: boolean }).allowHalfOpen = true;
     conn.on('data', (chunk: Buffer) => this.onData(chunk));
     conn.on('end', () => this.onEnd());
@@ -185,7 +185,6 @@ export class TtrpcConnection {
       payload = undefined;
     }
     this.send(id, code, message, payload);
-    if (this.readEnded && this.calls.size === 0) this.conn.end();
   }
 
   /** Answers a stream with an error; `endsCall` also cancels a call running on that id. */
@@ -209,8 +208,14 @@ export class TtrpcConnection {
   private onEnd(): void {
     this.readEnded = true;
     if (this.reader.midFrame) this.opts.log.debug({}, 'ttrpc: client closed its side mid-frame');
-    // Answer what is running, then close our side too.
-    if (this.calls.size === 0) this.conn.end();
+    // A socket cannot tell a peer that half-closed from one that vanished until a write fails, and
+    // a long-poll (WaitProcess, GetOOMEvent) may never write. So the end of the client's stream
+    // ends its calls: each is cancelled and, for a client that only half-closed, answered CANCELLED.
+    for (const [id, call] of [...this.calls]) {
+      call.abort.abort(new RpcError(Code.CANCELLED, 'client closed its side of the connection'));
+      this.finish(id, call, Code.CANCELLED, `${call.method}: cancelled: the client closed its side of the connection`, undefined);
+    }
+    this.conn.end();
   }
 
   private onClose(): void {
