@@ -23,6 +23,8 @@ export class TtrpcClient implements RpcClient {
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
     stream.on('error', (err) => this.fail(new CallError(Code.UNAVAILABLE, `connection error: ${err.message}`)));
     stream.on('close', () => this.fail(new CallError(Code.UNAVAILABLE, 'connection closed by the agent')));
+    // The hybrid-vsock handshake leaves the stream paused with any early bytes put back.
+    stream.resume();
   }
 
   call(service: string, method: string, request: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
