@@ -117,7 +117,9 @@ t.test('one agent, one unix socket, both wires', async (t) => {
     // pipes the stream to the agent.
     const vmmSock = path.join(path.dirname(agent.socket), 'vmm.sock');
     const seen: string[] = [];
+    const open = new Set<net.Socket>();
     const vmm = net.createServer((host) => {
+      open.add(host);
       let line = '';
       const onData = (c: Buffer) => {
         line += c.toString('latin1');
@@ -127,6 +129,7 @@ t.test('one agent, one unix socket, both wires', async (t) => {
         seen.push(line.slice(0, nl));
         const rest = Buffer.from(line.slice(nl + 1), 'latin1');
         const guest = net.connect(agent.socket, () => {
+          open.add(guest);
           host.write('OK 1073741824\n');
           if (rest.length) guest.write(rest);
           host.pipe(guest).pipe(host);
@@ -137,7 +140,10 @@ t.test('one agent, one unix socket, both wires', async (t) => {
       host.on('data', onData);
     });
     await new Promise<void>((r) => vmm.listen(vmmSock, r));
-    t.teardown(() => new Promise<void>((r) => vmm.close(() => r())));
+    t.teardown(() => {
+      open.forEach((s) => s.destroy());
+      return new Promise<void>((r) => vmm.close(() => r()));
+    });
     const r = await ctl(['connect', '--server-address', `unix://${vmmSock}`, '--hybrid-vsock', '--proto', 'ttrpc', '-c', 'Check', '-c', 'Version']);
     t.equal(r.code, 0, r.err);
     t.same(JSON.parse(r.out.split('\n')[0]), { status: 'SERVING' });
