@@ -163,6 +163,39 @@ t.test('one agent, one unix socket, both wires', async (t) => {
     t.match(r.err, /VMM refused: "FAILURE no listener"/);
   });
 
+  t.test('on the real socket: garbage is closed, a preface split across packets reaches gRPC', async (t) => {
+    const open = () =>
+      new Promise<net.Socket>((resolve) => {
+        const s = net.connect({ path: agent.socket, allowHalfOpen: true }, () => resolve(s));
+      });
+    const firstBytes = (s: net.Socket) =>
+      new Promise<Buffer>((resolve) => {
+        let got = Buffer.alloc(0);
+        s.on('data', (c: Buffer) => {
+          got = Buffer.concat([got, c]);
+          if (got.length >= 9) resolve(got);
+        });
+        s.on('end', () => resolve(got));
+      });
+    const garbage = await open();
+    const answer = firstBytes(garbage);
+    garbage.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    t.equal((await answer).length, 0, 'closed without an answer');
+    garbage.destroy();
+
+    const h2 = await open();
+    t.teardown(() => h2.destroy());
+    const settings = firstBytes(h2);
+    const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+    for (const part of [preface.subarray(0, 1), preface.subarray(1, 9), preface.subarray(9, 23), preface.subarray(23)]) {
+      h2.write(part);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    h2.write(Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]));
+    const got = await settings;
+    t.equal(got[3], 4, 'the agent answers with an HTTP/2 SETTINGS frame');
+  });
+
   t.test('the agent logged no uncaught errors', async (t) => {
     t.notMatch(agent.log(), /uncaught|unhandled/);
     t.ok(fs.existsSync(agent.socket));
