@@ -42,12 +42,15 @@ function parseCommand(text: string): Command {
 
 type Proto = 'ttrpc' | 'grpc' | 'auto';
 
-interface Options {
+export interface DialOptions {
   address?: string;
   proto: Proto;
   hybridVsock: boolean;
   hybridVsockPort: number;
   timeoutMs: number;
+}
+
+interface Options extends DialOptions {
   repeat: number;
   ignoreErrors: boolean;
   commands: string[];
@@ -71,8 +74,7 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--hybrid-vsock-port') {
       o.hybridVsockPort = Number(value());
       if (!Number.isInteger(o.hybridVsockPort) || o.hybridVsockPort < 0 || o.hybridVsockPort > 0xffffffff) throw new Error('--hybrid-vsock-port takes a port number (u32)');
-    }
-    else if (a === '--timeout') o.timeoutMs = parseDurationMs(value());
+    } else if (a === '--timeout') o.timeoutMs = parseDurationMs(value());
     else if (a === '--repeat') o.repeat = Number(value());
     else if (a === '--ignore-errors') o.ignoreErrors = true;
     else if (a === '-c' || a === '--cmd') o.commands.push(value());
@@ -84,7 +86,7 @@ function parseArgs(argv: string[]): Options {
   return o;
 }
 
-function dial(o: Options) {
+function dial(o: DialOptions) {
   return connect(o.address!, { timeoutMs: o.timeoutMs, hybridVsockPort: o.hybridVsock ? o.hybridVsockPort : undefined });
 }
 
@@ -93,8 +95,8 @@ function dial(o: Options) {
  * once (they are not the HTTP/2 preface) and closes. The other order would stall a pure ttrpc server,
  * which reads the preface "PRI " as a 1.3 GB frame length. A ttrpc answer of any status settles it.
  */
-export async function openClient(o: Pick<Options, 'address' | 'proto' | 'hybridVsock' | 'hybridVsockPort' | 'timeoutMs'>): Promise<RpcClient> {
-  const opts = o as Options;
+export async function openClient(o: DialOptions): Promise<RpcClient> {
+  const opts = o;
   if (o.proto === 'grpc') return new GrpcClient(await dial(opts));
   const ttrpc = new TtrpcClient(await dial(opts));
   if (o.proto === 'ttrpc') return ttrpc;
@@ -104,6 +106,7 @@ export async function openClient(o: Pick<Options, 'address' | 'proto' | 'hybridV
   } catch (err) {
     if (err instanceof CallError && err.code !== Code.UNAVAILABLE && err.code !== Code.DEADLINE_EXCEEDED) return ttrpc;
     ttrpc.close();
+    // A fresh connection: the first one is spent (and, through a VMM, its CONNECT too).
     return new GrpcClient(await dial(opts));
   }
 }
