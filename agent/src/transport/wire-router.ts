@@ -37,7 +37,8 @@ type Verdict = { wire: Wire } | { reject: string } | undefined;
  * 3. Anything else, or a first byte whose wire this channel does not carry: not a kata host. The
  *    connection is closed, as nothing could parse an answer.
  * A peer that closes before the rule decides is closed too. The bytes read to decide are put back
- * (unshift), so the chosen server sees the stream from its first byte.
+ * (unshift), so the chosen server sees the stream from its first byte. There is no time limit on
+ * the first bytes: every kata host speaks first, and a silent peer holds only its own socket.
  */
 function decide(prefix: Buffer, routes: WireRoutes): Verdict {
   const b0 = prefix[0];
