@@ -17,8 +17,9 @@ export interface ConnectOptions {
 /** Longest reply line a VMM may send to CONNECT ("OK <host port>\n" in practice). */
 const MAX_HANDSHAKE_LINE = 512;
 
-/** Opens a byte stream to the agent at a kata server address. */
-export async function connect(address: string, opts: ConnectOptions): Promise<Duplex> {
+/** Opens a byte stream to the agent at a kata server address (a number is the timeout in ms). */
+export async function connect(address: string, options: ConnectOptions | number): Promise<Duplex> {
+  const opts = typeof options === 'number' ? { timeoutMs: options } : options;
   const a = parseAddress(address);
   if (a.kind === 'vsock') {
     if (opts.hybridVsockPort !== undefined) throw new Error(`--hybrid-vsock needs a unix:// address (the VMM's socket), not ${address}`);
