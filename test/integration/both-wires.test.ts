@@ -18,6 +18,8 @@ import { repoRoot, startAgent } from '../helpers/agent-process.js';
 interface Step {
   method: DescMethod;
   init?: object;
+  /** Bytes to send instead of encoding `init` (bad input). */
+  raw?: Uint8Array;
   /** OK with a check of the answer, or the status code expected while a domain is missing. */
   expect: ((res: Record<string, unknown>, t: Test) => void) | Code;
 }
@@ -35,12 +37,16 @@ const suite: Step[] = [
   },
   { method: AgentService.method.createSandbox, init: { hostname: 'box', sandboxId: 'sb-both-wires' }, expect: Code.UNIMPLEMENTED },
   { method: AgentService.method.destroySandbox, expect: Code.UNIMPLEMENTED },
+  // Bad input: a truncated field, and a varint where the message has a string.
+  { method: AgentService.method.getGuestDetails, raw: Uint8Array.of(0x0a, 0x05, 0x41), expect: Code.INVALID_ARGUMENT },
+  { method: Health.method.check, raw: Uint8Array.of(0x08, 0x01), expect: Code.INVALID_ARGUMENT },
+  { method: Health.method.check, expect: (r, t) => t.equal(r.status, HealthCheckResponse_ServingStatus.SERVING, 'still serving after bad input') },
 ];
 
 async function runSuite(t: Test, client: RpcClient) {
   for (const step of suite) {
     const m = step.method;
-    const req = toBinary(m.input, create(m.input, step.init as never));
+    const req = step.raw ?? toBinary(m.input, create(m.input, step.init as never));
     try {
       const bytes = await client.call(m.parent.typeName, m.name, req, 5000);
       if (typeof step.expect === 'number') t.fail(`${m.name}: expected ${Code[step.expect]}, got OK`);
