@@ -11,6 +11,7 @@ import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import t, { type Test } from 'tap';
 import { GrpcClient } from '../../agent-ctl/src/grpc-client.js';
+import { loadConfig } from '../../agent/src/config/config.js';
 import { ConfigError } from '../../agent/src/config/errors.js';
 import { healthHandlers } from '../../agent/src/health/handlers.js';
 import { createLogger } from '../../agent/src/log/logger.js';
@@ -279,6 +280,13 @@ t.test('channel choice: explicit address, agent.use_vsock, then what the guest o
   t.equal(chooseServerAddress({ serverAddr: vsockDefault }, serialOnly), 'serial://agent.channel.0', 'serial when only it exists');
   t.equal(chooseServerAddress({ serverAddr: vsockDefault }, none), vsockDefault, 'neither: the default, whose listen error explains');
   t.equal(createListener('serial://agent.channel.0').address, 'serial://agent.channel.0', 'createListener builds a SerialListener');
+
+  // The same decisions from real configuration sources.
+  const load = (cmdline: string, env: NodeJS.ProcessEnv = {}) => loadConfig({ argv: [], env, cmdline, readFile: () => '' }).config;
+  t.equal(chooseServerAddress(load('quiet agent.use_vsock=false'), both), 'serial://agent.channel.0', 'agent.use_vsock=false on the kernel cmdline');
+  t.equal(chooseServerAddress(load('agent.use_vsock=false', { KATA_AGENT_SERVER_ADDR: 'vsock://-1:2000' }), both), 'vsock://-1:2000', 'env address beats use_vsock');
+  t.equal(chooseServerAddress(load('agent.server_addr=serial://agent.channel.0'), both), 'serial://agent.channel.0', 'agent.server_addr=serial://...');
+  t.equal(chooseServerAddress(load(''), serialOnly), 'serial://agent.channel.0', 'nothing set, only the port exists');
 
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'serial-root-'));
   t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));

@@ -114,6 +114,49 @@ t.test('8 MB through one stream: a paused reader stops the sender after one wind
   t.equal(writeDone, true, 'writer finished once the reader drained');
 });
 
+t.test('a reader that drains a full window after a pause grants it back', async (t) => {
+  // Regression (found against hashicorp/yamux): Node calls _read() before it takes the chunk out
+  // of the buffer and then not again until the next push, so granting only from _read() saw
+  // nothing consumed, and a peer that had used its whole window waited forever.
+  const pair = await socketPair();
+  t.teardown(() => pair.close());
+  let stream!: YamuxStream;
+  const session = serveYamux(pair.server, (s) => {
+    stream = s;
+    s.pause();
+  });
+  t.teardown(() => session.close());
+  const rx = collect(pair.client);
+  pair.client.write(frame(FrameType.WindowUpdate, SYN, 1, 0));
+  pair.client.write(frame(FrameType.Data, 0, 1, INITIAL_WINDOW, crypto.randomBytes(INITIAL_WINDOW)));
+  pair.client.write(frame(FrameType.Ping, SYN, 0, 7));
+  await rx.waitFor(2 * HEADER_SIZE); // ACK for the stream, then the ping answer: the data is in
+  t.equal(stream.readableLength, INITIAL_WINDOW, 'one whole window buffered');
+  t.equal(stream.ourWindow, 0);
+  stream.resume();
+  const all = headers(await rx.waitFor(3 * HEADER_SIZE));
+  t.same(all[2], { type: FrameType.WindowUpdate, flags: 0, id: 1, length: INITIAL_WINDOW }, 'the whole window granted back');
+});
+
+t.test('8 MB echoed through a pipe with whole-window frames, as a hashicorp peer sends them', async (t) => {
+  const pair = await socketPair();
+  const server = serveYamux(pair.server, (s) => s.pipe(s), { maxFrame: INITIAL_WINDOW });
+  const client = new YamuxClient(pair.client, { pingIntervalMs: 0, maxFrame: INITIAL_WINDOW });
+  t.teardown(() => {
+    client.close();
+    server.close();
+    pair.close();
+  });
+  // Other streams competing for the connection make the echo's writes back-pressure its reads.
+  const payloads = [crypto.randomBytes(8 * 1024 * 1024), ...Array.from({ length: 20 }, (_, i) => crypto.randomBytes(1000 + i * 5000))];
+  const ok = await Promise.all(payloads.map(async (data) => {
+    const c = client.open();
+    c.end(data);
+    return (await readAll(c)).equals(data);
+  }));
+  t.equal(ok.filter(Boolean).length, payloads.length, 'every stream, the 8 MB one too, echoed intact');
+});
+
 t.test('100 concurrent streams keep their own bytes', async (t) => {
   const r = await rig(t);
   const n = 100;
@@ -243,7 +286,8 @@ t.test('garbage ends the session with a protocol-error go-away', async (t) => {
     ])],
   ] as const) {
     const pair = await socketPair();
-    const session = serveYamux(pair.server, (s) => s.on('error', () => undefined).resume());
+    // Nothing reads the streams, so no window is granted back (the overrun case relies on it).
+    const session = serveYamux(pair.server, (s) => s.on('error', () => undefined));
     const rx = collect(pair.client);
     const ended = once(pair.client, 'end');
     pair.client.write(bytes);
@@ -276,4 +320,25 @@ t.test('a go-away with an error code from the peer ends the session', async (t) 
   const session = serveYamux(pair.server, () => undefined);
   pair.client.write(frame(FrameType.GoAway, 0, 0, GoAwayCode.InternalError));
   t.match((await session.closed)?.message, /peer went away: internal error/);
+});
+
+t.test('the client keeps pinging, and a peer that stops answering ends its session', async (t) => {
+  const pair = await socketPair();
+  t.teardown(() => pair.close());
+  const server = serveYamux(pair.server, () => undefined);
+  t.teardown(() => server.close());
+  let answered!: () => void;
+  const three = new Promise<void>((resolve) => (answered = resolve));
+  let n = 0;
+  const client = new YamuxClient(pair.client, { pingIntervalMs: 5, onPing: () => ++n === 3 && answered() });
+  t.teardown(() => client.close());
+  await three;
+  t.ok(server.stats.pingsAnswered >= 3, `server answered ${server.stats.pingsAnswered} keep-alive pings`);
+
+  // A peer that reads but never answers (a hung guest).
+  const mute = await socketPair();
+  t.teardown(() => mute.close());
+  mute.server.resume();
+  const hung = new YamuxClient(mute.client, { pingIntervalMs: 5, pingTimeoutMs: 20 });
+  t.match((await hung.closed)?.message, /yamux keep-alive failed: yamux ping \d+: no answer within 20 ms/);
 });

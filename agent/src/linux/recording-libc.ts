@@ -1,5 +1,5 @@
 import { SyscallError } from './errno.js';
-import type { Libc } from './libc.js';
+import type { Libc, Winsize } from './libc.js';
 
 export interface RecordedCall {
   name: keyof Libc;
@@ -50,6 +50,13 @@ export class RecordingLibc implements Libc {
   finitModule(fd: number, p: string, fl: number) { this.run('finitModule', [fd, p, fl], undefined); }
   prctl(o: number, a: number) { this.run('prctl', [o, a], undefined); }
   setsid() { return this.run('setsid', [], 1); }
-  ioctlInt(fd: number, r: number, a: number) { return this.run('ioctlInt', [fd, r, a], 0); }
   ioctlBuf(fd: number, r: number, b: Buffer) { return this.run('ioctlBuf', [fd, r, b], 0); }
+  read(fd: number, buf: Uint8Array) { return this.run('read', [fd, buf], 0); }
+  pipe2(fl: number) { return this.run('pipe2', [fl], [this.nextFd++, this.nextFd++]); }
+  fcntl(fd: number, cmd: number, arg?: number) { return this.run('fcntl', [fd, cmd, arg], 0); }
+  posixOpenpt(fl: number) { return this.run('posixOpenpt', [fl], this.nextFd++); }
+  unlockpt(fd: number) { this.run('unlockpt', [fd], undefined); }
+  ioctlInt(fd: number, req: number, arg: number) { return this.run('ioctlInt', [fd, req, arg], 0); }
+  setWinsize(fd: number, size: Winsize) { this.run('setWinsize', [fd, size], undefined); }
+  getWinsize(fd: number) { return this.run('getWinsize', [fd], { rows: 0, cols: 0 }); }
 }

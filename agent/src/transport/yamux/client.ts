@@ -8,6 +8,8 @@ export interface ClientOptions extends Omit<SessionOptions, 'onStream'> {
   pingIntervalMs?: number;
   /** A ping unanswered this long ends the session. */
   pingTimeoutMs?: number;
+  /** Each keep-alive round trip, e.g. for a harness that logs guest responsiveness. */
+  onPing?: (rttMs: number) => void;
 }
 
 /**
@@ -33,6 +35,7 @@ export class YamuxClient {
           (rtt) => {
             inFlight = false;
             this.lastRttMs = rtt;
+            opts.onPing?.(rtt);
           },
           (err: Error) => {
             inFlight = false;

@@ -3,7 +3,7 @@ import { FrameType, INITIAL_WINDOW, FIN, RST } from './frame.js';
 
 /** What a stream needs from its session: a way to put frames on the wire and to leave the table. */
 export interface StreamHost {
-  /** Writes one frame; returns false when the connection wants a drain before more data. */
+  /** Queues one frame on the connection (never blocks; `congested` tells when to hold data back). */
   writeFrame(type: FrameType, flags: number, streamId: number, length: number, payload?: Buffer): void;
   readonly congested: boolean;
   whenDrained(fn: () => void): void;
@@ -34,6 +34,7 @@ export class YamuxStream extends Duplex {
   private remoteFin = false;
   private wasReset = false;
   private pendingWrite?: PendingWrite;
+  private awaitingDrain = false;
 
   constructor(
     private readonly host: StreamHost,
@@ -61,7 +62,11 @@ export class YamuxStream extends Duplex {
     }
     this.recvWindow -= payload.length;
     // Data after the peer's FIN or after we gave up on the stream has no reader: drop it.
-    if (payload.length > 0 && !this.remoteFin && !this.destroyed) this.push(payload);
+    if (payload.length > 0 && !this.remoteFin && !this.destroyed) {
+      this.push(payload);
+      // A flowing reader may have taken it straight away, without it touching the buffer.
+      this.grantWindow();
+    }
     this.receiveFlags(flags);
     return undefined;
   }
@@ -97,6 +102,15 @@ export class YamuxStream extends Duplex {
     this.grantWindow();
   }
 
+  // Every way of consuming a Readable (flowing mode, pipe, async iteration, read()) goes through
+  // read(). _read() alone is not enough: Node latches it off until the next push, so a reader
+  // that drains a full buffer after the peer has used up its window would never grant more.
+  override read(size?: number): any {
+    const chunk = super.read(size);
+    if (chunk !== null) this.grantWindow();
+    return chunk;
+  }
+
   /** Gives back the window our consumer has used up, in steps of at least half a window. */
   private grantWindow(): void {
     if (this.remoteFin || this.destroyed) return;
@@ -121,7 +135,14 @@ export class YamuxStream extends Duplex {
         return; // the peer's next window update calls pump()
       }
       if (this.host.congested) {
-        this.host.whenDrained(() => this.pump());
+        // One wake-up is enough however many window updates arrive meanwhile.
+        if (!this.awaitingDrain) {
+          this.awaitingDrain = true;
+          this.host.whenDrained(() => {
+            this.awaitingDrain = false;
+            this.pump();
+          });
+        }
         return;
       }
       const n = Math.min(this.sendWindow, this.host.maxFrame, p.chunk.length - p.offset);
