@@ -18,6 +18,7 @@ const c = {
   unshare: lib.func('int unshare(int)'),
   setns: lib.func('int setns(int, int)'),
   sethostname: lib.func('int sethostname(const char *, size_t)'),
+  eventfd: lib.func('int eventfd(unsigned int, int)'),
 };
 
 /** struct sockaddr_vm: family u16, reserved u16, port u32, cid u32, flags u8, zero[3]. */
@@ -68,5 +69,8 @@ export const koffiLibc: Libc = {
   },
   sethostname(name) {
     check('sethostname', name, c.sethostname(name, Buffer.byteLength(name)));
+  },
+  eventfd(initval, flags) {
+    return check('eventfd', `${initval}, 0x${flags.toString(16)}`, c.eventfd(initval, flags));
   },
 };

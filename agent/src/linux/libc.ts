@@ -33,6 +33,9 @@ export const MS_SHARED = 1 << 20;
 
 export const MNT_DETACH = 2;
 
+export const EFD_CLOEXEC = 0o2000000;
+export const EFD_NONBLOCK = 0o4000;
+
 export interface Libc {
   getpid(): number;
   socket(domain: number, type: number, protocol: number): number;
@@ -47,4 +50,6 @@ export interface Libc {
   unshare(flags: number): void;
   setns(fd: number, nstype: number): void;
   sethostname(name: string): void;
+  /** A new eventfd (cgroup v1 OOM notifications are delivered through one). */
+  eventfd(initval: number, flags: number): number;
 }

@@ -44,4 +44,5 @@ export class RecordingLibc implements Libc {
   unshare(fl: number) { this.run('unshare', [fl], undefined); }
   setns(fd: number, t: number) { this.run('setns', [fd, t], undefined); }
   sethostname(n: string) { this.run('sethostname', [n], undefined); }
+  eventfd(i: number, fl: number) { return this.run('eventfd', [i, fl], this.nextFd++); }
 }
