@@ -46,30 +46,33 @@ export function removeCreated(files: CgroupFiles, created: string[]): void {
 
 /**
  * Removes a group's leaf directories, then the parent levels it created if they are empty. The kernel
- * refuses rmdir (EBUSY) while exiting tasks are still being released, so the leaf is retried briefly.
+ * refuses rmdir (EBUSY) while exiting tasks are still being released, so leaves are retried briefly
+ * (one deadline for all of them).
  */
 export async function removeGroupDirs(files: CgroupFiles, leaves: string[], createdParents: string[]): Promise<void> {
-  let firstError: Error | undefined;
-  for (const leaf of leaves) {
-    let lastErr: unknown;
-    const gone = () => {
+  const pending = new Set(leaves);
+  const errors = new Map<string, unknown>();
+  const attempt = () => {
+    for (const leaf of pending) {
       try {
         files.fs.rmdir(leaf);
-        return true;
+        pending.delete(leaf);
+        errors.delete(leaf);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT') return true;
-        lastErr = err;
-        return code !== 'EBUSY';
+        if (code === 'ENOENT') pending.delete(leaf);
+        else errors.set(leaf, err);
+        if (code !== 'ENOENT' && code !== 'EBUSY') pending.delete(leaf);
       }
-    };
-    try {
-      await waitUntil(gone, `rmdir ${leaf}`, 2000);
-    } catch {
-      // Reported below with the errno of the last attempt.
     }
-    if (lastErr && files.exists(leaf)) firstError ??= new CgroupFileError('rmdir', leaf, lastErr);
+    return pending.size === 0;
+  };
+  try {
+    await waitUntil(attempt, 'rmdir of cgroup directories', 2000);
+  } catch {
+    // Reported below with the errno of the last attempt.
   }
   removeCreated(files, createdParents);
-  if (firstError) throw firstError;
+  const [leaf, err] = [...errors][0] ?? [];
+  if (leaf !== undefined) throw new CgroupFileError('rmdir', leaf, err);
 }

@@ -142,6 +142,16 @@ class V1Cgroup implements Cgroup {
     return parsePids(this.deps.files.read(path.join(this.dirs.get(c)!, 'cgroup.procs')));
   }
 
+  /** pids(), or none once the group is gone (a repeated destroy). */
+  private pidsIfPresent(): number[] {
+    try {
+      return this.pids();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+  }
+
   stats(): CgroupStats {
     return v1Stats({
       has: (c) => this.dirs.has(c),
@@ -162,6 +172,9 @@ class V1Cgroup implements Cgroup {
   }
 
   async destroy(): Promise<void> {
+    // Callers kill and wait first; a group still in use is reported at once rather than retried.
+    const left = this.pidsIfPresent();
+    if (left.length > 0) throw failedPrecondition(`cgroup ${this.relPath} still has processes: ${left.join(' ')}`);
     for (const stop of [...this.watches]) stop();
     await removeGroupDirs(this.deps.files, this.leaves, this.created);
   }

@@ -131,6 +131,16 @@ class V2Cgroup implements Cgroup {
     return parsePids(this.deps.files.read(this.file('cgroup.procs')));
   }
 
+  /** pids(), or none once the group is gone (a repeated destroy). */
+  private pidsIfPresent(): number[] {
+    try {
+      return this.pids();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+  }
+
   stats(): CgroupStats {
     return v2Stats({ read: (f) => this.deps.files.readOptional(this.file(f)), list: () => this.deps.files.fs.readdir(this.dir) });
   }
@@ -147,6 +157,9 @@ class V2Cgroup implements Cgroup {
   }
 
   async destroy(): Promise<void> {
+    // Callers kill and wait first; a group still in use is reported at once rather than retried.
+    const left = this.pidsIfPresent();
+    if (left.length > 0) throw failedPrecondition(`cgroup ${this.relPath} still has processes: ${left.join(' ')}`);
     for (const stop of [...this.watches]) stop();
     await removeGroupDirs(this.deps.files, [this.dir], this.created);
   }
