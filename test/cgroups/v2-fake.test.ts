@@ -8,6 +8,9 @@ import { LinuxResourcesSchema, type LinuxResources } from '../../protos/gen/oci_
 import { createCgroupManager } from '../../agent/src/cgroups/detect.js';
 import { Code, toRpcError } from '../../agent/src/rpc/status.js';
 import { fakeV2 } from './fake-v2.js';
+import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
+import { BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI, BPF_PROG_TYPE_CGROUP_DEVICE } from '../../agent/src/linux/libc.js';
+import { deviceFilterProgram } from '../../agent/src/cgroups/device-filter.js';
 
 const MiB = 1024n * 1024n;
 
@@ -15,7 +18,9 @@ function setup(t: { teardown(fn: () => void): void }, controllers?: string[]) {
   const fake = fakeV2(controllers);
   t.teardown(fake.cleanup);
   const warnings: string[] = [];
+  const libc = new RecordingLibc();
   const mgr = createCgroupManager({
+    libc,
     root: fake.root,
     forceVersion: 'v2',
     procSelfCgroup: '0::/agent\n',
@@ -23,7 +28,7 @@ function setup(t: { teardown(fn: () => void): void }, controllers?: string[]) {
     log: { warn: (_o: object, msg: string) => warnings.push(msg) } as never,
   });
   fake.fs.mkdir!(path.join(fake.root, 'agent')); // the agent's own group, as the kernel would show it
-  return { fake, mgr, warnings, read: (rel: string) => fs.readFileSync(path.join(fake.root, rel), 'utf8').trim() };
+  return { fake, mgr, warnings, libc, read: (rel: string) => fs.readFileSync(path.join(fake.root, rel), 'utf8').trim() };
 }
 
 const res = (init: MessageInitShape<typeof LinuxResourcesSchema>): LinuxResources => create(LinuxResourcesSchema, init);
@@ -108,8 +113,7 @@ t.test('what v2 cannot express is refused or warned about, never silently claime
   t.match(String(err), /pids\.max: the pids controller is not enabled/);
   t.notOk(fs.existsSync(path.join(fake.root, 'agent/c2')));
 
-  const cg = mgr.create('c3', res({ Devices: [{ Allow: false, Access: 'rwm' }], CPU: { RealtimeRuntime: 1000n }, Memory: { DisableOOMKiller: true } }));
-  t.match(warnings.join('\n'), /device cgroup rules are not enforced/);
+  const cg = mgr.create('c3', res({ CPU: { RealtimeRuntime: 1000n }, Memory: { DisableOOMKiller: true } }));
   t.match(warnings.join('\n'), /realtime/);
   t.match(warnings.join('\n'), /OOM killer/);
   await cg.destroy();
@@ -241,4 +245,39 @@ t.test('group paths that could leave the agent subtree are refused; duplicates t
   await cg.destroy();
   await cg.destroy();
   t.pass('a second destroy is harmless');
+});
+
+t.test('device rules become an eBPF filter attached to the group; an update swaps it without a gap', async (t) => {
+  const { mgr, libc } = setup(t);
+  const rules = [{ Allow: false, Type: 'a' }, { Allow: true, Type: 'c', Major: 1n, Minor: 3n, Access: 'rwm' }];
+  const cg = mgr.create('c', res({ Devices: rules }));
+  const bpfCalls = () => libc.calls.filter((c) => c.name.startsWith('bpf') || c.name === 'close');
+  const [load, attach] = bpfCalls();
+  t.same(load?.args, [BPF_PROG_TYPE_CGROUP_DEVICE, deviceFilterProgram(res({ Devices: rules }).Devices), 'Apache-2.0']);
+  t.equal(attach?.name, 'bpfProgAttach');
+  const firstProg = attach?.args[1];
+  t.same(attach?.args.slice(2), [BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI]);
+
+  libc.calls.length = 0;
+  cg.update(res({ Devices: [{ Allow: true, Type: 'a' }] }));
+  t.same(bpfCalls().map((c) => c.name), ['bpfProgLoad', 'bpfProgAttach', 'bpfProgDetach', 'close'], 'new filter in before the old one out');
+  t.equal(bpfCalls()[2]?.args[1], firstProg, 'the old program is the one detached');
+  t.equal(bpfCalls()[3]?.args[0], firstProg);
+  const secondProg = bpfCalls()[1]?.args[1];
+
+  libc.calls.length = 0;
+  cg.update(res({ Pids: { Limit: 3n } }));
+  t.same(bpfCalls(), [], 'an update without device rules keeps the filter');
+
+  let err: unknown;
+  try {
+    cg.update(res({ Devices: [{ Allow: true, Type: 'z' }] }));
+  } catch (e) {
+    err = e;
+  }
+  t.equal(toRpcError(err).code, Code.INVALID_ARGUMENT);
+
+  libc.calls.length = 0;
+  await cg.destroy();
+  t.same(bpfCalls().map((c) => [c.name, c.args[0]]), [['close', secondProg]], 'program fd released with the group');
 });

@@ -10,6 +10,7 @@ import { LinuxResourcesSchema } from '../../protos/gen/oci_pb.js';
 import { createCgroupManager } from '../../agent/src/cgroups/detect.js';
 import { V2Manager } from '../../agent/src/cgroups/v2.js';
 import { parseCgroupMounts } from '../../agent/src/cgroups/self-path.js';
+import { spawn } from 'node:child_process';
 import { cpuTicks, eventually, gatedShell, isRoot, killAndWait, notRootReason, sleep, uniqueName } from './helpers.js';
 
 const mount = parseCgroupMounts(fs.readFileSync('/proc/self/mountinfo', 'utf8')).find((m) => m.fstype === 'cgroup2');
@@ -75,4 +76,35 @@ t.test('v2 on the real cgroup2 mount: place, freeze, thaw, stats, hugetlb limit,
   await cg.destroy();
   t.notOk(fs.existsSync(dir), 'group removed');
   t.notOk(fs.existsSync(path.join(base, parent)), 'created parent level removed');
+});
+
+t.test('v2 device rules are enforced by the kernel through the eBPF filter', { skip }, async (t) => {
+  const m = createCgroupManager({ forceVersion: 'v2', log: { warn: () => undefined } as never });
+  const rel = uniqueName('cgtest-v2-dev');
+  const cg = m.create(rel, create(LinuxResourcesSchema, {
+    Devices: [
+      { Allow: false, Type: 'a' },
+      { Allow: true, Type: 'c', Major: 1n, Minor: 3n, Access: 'rwm' },
+    ],
+  }));
+  // Reports which of /dev/null (1:3, allowed) and /dev/zero (1:5, not) it can open.
+  const probe = 'read _go; (: > /dev/null) 2>/dev/null && echo null-ok || echo null-denied; (head -c1 /dev/zero > /dev/null) 2>/dev/null && echo zero-ok || echo zero-denied';
+  const run = async () => {
+    const child = spawn('sh', ['-c', probe], { stdio: ['pipe', 'pipe', 'ignore'] });
+    t.teardown(() => killAndWait(child));
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => (out += d));
+    cg.addProcess(child.pid!);
+    child.stdin!.end('go\n');
+    await new Promise((r) => child.once('close', r));
+    return out.trim().split('\n');
+  };
+  t.teardown(() => cg.destroy().catch(() => undefined));
+  t.same(await run(), ['null-ok', 'zero-denied']);
+
+  // UpdateContainer with new rules replaces the filter: now /dev/zero too.
+  cg.update(create(LinuxResourcesSchema, { Devices: [{ Allow: false, Type: 'a' }, { Allow: true, Type: 'c', Major: 1n, Minor: -1n, Access: 'rw' }] }));
+  t.same(await run(), ['null-ok', 'zero-ok']);
+  await cg.destroy();
+  t.notOk(fs.existsSync(path.join((m as V2Manager).mountPoint, (m as V2Manager).ownPath, rel)));
 });

@@ -11,9 +11,9 @@
 // an agent running under systemd or a test runner stays inside the subtree delegated to it.
 //
 // What is enforced: v1 memory/cpu/cpuset/pids/blkio/hugetlb/devices/net_cls/net_prio files; v2
-// memory/cpu/cpuset/pids/io/hugetlb files. Not enforced, with a warning log: v2 device rules (need
-// eBPF), v2 rt-cpu/kernel-memory/swappiness/oom-killer switches (no v2 file), v1 kernel memory
-// (deprecated by the kernel).
+// memory/cpu/cpuset/pids/io/hugetlb files and device rules (an eBPF filter, device-filter.ts). Not
+// enforced, with a warning log: v2 rt-cpu/kernel-memory/swappiness/oom-killer/network settings (no
+// v2 file), v1 kernel memory (deprecated by the kernel), blkio leaf weights.
 import fs from 'node:fs';
 import path from 'node:path';
 import { libc as realLibc } from '../linux/index.js';

@@ -66,8 +66,7 @@ export function v2Writes(res: LinuxResources, group: V2Group, warn: (msg: string
 
   for (const h of res.HugepageLimits) w(`hugetlb.${h.Pagesize}.max`, h.Limit.toString());
 
-  // v2 device control needs an eBPF program attached to the group, which this agent does not build yet.
-  if (res.Devices.length > 0) warn('device cgroup rules are not enforced under cgroup v2 by this agent');
+  // Devices are not files in v2: the driver attaches an eBPF filter (device-filter.ts).
   if (res.Network && (res.Network.ClassID || res.Network.Priorities.length > 0)) warn('network classID/priorities do not exist in cgroup v2 and are not applied');
   return out;
 }

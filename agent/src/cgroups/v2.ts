@@ -1,8 +1,11 @@
 // cgroup v2 driver: one group directory below the agent's own group in the unified hierarchy.
+import fs from 'node:fs';
 import path from 'node:path';
 import type { LinuxResources } from '../../../protos/gen/oci_pb.js';
 import type { CgroupStats } from '../../../protos/gen/agent_pb.js';
-import { alreadyExists, failedPrecondition } from '../rpc/status.js';
+import { BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI, BPF_PROG_TYPE_CGROUP_DEVICE } from '../linux/libc.js';
+import { alreadyExists, failedPrecondition, invalidArgument } from '../rpc/status.js';
+import { deviceFilterProgram } from './device-filter.js';
 import type { Cgroup, CgroupManager } from './cgroup.js';
 import { parseFlatKeyed, parsePids, type CgroupFiles } from './files.js';
 import { makeGroupDirs, removeCreated, removeGroupDirs } from './group-dirs.js';
@@ -66,6 +69,8 @@ export class V2Manager implements CgroupManager {
 
 class V2Cgroup implements Cgroup {
   private readonly watches = new Set<() => void>();
+  /** fd of the attached device filter program, -1 while none is. */
+  private devicesProg = -1;
 
   constructor(
     readonly relPath: string,
@@ -95,6 +100,40 @@ class V2Cgroup implements Cgroup {
         throw failedPrecondition(`setting ${w.file}: the ${controller} controller is not enabled for ${this.dir}`);
       }
       files.write(this.file(w.file), w.value);
+    }
+    // Last, so a create that fails on a file write leaves no program behind.
+    if (resources.Devices.length > 0) this.applyDevices(resources);
+  }
+
+  private applyDevices(resources: LinuxResources): void {
+    let insns: Uint8Array;
+    try {
+      insns = deviceFilterProgram(resources.Devices);
+    } catch (err) {
+      throw invalidArgument(`device rules for ${this.relPath}: ${(err as Error).message}`);
+    }
+    const libc = this.deps.libc();
+    const prog = libc.bpfProgLoad(BPF_PROG_TYPE_CGROUP_DEVICE, insns, 'Apache-2.0');
+    let dirFd: number | undefined;
+    try {
+      dirFd = fs.openSync(this.dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+      // ALLOW_MULTI lets the new filter go in before the old one comes out: both run in between (the
+      // stricter wins), so no access ever passes unfiltered during an update.
+      libc.bpfProgAttach(dirFd, prog, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI);
+    } catch (err) {
+      libc.close(prog);
+      if (dirFd !== undefined) fs.closeSync(dirFd);
+      throw err;
+    }
+    const old = this.devicesProg;
+    this.devicesProg = prog;
+    try {
+      if (old >= 0) {
+        libc.bpfProgDetach(dirFd, old, BPF_CGROUP_DEVICE);
+        libc.close(old);
+      }
+    } finally {
+      fs.closeSync(dirFd);
     }
   }
 
@@ -162,5 +201,10 @@ class V2Cgroup implements Cgroup {
     if (left.length > 0) throw failedPrecondition(`cgroup ${this.relPath} still has processes: ${left.join(' ')}`);
     for (const stop of [...this.watches]) stop();
     await removeGroupDirs(this.deps.files, [this.dir], this.created);
+    // The kernel detached the filter with the group; our fd was the program's last reference.
+    if (this.devicesProg >= 0) {
+      this.deps.libc().close(this.devicesProg);
+      this.devicesProg = -1;
+    }
   }
 }

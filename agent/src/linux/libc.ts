@@ -36,6 +36,10 @@ export const MNT_DETACH = 2;
 export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
 
+export const BPF_PROG_TYPE_CGROUP_DEVICE = 15;
+export const BPF_CGROUP_DEVICE = 6;
+export const BPF_F_ALLOW_MULTI = 2;
+
 export interface Libc {
   getpid(): number;
   socket(domain: number, type: number, protocol: number): number;
@@ -52,4 +56,10 @@ export interface Libc {
   sethostname(name: string): void;
   /** A new eventfd (cgroup v1 OOM notifications are delivered through one). */
   eventfd(initval: number, flags: number): number;
+  /** bpf(BPF_PROG_LOAD): loads `insns` (struct bpf_insn[]) as a `progType` program; returns its fd. A refusal carries the verifier's log. */
+  bpfProgLoad(progType: number, insns: Uint8Array, license: string): number;
+  /** bpf(BPF_PROG_ATTACH) of a loaded program to a cgroup directory fd. */
+  bpfProgAttach(targetFd: number, progFd: number, attachType: number, flags: number): void;
+  /** bpf(BPF_PROG_DETACH) of one program (of several, BPF_F_ALLOW_MULTI) from a cgroup directory fd. */
+  bpfProgDetach(targetFd: number, progFd: number, attachType: number): void;
 }

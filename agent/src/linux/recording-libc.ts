@@ -45,4 +45,7 @@ export class RecordingLibc implements Libc {
   setns(fd: number, t: number) { this.run('setns', [fd, t], undefined); }
   sethostname(n: string) { this.run('sethostname', [n], undefined); }
   eventfd(i: number, fl: number) { return this.run('eventfd', [i, fl], this.nextFd++); }
+  bpfProgLoad(t: number, insns: Uint8Array, lic: string) { return this.run('bpfProgLoad', [t, insns, lic], this.nextFd++); }
+  bpfProgAttach(target: number, prog: number, type: number, fl: number) { this.run('bpfProgAttach', [target, prog, type, fl], undefined); }
+  bpfProgDetach(target: number, prog: number, type: number) { this.run('bpfProgDetach', [target, prog, type], undefined); }
 }
