@@ -9,6 +9,7 @@ import { createCgroupManager } from '../../agent/src/cgroups/detect.js';
 import type { Cgroup } from '../../agent/src/cgroups/cgroup.js';
 import { V1Manager } from '../../agent/src/cgroups/v1.js';
 import { Code, toRpcError } from '../../agent/src/rpc/status.js';
+import { spawn } from 'node:child_process';
 import { cpuTicks, eventually, gatedShell, isRoot, killAndWait, notRootReason, sleep, uniqueName } from './helpers.js';
 
 const hasV1 = fs.existsSync('/sys/fs/cgroup/memory/memory.limit_in_bytes') || fs.existsSync('/sys/fs/cgroup/freezer/cgroup.procs');
@@ -195,4 +196,30 @@ t.test('v1: bad paths, duplicates and failed creates', { skip }, async (t) => {
   }
   t.match(String(err), /cpuset\.cpus/);
   for (const d of [...groupDirs(m, rel2), ...groupDirs(m, `${rel2}/leaf`)]) t.notOk(fs.existsSync(d), `${d} not left behind`);
+});
+
+t.test('v1: device rules written to devices.allow/deny are enforced', { skip }, async (t) => {
+  const m = mgr();
+  const rel = uniqueName('cgtest-v1-dev');
+  const cg = m.create(rel, create(LinuxResourcesSchema, { Devices: [{ Allow: false, Type: 'a' }, { Allow: true, Type: 'c', Major: 1n, Minor: 3n, Access: 'rwm' }] }));
+  t.teardown(() => cg.destroy().catch(() => undefined));
+  const probe = 'read _go; (: > /dev/null) 2>/dev/null && echo null-ok || echo null-denied; (head -c1 /dev/zero > /dev/null) 2>/dev/null && echo zero-ok || echo zero-denied';
+  const child = spawn('sh', ['-c', probe], { stdio: ['pipe', 'pipe', 'ignore'] });
+  t.teardown(() => killAndWait(child));
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d));
+  cg.addProcess(child.pid!);
+  child.stdin!.end('go\n');
+  await new Promise((r) => child.once('close', r));
+  t.same(out.trim().split('\n'), ['null-ok', 'zero-denied']);
+  await cg.destroy();
+});
+
+t.test('v1: no group of this test run is left in any hierarchy', { skip }, async (t) => {
+  const m = mgr();
+  const mine = new RegExp(`^cgtest-v1-[a-z-]*${process.pid}-`);
+  for (const h of m.hierarchies) {
+    const left = fs.readdirSync(path.join(h.mountPoint, h.ownPath)).filter((n) => mine.test(n));
+    t.same(left, [], `${h.mountPoint}${h.ownPath}`);
+  }
 });
