@@ -83,12 +83,18 @@ function tree(files: Record<string, string>, controllers = ['memory', 'cpu', 'cp
 
 t.test('v1 memory writes keep memsw >= limit at every step', async (t) => {
   const MiB = 1048576n;
-  const up = v1Writes(create(LinuxResourcesSchema, { Memory: { Limit: 256n * MiB, Swap: 512n * MiB } }), tree({ 'memory/memory.memsw.limit_in_bytes': String(128n * MiB) }), () => undefined);
+  const memsw = { 'memory/memory.memsw.limit_in_bytes': String(128n * MiB) };
+  const up = v1Writes(create(LinuxResourcesSchema, { Memory: { Limit: 256n * MiB, Swap: 512n * MiB } }), tree(memsw), () => undefined);
   t.same(up.map((w) => w.file), ['memory.memsw.limit_in_bytes', 'memory.limit_in_bytes'], 'growing: memsw first');
-  const down = v1Writes(create(LinuxResourcesSchema, { Memory: { Limit: 64n * MiB, Swap: 64n * MiB } }), tree({ 'memory/memory.memsw.limit_in_bytes': String(128n * MiB) }), () => undefined);
+  const down = v1Writes(create(LinuxResourcesSchema, { Memory: { Limit: 64n * MiB, Swap: 64n * MiB } }), tree(memsw), () => undefined);
   t.same(down.map((w) => w.file), ['memory.limit_in_bytes', 'memory.memsw.limit_in_bytes'], 'shrinking: limit first');
-  const unlimited = v1Writes(create(LinuxResourcesSchema, { Memory: { Limit: -1n, Swap: -1n } }), tree({}), () => undefined);
+  const unlimited = v1Writes(create(LinuxResourcesSchema, { Memory: { Limit: -1n, Swap: -1n } }), tree(memsw), () => undefined);
   t.same(unlimited.map((w) => [w.file, w.value]), [['memory.memsw.limit_in_bytes', '-1'], ['memory.limit_in_bytes', '-1']]);
+  // Without swap accounting the swap part is dropped with a warning, and the memory limit still applies.
+  const warnings: string[] = [];
+  const noSwapAcct = v1Writes(create(LinuxResourcesSchema, { Memory: { Limit: 64n * MiB, Swap: 64n * MiB } }), tree({}), (m) => warnings.push(m));
+  t.same(noSwapAcct.map((w) => w.file), ['memory.limit_in_bytes']);
+  t.match(warnings.join(), /does not account swap/);
 });
 
 t.test('v1 cpu, pids, blkio, hugetlb, devices, network writes', async (t) => {

@@ -113,7 +113,12 @@ t.test('what v2 cannot express is refused or warned about, never silently claime
   t.match(String(err), /pids\.max: the pids controller is not enabled/);
   t.notOk(fs.existsSync(path.join(fake.root, 'agent/c2')));
 
+  // A kernel without swap has no memory.swap.max: the memory limit applies, the swap part is warned about.
   const cg = mgr.create('c3', res({ CPU: { RealtimeRuntime: 1000n }, Memory: { DisableOOMKiller: true } }));
+  fs.rmSync(path.join(fake.root, 'agent/c3/memory.swap.max'));
+  cg.update(res({ Memory: { Limit: 32n * MiB, Swap: 32n * MiB } }));
+  t.equal(fs.readFileSync(path.join(fake.root, 'agent/c3/memory.max'), 'utf8').trim(), String(32n * MiB));
+  t.match(warnings.join('\n'), /swap limit not applied/);
   t.match(warnings.join('\n'), /realtime/);
   t.match(warnings.join('\n'), /OOM killer/);
   await cg.destroy();

@@ -26,7 +26,13 @@ export function v1Writes(res: LinuxResources, tree: V1Tree, warn: (msg: string) 
   const mem = res.Memory;
   if (mem) {
     const limit = limitValue(mem.Limit, '-1');
-    const swap = limitValue(mem.Swap, '-1');
+    let swap = limitValue(mem.Swap, '-1');
+    // Kernels without swap accounting have no memsw files; runtimes (CRI sets swap = limit by
+    // default) would otherwise fail every container with a memory limit.
+    if (swap !== undefined && tree.has('memory') && !tree.exists('memory', 'memory.memsw.limit_in_bytes')) {
+      warn('memory+swap limit not applied: the kernel does not account swap (no memory.memsw.limit_in_bytes)');
+      swap = undefined;
+    }
     // memsw must stay >= limit at every step: raise memsw first when it grows, else lower limit first.
     if (swap !== undefined) {
       const cur = tree.read('memory', 'memory.memsw.limit_in_bytes');

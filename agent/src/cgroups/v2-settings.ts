@@ -23,7 +23,12 @@ export function v2Writes(res: LinuxResources, group: V2Group, warn: (msg: string
   if (mem) {
     w('memory.max', limitValue(mem.Limit, 'max'));
     w('memory.low', limitValue(mem.Reservation, 'max'));
-    if (mem.Swap !== 0n) w('memory.swap.max', swapMax(mem.Limit, mem.Swap));
+    if (mem.Swap !== 0n) {
+      const value = swapMax(mem.Limit, mem.Swap);
+      // No swap support in the kernel means no memory.swap.max; there is nothing to limit then.
+      if (group.exists('memory.max') && !group.exists('memory.swap.max')) warn('swap limit not applied: the kernel has no swap accounting (no memory.swap.max)');
+      else w('memory.swap.max', value);
+    }
     if (mem.Kernel !== 0n || mem.KernelTCP !== 0n) warn('kernel memory limits do not exist in cgroup v2 and are not applied');
     if (mem.Swappiness > 0n && mem.Swappiness <= 100n) warn('memory swappiness does not exist in cgroup v2 and is not applied');
     if (mem.DisableOOMKiller) warn('disabling the OOM killer is not possible in cgroup v2 and is not applied');
