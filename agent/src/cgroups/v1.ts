@@ -7,7 +7,7 @@ import type { Libc } from '../linux/libc.js';
 import { alreadyExists, failedPrecondition } from '../rpc/status.js';
 import type { Cgroup, CgroupManager } from './cgroup.js';
 import { parsePids, type CgroupFiles } from './files.js';
-import { makeGroupDirs, removeCreated, removeGroupDirs } from './group-dirs.js';
+import { makeGroupDirs, OwnedParents, removeCreated, removeGroupDirs } from './group-dirs.js';
 import type { CgroupLog } from './log.js';
 import { watchOomV1 } from './oom-v1.js';
 import { checkRelPath } from './self-path.js';
@@ -32,6 +32,7 @@ export interface DriverDeps {
 
 export class V1Manager implements CgroupManager {
   readonly version = 'v1' as const;
+  private readonly parents = new OwnedParents();
   constructor(
     readonly hierarchies: V1Hierarchy[],
     private readonly deps: DriverDeps,
@@ -58,8 +59,9 @@ export class V1Manager implements CgroupManager {
         created.push(...makeGroupDirs(files, base, relPath, prepare));
         for (const c of h.controllers) dirs.set(c, leaf);
       }
-      const group = new V1Cgroup(relPath, dirs, leaves.map((l) => l.leaf), created, this.deps);
+      const group = new V1Cgroup(relPath, dirs, leaves.map((l) => ({ leaf: l.leaf, base: l.base })), this.parents, this.deps);
       if (resources) group.update(resources);
+      this.parents.add(created.filter((d) => !leaves.some((l) => l.leaf === d)));
       return group;
     } catch (err) {
       // Leave nothing behind: a failed CreateContainer must not leak groups.
@@ -76,8 +78,8 @@ class V1Cgroup implements Cgroup {
     readonly relPath: string,
     /** controller → this group's directory in the hierarchy carrying it. */
     private readonly dirs: Map<string, string>,
-    private readonly leaves: string[],
-    private readonly created: string[],
+    private readonly leaves: Array<{ leaf: string; base: string }>,
+    private readonly parents: OwnedParents,
     private readonly deps: DriverDeps,
   ) {}
 
@@ -93,7 +95,7 @@ class V1Cgroup implements Cgroup {
   }
 
   addProcess(pid: number): void {
-    for (const leaf of this.leaves) this.deps.files.write(path.join(leaf, 'cgroup.procs'), String(pid));
+    for (const { leaf } of this.leaves) this.deps.files.write(path.join(leaf, 'cgroup.procs'), String(pid));
   }
 
   update(resources: LinuxResources): void {
@@ -107,7 +109,12 @@ class V1Cgroup implements Cgroup {
       },
       (msg) => log.warn({ cgroup: this.relPath }, msg),
     );
-    for (const w of writes) files.write(path.join(this.dir(w.controller, `setting ${w.file}`), w.file), w.value);
+    for (const w of writes) {
+      const file = path.join(this.dir(w.controller, `setting ${w.file}`), w.file);
+      // A missing file is a kernel without that feature (e.g. rt scheduling groups): say so, rather than NOT_FOUND.
+      if (!files.exists(file)) throw failedPrecondition(`setting ${w.file}: this kernel's ${w.controller} controller has no such file (${file})`);
+      files.write(file, w.value);
+    }
   }
 
   async freeze(): Promise<void> {
@@ -176,6 +183,7 @@ class V1Cgroup implements Cgroup {
     const left = this.pidsIfPresent();
     if (left.length > 0) throw failedPrecondition(`cgroup ${this.relPath} still has processes: ${left.join(' ')}`);
     for (const stop of [...this.watches]) stop();
-    await removeGroupDirs(this.deps.files, this.leaves, this.created);
+    await removeGroupDirs(this.deps.files, this.leaves.map((l) => l.leaf));
+    for (const { leaf, base } of this.leaves) this.parents.prune(this.deps.files, leaf, base);
   }
 }

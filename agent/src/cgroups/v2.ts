@@ -8,7 +8,7 @@ import { alreadyExists, failedPrecondition, invalidArgument } from '../rpc/statu
 import { deviceFilterProgram } from './device-filter.js';
 import type { Cgroup, CgroupManager } from './cgroup.js';
 import { parseFlatKeyed, parsePids, type CgroupFiles } from './files.js';
-import { makeGroupDirs, removeCreated, removeGroupDirs } from './group-dirs.js';
+import { makeGroupDirs, OwnedParents, removeCreated, removeGroupDirs } from './group-dirs.js';
 import { watchOomV2 } from './oom-v2.js';
 import { checkRelPath } from './self-path.js';
 import type { DriverDeps } from './v1.js';
@@ -18,6 +18,7 @@ import { waitUntil } from './wait.js';
 
 export class V2Manager implements CgroupManager {
   readonly version = 'v2' as const;
+  private readonly parents = new OwnedParents();
   constructor(
     /** The cgroup2 mount point. */
     readonly mountPoint: string,
@@ -38,8 +39,9 @@ export class V2Manager implements CgroupManager {
       if (dir !== leaf) this.delegate(dir);
     });
     try {
-      const group = new V2Cgroup(relPath, leaf, created, this.deps);
+      const group = new V2Cgroup(relPath, leaf, base, this.parents, this.deps);
       if (resources) group.update(resources);
+      this.parents.add(created.filter((d) => d !== leaf));
       return group;
     } catch (err) {
       removeCreated(files, created);
@@ -75,7 +77,8 @@ class V2Cgroup implements Cgroup {
   constructor(
     readonly relPath: string,
     private readonly dir: string,
-    private readonly created: string[],
+    private readonly base: string,
+    private readonly parents: OwnedParents,
     private readonly deps: DriverDeps,
   ) {}
 
@@ -200,7 +203,8 @@ class V2Cgroup implements Cgroup {
     const left = this.pidsIfPresent();
     if (left.length > 0) throw failedPrecondition(`cgroup ${this.relPath} still has processes: ${left.join(' ')}`);
     for (const stop of [...this.watches]) stop();
-    await removeGroupDirs(this.deps.files, [this.dir], this.created);
+    await removeGroupDirs(this.deps.files, [this.dir]);
+    this.parents.prune(this.deps.files, this.dir, this.base);
     // The kernel detached the filter with the group; our fd was the program's last reference.
     if (this.devicesProg >= 0) {
       this.deps.libc().close(this.devicesProg);
