@@ -16,14 +16,29 @@ import { cpuTicks, eventually, gatedShell, isRoot, killAndWait, notRootReason, s
 const mount = parseCgroupMounts(fs.readFileSync('/proc/self/mountinfo', 'utf8')).find((m) => m.fstype === 'cgroup2');
 const skip = !isRoot ? notRootReason : !mount ? 'no cgroup2 mount on this machine' : false;
 
+// The driver enables controllers in the own group's subtree_control, a group these tests did not
+// create: put it back as it was once every test here is done.
+if (!skip) {
+  const own = createCgroupManager({ forceVersion: 'v2', log: { warn: () => undefined } as never }) as V2Manager;
+  const control = path.join(own.mountPoint, own.ownPath, 'cgroup.subtree_control');
+  const before = fs.readFileSync(control, 'utf8').split(/\s+/).filter(Boolean);
+  t.teardown(() => {
+    for (const c of fs.readFileSync(control, 'utf8').split(/\s+/).filter(Boolean)) {
+      if (before.includes(c)) continue;
+      try {
+        fs.writeFileSync(control, `-${c}`);
+      } catch {
+        // Another run's groups still use it; it is theirs to undo.
+      }
+    }
+  });
+}
+
 t.test('v2 on the real cgroup2 mount: place, freeze, thaw, stats, hugetlb limit, remove', { skip }, async (t) => {
   const m = createCgroupManager({ forceVersion: 'v2', log: { warn: () => undefined } as never });
   if (!(m instanceof V2Manager)) throw new Error('expected the v2 driver');
   t.equal(m.mountPoint, mount!.mountPoint);
   const base = path.join(m.mountPoint, m.ownPath);
-  // Enabling controllers for our children is a change to a group we did not create: undo it after.
-  const subtreeBefore = fs.readFileSync(path.join(base, 'cgroup.subtree_control'), 'utf8').split(/\s+/).filter(Boolean);
-
   const parent = uniqueName('cgtest-v2');
   const rel = `${parent}/c`;
   const hugeFile = 'hugetlb.2MB.max';
@@ -33,15 +48,6 @@ t.test('v2 on the real cgroup2 mount: place, freeze, thaw, stats, hugetlb limit,
   t.teardown(async () => {
     await killAndWait(child);
     await cg.destroy().catch(() => undefined);
-    for (const c of fs.readFileSync(path.join(base, 'cgroup.subtree_control'), 'utf8').split(/\s+/).filter(Boolean)) {
-      if (!subtreeBefore.includes(c)) {
-        try {
-          fs.writeFileSync(path.join(base, 'cgroup.subtree_control'), `-${c}`);
-        } catch {
-          // Another run's groups still use it; it is theirs to undo.
-        }
-      }
-    }
   });
   const dir = path.join(base, rel);
   t.ok(fs.existsSync(dir), `${dir} created`);
