@@ -3,12 +3,11 @@
 import path from 'node:path';
 import type { LinuxResources } from '../../../protos/gen/oci_pb.js';
 import type { CgroupStats } from '../../../protos/gen/agent_pb.js';
-import type { Libc } from '../linux/libc.js';
 import { alreadyExists, failedPrecondition } from '../rpc/status.js';
 import type { Cgroup, CgroupManager } from './cgroup.js';
 import { parsePids, type CgroupFiles } from './files.js';
 import { makeGroupDirs, OwnedParents, removeCreated, removeGroupDirs } from './group-dirs.js';
-import type { CgroupLog } from './log.js';
+import type { DriverDeps } from './deps.js';
 import { watchOomV1 } from './oom-v1.js';
 import { checkRelPath } from './self-path.js';
 import { v1Stats } from './v1-stats.js';
@@ -22,13 +21,6 @@ export interface V1Hierarchy {
   ownPath: string;
 }
 
-export interface DriverDeps {
-  files: CgroupFiles;
-  libc: () => Libc;
-  log: CgroupLog;
-  /** How long freeze/thaw may take before the call fails (tasks in uninterruptible sleep delay it). */
-  freezeTimeoutMs: number;
-}
 
 export class V1Manager implements CgroupManager {
   readonly version = 'v1' as const;

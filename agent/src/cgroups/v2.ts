@@ -11,7 +11,7 @@ import { parseFlatKeyed, parsePids, type CgroupFiles } from './files.js';
 import { makeGroupDirs, OwnedParents, removeCreated, removeGroupDirs } from './group-dirs.js';
 import { watchOomV2 } from './oom-v2.js';
 import { checkRelPath } from './self-path.js';
-import type { DriverDeps } from './v1.js';
+import type { DriverDeps } from './deps.js';
 import { v2Stats } from './v2-stats.js';
 import { v2Writes } from './v2-settings.js';
 import { waitUntil } from './wait.js';
