@@ -5,7 +5,7 @@ import type { LinuxResources } from '../../../protos/gen/oci_pb.js';
 import type { CgroupStats } from '../../../protos/gen/agent_pb.js';
 import { alreadyExists, failedPrecondition } from '../rpc/status.js';
 import type { Cgroup, CgroupManager } from './cgroup.js';
-import { parsePids, type CgroupFiles } from './files.js';
+import { parsePids } from './files.js';
 import { makeGroupDirs, OwnedParents, removeCreated, removeGroupDirs } from './group-dirs.js';
 import type { DriverDeps } from './deps.js';
 import { watchOomV1 } from './oom-v1.js';

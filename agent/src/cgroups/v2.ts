@@ -7,7 +7,7 @@ import { BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI, BPF_PROG_TYPE_CGROUP_DEVICE } fro
 import { alreadyExists, failedPrecondition, invalidArgument } from '../rpc/status.js';
 import { deviceFilterProgram } from './device-filter.js';
 import type { Cgroup, CgroupManager } from './cgroup.js';
-import { parseFlatKeyed, parsePids, type CgroupFiles } from './files.js';
+import { parseFlatKeyed, parsePids } from './files.js';
 import { makeGroupDirs, OwnedParents, removeCreated, removeGroupDirs } from './group-dirs.js';
 import { watchOomV2 } from './oom-v2.js';
 import { checkRelPath } from './self-path.js';
