@@ -169,6 +169,17 @@ class V2Cgroup implements Cgroup {
     return this.frozen() ? 'FROZEN' : 'THAWED';
   }
 
+  /**
+   * SIGKILL to every process through cgroup.kill (kernel 5.14+), which is atomic against forks
+   * without a freeze. False when the kernel has no cgroup.kill.
+   */
+  killAll(): boolean {
+    const kill = this.file('cgroup.kill');
+    if (!this.deps.files.exists(kill)) return false;
+    this.deps.files.write(kill, '1');
+    return true;
+  }
+
   pids(): number[] {
     return parsePids(this.deps.files.read(this.file('cgroup.procs')));
   }
