@@ -156,7 +156,9 @@ t.test('v2: signalAll SIGKILLs a forking group through cgroup.kill; other signal
   await eventually(() => cg2.pids().length === 21);
   const sent: number[] = [];
   await signalAll(cg2, 'SIGTERM', (pid, sig) => {
-    t.equal(cg2.state(), 'FROZEN', 'signalled while frozen');
+    // cgroup.events may already say "frozen 0" here: v2 lets a frozen task that got a fatal signal
+    // run to its exit. The freeze request itself stands until the thaw.
+    t.equal(fs.readFileSync(path.join(dir(rel2), 'cgroup.freeze'), 'utf8').trim(), '1', 'signalled while frozen');
     sent.push(pid);
     process.kill(pid, sig);
   });
