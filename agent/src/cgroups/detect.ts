@@ -43,6 +43,15 @@ export interface CgroupManagerOptions {
   freezeTimeoutMs?: number;
 }
 
+/**
+ * The forceVersion for an AgentConfig's unifiedCgroupHierarchy: an explicit "true" insists on v2 (and
+ * fails clearly if no cgroup2 is mounted); "false" or unset follow what is mounted, since the boot
+ * mounts already applied the same setting in init mode.
+ */
+export function cgroupVersionFromConfig(unifiedCgroupHierarchy: boolean | undefined): 'v2' | undefined {
+  return unifiedCgroupHierarchy === true ? 'v2' : undefined;
+}
+
 export function createCgroupManager(opts: CgroupManagerOptions = {}): CgroupManager {
   const self = parseProcCgroup(opts.procSelfCgroup ?? fs.readFileSync('/proc/self/cgroup', 'utf8'));
   const deps: DriverDeps = {
