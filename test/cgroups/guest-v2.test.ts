@@ -42,7 +42,7 @@ const skip = !isRoot
           : false;
 
 /** The initramfs: busybox, node and its libraries, koffi with its native part, the bundled check. */
-function buildInitramfs(dir: string): string {
+async function buildInitramfs(dir: string): Promise<string> {
   const root = path.join(dir, 'root');
   for (const d of ['bin', 'proc', 'sys', 'dev', 'tmp', 'node_modules/@koromix']) fs.mkdirSync(path.join(root, d), { recursive: true });
   fs.copyFileSync(busybox!, path.join(root, 'bin/busybox'));
@@ -64,7 +64,12 @@ function buildInitramfs(dir: string): string {
   if (fs.existsSync(nativeDir)) fs.cpSync(nativeDir, path.join(root, 'node_modules/@koromix', path.basename(nativeDir)), { recursive: true, dereference: true });
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const esbuild = require('esbuild') as typeof import('esbuild');
-  esbuild.buildSync({ entryPoints: [path.join(__dirname, 'guest-v2-check.js')], bundle: true, platform: 'node', target: 'node20', external: ['koffi'], outfile: path.join(root, 'check.js'), logLevel: 'error' });
+  try {
+    await esbuild.build({ entryPoints: [path.join(__dirname, 'guest-v2-check.js')], bundle: true, platform: 'node', target: 'node20', external: ['koffi'], outfile: path.join(root, 'check.js'), logLevel: 'error' });
+  } finally {
+    // esbuild keeps a service process for later builds: stop it rather than leave it to outlive us.
+    await esbuild.stop();
+  }
   fs.writeFileSync(
     path.join(root, 'init'),
     [
@@ -89,7 +94,7 @@ function buildInitramfs(dir: string): string {
 t.test('v2 driver in a QEMU guest with every controller: limits, freeze, stats, OOM, kill, devices', { skip }, async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cgroups-guest-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const initrd = buildInitramfs(dir);
+  const initrd = await buildInitramfs(dir);
   const qemu = spawn(
     'qemu-system-x86_64',
     ['-M', 'q35', '-m', '1024', '-smp', '2', '-nographic', '-no-reboot', '-nodefaults', '-serial', 'stdio', '-kernel', kernel!, '-initrd', initrd,
