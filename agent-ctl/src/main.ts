@@ -9,7 +9,7 @@ import { buildRequest } from './request.js';
 const usage = `usage:
   kata-agent-ctl connect --server-address ADDR [--proto grpc] [--timeout 5s] [--repeat N] [--ignore-errors] -c 'CMD [args]' [-c ...]
   kata-agent-ctl list
-ADDR: unix:///path | unix://@abstract | vsock://CID:PORT
+ADDR: unix:///path | unix://@abstract | vsock://CID:PORT | yamux:///path (kata 1.x: QEMU's chardev socket of agent.channel.0)
 args: k=v k2="a b" | json://{...} | file:///request.json`;
 
 interface Command {

@@ -5,6 +5,7 @@ import { guestDetailsHandlers } from './guest/details.js';
 import { healthHandlers } from './health/handlers.js';
 import { createLogger, type Logger } from './log/logger.js';
 import { AgentRpcService } from './rpc/service.js';
+import { chooseServerAddress, probeChannels } from './transport/channel.js';
 import { createListener } from './transport/create-listener.js';
 import { GrpcTransport } from './transport/grpc-transport.js';
 import type { Listener } from './transport/listener.js';
@@ -43,7 +44,9 @@ export function buildService(config: AgentConfig, log: Logger): AgentRpcService 
 export async function startAgent(config: AgentConfig, log: Logger): Promise<RunningAgent> {
   const service = buildService(config, log);
   const grpc = new GrpcTransport(service, log);
-  const listener = createListener(config.serverAddr, (err) => log.warn({ err: err.message }, 'accept failed'));
+  // kata 1.x guests may offer only the virtio-serial port: pick the channel the way its agent did.
+  const address = chooseServerAddress(config, () => probeChannels());
+  const listener = createListener(address, (err) => log.warn({ err: err.message }, 'listener error'));
   await listener.listen((conn) => grpc.serve(conn));
   log.info({ address: listener.address, version: agentVersion }, 'agent listening');
   return {

@@ -2,7 +2,7 @@
 // ~1.5 µs instead of ~15 µs (measured in shared/notes/platform.md).
 import koffi from 'koffi';
 import { SyscallError } from './errno.js';
-import { AF_VSOCK, type Libc } from './libc.js';
+import { AF_VSOCK, TIOCGWINSZ, TIOCSWINSZ, type Libc, type Winsize } from './libc.js';
 
 const lib = koffi.load('libc.so.6');
 
@@ -20,7 +20,21 @@ const c = {
   sethostname: lib.func('int sethostname(const char *, size_t)'),
   eventfd: lib.func('int eventfd(unsigned int, int)'),
   syscall: lib.func('long syscall(long, ...)'),
+  read: lib.func('intptr_t read(int, void *, size_t)'),
+  pipe2: lib.func('int pipe2(int *, int)'),
+  fcntl: lib.func('int fcntl(int, int, ...)'),
+  posix_openpt: lib.func('int posix_openpt(int)'),
+  unlockpt: lib.func('int unlockpt(int)'),
+  ioctl: lib.func('int ioctl(int, unsigned long, ...)'),
 };
+
+/** struct winsize: ws_row, ws_col, ws_xpixel, ws_ypixel, all unsigned short. */
+function winsize(size: Winsize): Buffer {
+  const ws = Buffer.alloc(8);
+  ws.writeUInt16LE(size.rows, 0);
+  ws.writeUInt16LE(size.cols, 2);
+  return ws;
+}
 
 /** struct sockaddr_vm: family u16, reserved u16, port u32, cid u32, flags u8, zero[3]. */
 function sockaddrVm(cid: number, port: number): Buffer {
@@ -131,5 +145,33 @@ export const koffiLibc: Libc = {
   },
   eventfd(initval, flags) {
     return check('eventfd', `${initval}, 0x${flags.toString(16)}`, c.eventfd(initval, flags));
+  },
+  read(fd, buf) {
+    return check('read', `fd=${fd}, ${buf.length}`, Number(c.read(fd, buf, buf.length)));
+  },
+  pipe2(flags) {
+    const fds = new Int32Array(2);
+    check('pipe2', `0x${flags.toString(16)}`, c.pipe2(fds, flags));
+    return [fds[0], fds[1]];
+  },
+  fcntl(fd, cmd, arg = 0) {
+    return check('fcntl', `fd=${fd}, cmd=${cmd}, ${arg}`, c.fcntl(fd, cmd, 'int', arg));
+  },
+  posixOpenpt(flags) {
+    return check('posix_openpt', `0x${flags.toString(16)}`, c.posix_openpt(flags));
+  },
+  unlockpt(fd) {
+    check('unlockpt', `fd=${fd}`, c.unlockpt(fd));
+  },
+  ioctlInt(fd, request, arg) {
+    return check('ioctl', `fd=${fd}, 0x${request.toString(16)}, ${arg}`, c.ioctl(fd, request, 'int', arg));
+  },
+  setWinsize(fd, size) {
+    check('ioctl', `fd=${fd}, TIOCSWINSZ ${size.rows}x${size.cols}`, c.ioctl(fd, TIOCSWINSZ, 'void *', winsize(size)));
+  },
+  getWinsize(fd) {
+    const ws = Buffer.alloc(8);
+    check('ioctl', `fd=${fd}, TIOCGWINSZ`, c.ioctl(fd, TIOCGWINSZ, 'void *', ws));
+    return { rows: ws.readUInt16LE(0), cols: ws.readUInt16LE(2) };
   },
 };

@@ -1,5 +1,5 @@
 import { SyscallError } from './errno.js';
-import type { Libc } from './libc.js';
+import type { Libc, Winsize } from './libc.js';
 
 export interface RecordedCall {
   name: keyof Libc;
@@ -48,4 +48,12 @@ export class RecordingLibc implements Libc {
   bpfProgLoad(t: number, insns: Uint8Array, lic: string) { return this.run('bpfProgLoad', [t, insns, lic], this.nextFd++); }
   bpfProgAttach(target: number, prog: number, type: number, fl: number) { this.run('bpfProgAttach', [target, prog, type, fl], undefined); }
   bpfProgDetach(target: number, prog: number, type: number) { this.run('bpfProgDetach', [target, prog, type], undefined); }
+  read(fd: number, buf: Uint8Array) { return this.run('read', [fd, buf], 0); }
+  pipe2(fl: number) { return this.run('pipe2', [fl], [this.nextFd++, this.nextFd++]); }
+  fcntl(fd: number, cmd: number, arg?: number) { return this.run('fcntl', [fd, cmd, arg], 0); }
+  posixOpenpt(fl: number) { return this.run('posixOpenpt', [fl], this.nextFd++); }
+  unlockpt(fd: number) { this.run('unlockpt', [fd], undefined); }
+  ioctlInt(fd: number, req: number, arg: number) { return this.run('ioctlInt', [fd, req, arg], 0); }
+  setWinsize(fd: number, size: Winsize) { this.run('setWinsize', [fd, size], undefined); }
+  getWinsize(fd: number) { return this.run('getWinsize', [fd], { rows: 0, cols: 0 }); }
 }
