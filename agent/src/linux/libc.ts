@@ -33,6 +33,13 @@ export const MS_SHARED = 1 << 20;
 
 export const MNT_DETACH = 2;
 
+export const EFD_CLOEXEC = 0o2000000;
+export const EFD_NONBLOCK = 0o4000;
+
+export const BPF_PROG_TYPE_CGROUP_DEVICE = 15;
+export const BPF_CGROUP_DEVICE = 6;
+export const BPF_F_ALLOW_MULTI = 2;
+
 export const O_RDWR = 2;
 export const O_NOCTTY = 0o400;
 export const O_NONBLOCK = 0o4000;
@@ -71,6 +78,14 @@ export interface Libc {
   unshare(flags: number): void;
   setns(fd: number, nstype: number): void;
   sethostname(name: string): void;
+  /** A new eventfd (cgroup v1 OOM notifications are delivered through one). */
+  eventfd(initval: number, flags: number): number;
+  /** bpf(BPF_PROG_LOAD): loads `insns` (struct bpf_insn[]) as a `progType` program; returns its fd. A refusal carries the verifier's log. */
+  bpfProgLoad(progType: number, insns: Uint8Array, license: string): number;
+  /** bpf(BPF_PROG_ATTACH) of a loaded program to a cgroup directory fd. */
+  bpfProgAttach(targetFd: number, progFd: number, attachType: number, flags: number): void;
+  /** bpf(BPF_PROG_DETACH) of one program (of several, BPF_F_ALLOW_MULTI) from a cgroup directory fd. */
+  bpfProgDetach(targetFd: number, progFd: number, attachType: number): void;
   /** read() into `buf`; returns the byte count (0 = end of file). */
   read(fd: number, buf: Uint8Array): number;
   /** pipe2(): [read end, write end]. */

@@ -44,6 +44,10 @@ export class RecordingLibc implements Libc {
   unshare(fl: number) { this.run('unshare', [fl], undefined); }
   setns(fd: number, t: number) { this.run('setns', [fd, t], undefined); }
   sethostname(n: string) { this.run('sethostname', [n], undefined); }
+  eventfd(i: number, fl: number) { return this.run('eventfd', [i, fl], this.nextFd++); }
+  bpfProgLoad(t: number, insns: Uint8Array, lic: string) { return this.run('bpfProgLoad', [t, insns, lic], this.nextFd++); }
+  bpfProgAttach(target: number, prog: number, type: number, fl: number) { this.run('bpfProgAttach', [target, prog, type, fl], undefined); }
+  bpfProgDetach(target: number, prog: number, type: number) { this.run('bpfProgDetach', [target, prog, type], undefined); }
   read(fd: number, buf: Uint8Array) { return this.run('read', [fd, buf], 0); }
   pipe2(fl: number) { return this.run('pipe2', [fl], [this.nextFd++, this.nextFd++]); }
   fcntl(fd: number, cmd: number, arg?: number) { return this.run('fcntl', [fd, cmd, arg], 0); }
