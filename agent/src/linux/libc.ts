@@ -44,6 +44,13 @@ export const PR_SET_CHILD_SUBREAPER = 36;
 export const SIOCGIFFLAGS = 0x8913;
 export const SIOCSIFFLAGS = 0x8914;
 export const IFF_UP = 0x1;
+export const EFD_CLOEXEC = 0o2000000;
+export const EFD_NONBLOCK = 0o4000;
+
+export const BPF_PROG_TYPE_CGROUP_DEVICE = 15;
+export const BPF_CGROUP_DEVICE = 6;
+export const BPF_F_ALLOW_MULTI = 2;
+
 export const O_RDWR = 2;
 export const O_NOCTTY = 0o400;
 export const O_NONBLOCK = 0o4000;
@@ -92,6 +99,14 @@ export interface Libc {
   setsid(): number;
   /** ioctl() with a pointer to `buf`, which the kernel may read and write in place. */
   ioctlBuf(fd: number, request: number, buf: Buffer): number;
+  /** A new eventfd (cgroup v1 OOM notifications are delivered through one). */
+  eventfd(initval: number, flags: number): number;
+  /** bpf(BPF_PROG_LOAD): loads `insns` (struct bpf_insn[]) as a `progType` program; returns its fd. A refusal carries the verifier's log. */
+  bpfProgLoad(progType: number, insns: Uint8Array, license: string): number;
+  /** bpf(BPF_PROG_ATTACH) of a loaded program to a cgroup directory fd. */
+  bpfProgAttach(targetFd: number, progFd: number, attachType: number, flags: number): void;
+  /** bpf(BPF_PROG_DETACH) of one program (of several, BPF_F_ALLOW_MULTI) from a cgroup directory fd. */
+  bpfProgDetach(targetFd: number, progFd: number, attachType: number): void;
   /** read() into `buf`; returns the byte count (0 = end of file). */
   read(fd: number, buf: Uint8Array): number;
   /** pipe2(): [read end, write end]. */

@@ -51,6 +51,10 @@ export class RecordingLibc implements Libc {
   prctl(o: number, a: number) { this.run('prctl', [o, a], undefined); }
   setsid() { return this.run('setsid', [], 1); }
   ioctlBuf(fd: number, r: number, b: Buffer) { return this.run('ioctlBuf', [fd, r, b], 0); }
+  eventfd(i: number, fl: number) { return this.run('eventfd', [i, fl], this.nextFd++); }
+  bpfProgLoad(t: number, insns: Uint8Array, lic: string) { return this.run('bpfProgLoad', [t, insns, lic], this.nextFd++); }
+  bpfProgAttach(target: number, prog: number, type: number, fl: number) { this.run('bpfProgAttach', [target, prog, type, fl], undefined); }
+  bpfProgDetach(target: number, prog: number, type: number) { this.run('bpfProgDetach', [target, prog, type], undefined); }
   read(fd: number, buf: Uint8Array) { return this.run('read', [fd, buf], 0); }
   pipe2(fl: number) { return this.run('pipe2', [fl], [this.nextFd++, this.nextFd++]); }
   fcntl(fd: number, cmd: number, arg?: number) { return this.run('fcntl', [fd, cmd, arg], 0); }
