@@ -34,7 +34,8 @@ const c = {
   ioctl: lib.func('int ioctl(int, unsigned long, ...)'),
 };
 
-const SYS_finit_module = 313;
+// glibc has no finit_module() wrapper either.
+const SYS_finit_module: Partial<Record<string, number>> = { x64: 313, arm64: 273 };
 
 /** struct winsize: ws_row, ws_col, ws_xpixel, ws_ypixel, all unsigned short. */
 function winsize(size: Winsize): Buffer {
@@ -119,7 +120,9 @@ export const koffiLibc: Libc = {
     c.sync();
   },
   finitModule(fd, params, flags) {
-    check('finit_module', `fd=${fd}`, Number(c.syscall(SYS_finit_module, 'int', fd, 'str', params, 'int', flags)));
+    const nr = SYS_finit_module[process.arch];
+    if (nr === undefined) throw new SyscallError('finit_module', 38 /* ENOSYS */, `no finit_module syscall number for ${process.arch}`);
+    check('finit_module', `fd=${fd}`, Number(c.syscall(nr, 'int', fd, 'str', params, 'int', flags)));
   },
   prctl(option, arg2) {
     check('prctl', `${option}, ${arg2}`, c.prctl(option, arg2, 0, 0, 0));
