@@ -20,6 +20,23 @@ const vsockClient = [
   'const b = Buffer.alloc(64); const n = fs.readSync(fd, b);',
   "console.log('vsock-reply type=' + b[3] + ' bytes=' + n);",
 ].join('\n');
+
+// A pty shell per vsock connection (agent.debug_console_vport): run one command and look for its
+// computed output in what comes back.
+const vportClient = [
+  "const koffi = require('/usr/lib/kata-agent/node_modules/koffi');",
+  "const lib = koffi.load('libc.so.6');",
+  "const socket = lib.func('int socket(int, int, int)');",
+  "const connect = lib.func('int connect(int, const void *, uint32_t)');",
+  "const fs = require('fs');",
+  'const fd = socket(40, 1, 0);',
+  'const sa = Buffer.alloc(16); sa.writeUInt16LE(40, 0); sa.writeUInt32LE(1026, 4); sa.writeUInt32LE(1, 8);',
+  "if (connect(fd, sa, 16) < 0) { console.log('vport connect failed, errno ' + koffi.errno()); process.exit(1); }",
+  "fs.writeSync(fd, 'echo vport-$((6*7)); exit\\n');",
+  "let got = ''; const b = Buffer.alloc(4096);",
+  "for (;;) { let n = 0; try { n = fs.readSync(fd, b); } catch (e) { break; } if (n <= 0) break; got += b.toString('utf8', 0, n); if (got.includes('vport-42')) break; }",
+  "console.log('vport-result ' + (got.includes('vport-42') ? 'ok' : 'missing: ' + JSON.stringify(got)));",
+].join('\n');
 if (mustRunButCannot) t.fail(`CI must run the in-VM tests: ${mustRunButCannot}`);
 // Under TCG on a busy 2-core machine a boot takes 10-30 s; the bound only stops a hung VM.
 const bootTimeout = 180_000;
@@ -72,8 +89,8 @@ t.test('ext4 image behind the stage-1 initramfs boots to the agent', { skip }, a
   });
 });
 
-t.test('cgroup v1 on request, debug console shell, vsock loopback, PID 1 powers off on SIGTERM', { skip }, async (t) => {
-  const params = ['agent.log=debug', 'agent.unified_cgroup_hierarchy=0', 'agent.debug_console'];
+t.test('cgroup v1 on request, debug console (console and vport), vsock loopback, PID 1 powers off on SIGTERM', { skip }, async (t) => {
+  const params = ['agent.log=debug', 'agent.unified_cgroup_hierarchy=0', 'agent.debug_console', 'agent.debug_console_vport=1026'];
   await withGuest(t, { mode: 'initrd', params }, async (vm) => {
     await vm.waitFor(agentReady, bootTimeout);
     const cg = bootStep(vm, 'cgroups')?.result as { version: number; controllers: string[] } | undefined;
@@ -92,6 +109,9 @@ t.test('cgroup v1 on request, debug console shell, vsock loopback, PID 1 powers 
     vm.type(`cat > /tmp/vsock-check.js <<'EOF'\n${vsockClient}\nEOF\nnode /tmp/vsock-check.js\n`);
     await vm.waitFor(/vsock-reply type=4 /, 120_000);
     t.pass('agent answered HTTP/2 over vsock loopback inside the guest');
+    vm.type(`cat > /tmp/vport-check.js <<'EOF'\n${vportClient}\nEOF\nnode /tmp/vport-check.js\n`);
+    const vport = await vm.waitFor(/vport-result (ok|missing.*)/, 120_000);
+    t.equal(vport[1], 'ok', 'debug console vport: a pty shell ran the command');
     vm.type('kill -TERM 1\n');
     const code = await vm.waitExit(60_000);
     t.equal(code, 0, 'QEMU exited by itself: the guest powered off');
