@@ -4,7 +4,9 @@
 // stay external and only their Linux x64 parts are copied.
 // usage: node rootfs-builder/bundle.mjs OUT_DIR
 import { build } from 'esbuild';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -52,6 +54,10 @@ fs.writeFileSync(path.join(out, 'package.json'), JSON.stringify({ name: pkg.name
 // The .proto files @grpc/reflection reads at run time sit beside the bundle.
 fs.cpSync(path.join(nm, '@grpc', 'reflection', 'build', 'proto', 'grpc'), path.join(out, 'proto', 'grpc'), { recursive: true });
 
+// The loader and the V8 code cache it starts from (see loader.js). The cache is made by running the
+// agent briefly on a throwaway unix socket with this machine's node, which is the image's node too.
+fs.copyFileSync(path.join(repo, 'rootfs-builder', 'loader.js'), path.join(out, 'loader.js'));
+
 function copy(rel, filter = () => true) {
   const src = path.join(nm, rel);
   const dst = path.join(out, 'node_modules', rel);
@@ -62,6 +68,16 @@ copy('koffi', (r) => !/^(doc|vendor|lib)(\/|$)/.test(r));
 copy('@koromix/koffi-linux-x64', (r) => !r.startsWith('musl_x64'));
 // node-pty: lib/ and the addon built for this Node; no prebuilds for other systems, no tests.
 copy('node-pty', (r) => r === '' || r === 'package.json' || r === 'lib' || (r.startsWith('lib/') && !r.endsWith('.map') && !r.includes('.test.')) || r === 'build' || r === 'build/Release' || r === 'build/Release/pty.node');
+
+{
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kata-cache-'));
+  const r = spawnSync(process.execPath, [path.join(out, 'loader.js')], {
+    env: { ...process.env, KATA_AGENT_MAKE_CODE_CACHE: '1500', KATA_AGENT_SERVER_ADDR: `unix://${tmp}/a.sock`, KATA_AGENT_LOG_LEVEL: 'error' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  fs.rmSync(tmp, { recursive: true, force: true });
+  if (r.status !== 0) throw new Error(`making the V8 code cache failed (status ${r.status})`);
+}
 
 let total = 0;
 const walk = (d) => fs.readdirSync(d, { withFileTypes: true }).forEach((e) => {

@@ -97,7 +97,7 @@ cp -a "$BUNDLE/." "$ROOT/usr/lib/kata-agent/"
 cat >"$ROOT/usr/bin/kata-agent" <<'SH'
 #!/bin/sh
 # Node as PID 1 (or standalone): the bundle decides from its pid which duties it has.
-exec /usr/bin/node /usr/lib/kata-agent/agent.js "$@"
+exec /usr/bin/node /usr/lib/kata-agent/loader.js "$@"
 SH
 chmod 0755 "$ROOT/usr/bin/kata-agent"
 ln -sf /usr/bin/kata-agent "$ROOT/init"

@@ -59,7 +59,8 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     onRoute: (wire: string) => log.debug({ wire }, 'connection routed'),
   };
   await listener.listen((conn) => routeConnection(conn, routes, routeOpts));
-  log.info({ address: listener.address, version: agentVersion }, 'agent listening');
+  // code_cache says whether V8 started from the bytecode cached in the image (rootfs-builder/loader.js).
+  log.info({ address: listener.address, version: agentVersion, code_cache: process.env.KATA_AGENT_CODE_CACHE }, 'agent listening');
   return {
     config,
     log,
