@@ -101,8 +101,23 @@ t.test('agent in the VM over virtio-serial + yamux', { skip }, async (t) => {
 
     await t.test('host gone for 2 s (the guest reads EOF meanwhile): the next first call works', async (t) => {
       (await firstCall(t, 'before the pause')).close();
+      const before = guestSaw();
       await new Promise((r) => setTimeout(r, 2000));
+      const during = guestSaw();
       await checkOnce(t, 'after the pause');
+      t.comment(`guest saw during the 2 s without a host: ${during.ends - before.ends} session end(s) (EOF); then ${guestSaw().takeovers - during.takeovers} takeover(s)`);
+    });
+    await t.test('how long a host must stay away before the guest reads EOF (every first call must work)', async (t) => {
+      const seen: string[] = [];
+      for (const pauseMs of [0, 10, 50, 200, 500, 1000]) {
+        (await firstCall(t, `before a ${pauseMs} ms gap`)).close();
+        const before = guestSaw();
+        await new Promise((r) => setTimeout(r, pauseMs));
+        await checkOnce(t, `after a ${pauseMs} ms gap`);
+        const after = guestSaw();
+        seen.push(`${pauseMs} ms: ${after.ends > before.ends ? 'EOF' : after.takeovers > before.takeovers ? 'takeover' : 'neither'}`);
+      }
+      t.comment(`guest saw, by gap between hosts: ${seen.join(', ')}`);
     });
     const sorted = [...firstAnswerMs].sort((a, b) => a - b);
     t.comment(`first answer of a new host session (connect → Check answered), ${sorted.length} sessions: median ${sorted[Math.floor(sorted.length / 2)].toFixed(1)} ms, max ${sorted[sorted.length - 1].toFixed(1)} ms`);
