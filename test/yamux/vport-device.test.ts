@@ -8,6 +8,7 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { libc } from '../../agent/src/linux/index.js';
 import { POLLHUP, POLLIN, type Libc } from '../../agent/src/linux/libc.js';
+import { SerialListener } from '../../agent/src/transport/serial-listener.js';
 import { VportDevice } from '../../agent/src/transport/vport-device.js';
 import { once } from './pair.js';
 
@@ -18,6 +19,17 @@ function fifo(t: Test): string {
   const r = spawnSync('mkfifo', [p]);
   if (r.status !== 0) throw new Error(`mkfifo ${p}: ${r.stderr}`);
   return p;
+}
+
+/** How many of our fds refer to `file`. */
+function fdsOf(file: string): number {
+  return fs.readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return fs.readlinkSync(`/proc/self/fd/${fd}`) === file;
+    } catch {
+      return false; // the fd readdir itself used, already closed
+    }
+  }).length;
 }
 
 /** The real libc, with the first `hupLooks` polls answering "host side closed" as the port does. */
@@ -96,4 +108,26 @@ t.test('close() ends the wait for a host', async (t) => {
 t.test('a device that cannot be opened names the path and errno', async (t) => {
   const dev = new VportDevice('/nonexistent/vport0p1', libc());
   t.throws(() => dev.open(), { message: /open\(\/nonexistent\/vport0p1, O_RDWR\|O_NONBLOCK\): ENOENT/, code: 'ENOENT' });
+});
+
+t.test('SerialListener on a real device path: no session until poll shows a host, and close() releases the port', async (t) => {
+  const p = fifo(t);
+  const sysfs = fs.mkdtempSync(path.join(os.tmpdir(), 'vport-sysfs-'));
+  t.teardown(() => fs.rmSync(sysfs, { recursive: true, force: true }));
+  fs.mkdirSync(path.join(sysfs, 'class', 'virtio-ports', 'vport9p1'), { recursive: true });
+  fs.writeFileSync(path.join(sysfs, 'class', 'virtio-ports', 'vport9p1', 'name'), 'agent.channel.0\n');
+  const { libc: l, looks } = hostAfter(3);
+  const listener = new SerialListener({ sysfsRoot: sysfs, devDir: path.dirname(p), libc: l });
+  const sessions: number[] = [];
+  listener.on('session', () => sessions.push(looks.length));
+  await listener.listen(() => undefined);
+  t.teardown(() => listener.close());
+  const firstSession = once(listener, 'session');
+  await firstSession;
+  t.same(sessions, [4], 'the first session starts on the first poll that shows no HUP');
+  const fdsBefore = fdsOf(p);
+  t.ok(fdsBefore >= 2, `the device fd and the session's dup are open (${fdsBefore})`);
+  await listener.close();
+  const fdsAfter = fdsOf(p);
+  t.equal(fdsAfter, 0, 'no fd of the port is left after close()');
 });

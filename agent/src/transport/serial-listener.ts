@@ -156,7 +156,7 @@ export class SerialListener extends EventEmitter implements Listener {
     this.current = { session, conn };
     this.emit('session', session);
     const reason = await session.closed;
-    // Sessions that never saw a frame are the EOF storm of a port with no host: not worth a line.
+    // A session without a single frame (a host that left at once) is not worth a line.
     if (session.stats.framesIn > 0) this.o.onInfo?.('serial: yamux session ended', {
       address: this.address,
       reason: reason?.message ?? 'EOF (host not connected)',
