@@ -2,7 +2,7 @@
 // ~1.5 µs instead of ~15 µs (measured in shared/notes/platform.md).
 import koffi from 'koffi';
 import { SyscallError } from './errno.js';
-import { AF_VSOCK, type Libc } from './libc.js';
+import { AF_VSOCK, type CapSets, type Libc } from './libc.js';
 
 const lib = koffi.load('libc.so.6');
 
@@ -18,7 +18,36 @@ const c = {
   unshare: lib.func('int unshare(int)'),
   setns: lib.func('int setns(int, int)'),
   sethostname: lib.func('int sethostname(const char *, size_t)'),
+  pipe2: lib.func('int pipe2(_Out_ int *fds, int flags)'),
+  fcntl: lib.func('int fcntl(int, int, ...)'),
+  ioctl: lib.func('int ioctl(int, unsigned long, ...)'),
+  setsid: lib.func('int setsid()'),
+  prctl: lib.func('int prctl(int, unsigned long, unsigned long, unsigned long, unsigned long)'),
+  capset: lib.func('int capset(void *hdr, void *data)'),
+  setgroups: lib.func('int setgroups(size_t, const uint32_t *)'),
+  setresgid: lib.func('int setresgid(uint32_t, uint32_t, uint32_t)'),
+  setresuid: lib.func('int setresuid(uint32_t, uint32_t, uint32_t)'),
+  setrlimit: lib.func('int setrlimit(int, const void *)'),
+  chdir: lib.func('int chdir(const char *)'),
+  fchdir: lib.func('int fchdir(int)'),
+  chroot: lib.func('int chroot(const char *)'),
+  mknod: lib.func('int mknod(const char *, uint32_t, uint64_t)'),
+  syscall: lib.func('long syscall(long, ...)'),
+  signal: lib.func('void *signal(int, void *)'),
+  execve: lib.func('int execve(const char *, const char **, const char **)'),
+  waitpid: lib.func('int waitpid(int, _Out_ int *status, int)'),
 };
+
+// x86-64 syscall numbers for calls glibc 2.36 has no wrapper for.
+const SYS_pivot_root = 155;
+const SYS_close_range = 436;
+
+/** glibc's makedev(). */
+function makedev(major: number, minor: number): bigint {
+  const ma = BigInt(major);
+  const mi = BigInt(minor);
+  return ((ma & 0xfffn) << 8n) | ((ma & ~0xfffn) << 32n) | (mi & 0xffn) | ((mi & ~0xffn) << 12n);
+}
 
 /** struct sockaddr_vm: family u16, reserved u16, port u32, cid u32, flags u8, zero[3]. */
 function sockaddrVm(cid: number, port: number): Buffer {
@@ -68,5 +97,76 @@ export const koffiLibc: Libc = {
   },
   sethostname(name) {
     check('sethostname', name, c.sethostname(name, Buffer.byteLength(name)));
+  },
+  pipe2(flags) {
+    const fds = new Int32Array(2);
+    check('pipe2', `0x${flags.toString(16)}`, c.pipe2(fds, flags));
+    return [fds[0], fds[1]];
+  },
+  fcntl(fd, cmd, arg) {
+    return check('fcntl', `fd=${fd}, cmd=${cmd}, ${arg}`, c.fcntl(fd, cmd, 'int', arg));
+  },
+  ioctlInt(fd, request, arg) {
+    return check('ioctl', `fd=${fd}, 0x${request.toString(16)}`, c.ioctl(fd, request, 'int', arg));
+  },
+  setsid: () => check('setsid', '', c.setsid()),
+  prctl(option, arg2, arg3 = 0) {
+    return check('prctl', `${option}, ${arg2}, ${arg3}`, c.prctl(option, arg2, arg3, 0, 0));
+  },
+  capset(sets: CapSets) {
+    // _LINUX_CAPABILITY_VERSION_3, pid 0 = this thread.
+    const hdr = Buffer.alloc(8);
+    hdr.writeUInt32LE(0x20080522, 0);
+    const data = Buffer.alloc(24);
+    const words = [sets.effective, sets.permitted, sets.inheritable];
+    for (let half = 0; half < 2; half++) {
+      words.forEach((w, i) => data.writeUInt32LE(Number((w >> BigInt(32 * half)) & 0xffffffffn), half * 12 + i * 4));
+    }
+    check('capset', `eff=0x${sets.effective.toString(16)} prm=0x${sets.permitted.toString(16)}`, c.capset(hdr, data));
+  },
+  setgroups(gids) {
+    check('setgroups', gids.join(','), c.setgroups(gids.length, Uint32Array.from(gids)));
+  },
+  setresgid(gid) {
+    check('setresgid', String(gid), c.setresgid(gid, gid, gid));
+  },
+  setresuid(uid) {
+    check('setresuid', String(uid), c.setresuid(uid, uid, uid));
+  },
+  setrlimit(resource, soft, hard) {
+    const lim = Buffer.alloc(16);
+    lim.writeBigUInt64LE(soft, 0);
+    lim.writeBigUInt64LE(hard, 8);
+    check('setrlimit', `${resource}, ${soft}, ${hard}`, c.setrlimit(resource, lim));
+  },
+  chdir(path) {
+    check('chdir', path, c.chdir(path));
+  },
+  fchdir(fd) {
+    check('fchdir', `fd=${fd}`, c.fchdir(fd));
+  },
+  chroot(path) {
+    check('chroot', path, c.chroot(path));
+  },
+  pivotRoot(newRoot, putOld) {
+    check('pivot_root', `${newRoot}, ${putOld}`, Number(c.syscall(SYS_pivot_root, 'const char *', newRoot, 'const char *', putOld)));
+  },
+  mknod(path, mode, major, minor) {
+    check('mknod', `${path}, 0o${mode.toString(8)}, ${major}:${minor}`, c.mknod(path, mode, makedev(major, minor)));
+  },
+  closeRange(first, last, flags) {
+    check('close_range', `${first}, ${last}, ${flags}`, Number(c.syscall(SYS_close_range, 'uint', first, 'uint', last >>> 0, 'uint', flags)));
+  },
+  resetSignal(signo) {
+    c.signal(signo, null);
+  },
+  execve(path, argv, envp) {
+    c.execve(path, [...argv, null], [...envp, null]);
+    throw new SyscallError('execve', koffi.errno(), path);
+  },
+  waitpid(pid, options) {
+    const status = new Int32Array(1);
+    const r = check('waitpid', `${pid}, ${options}`, c.waitpid(pid, status, options));
+    return { pid: r, status: status[0] };
   },
 };

@@ -33,6 +33,42 @@ export const MS_SHARED = 1 << 20;
 
 export const MNT_DETACH = 2;
 
+export const O_CLOEXEC = 0o2000000;
+export const O_NONBLOCK = 0o4000;
+export const F_GETFD = 1;
+export const F_SETFD = 2;
+export const FD_CLOEXEC = 1;
+export const F_SETPIPE_SZ = 1031;
+export const TIOCSCTTY = 0x540e;
+export const CLOSE_RANGE_CLOEXEC = 1 << 2;
+
+export const SIGPIPE = 13;
+export const SIGXFSZ = 25;
+
+export const PR_SET_KEEPCAPS = 8;
+export const PR_CAPBSET_DROP = 24;
+export const PR_SET_CHILD_SUBREAPER = 36;
+export const PR_SET_NO_NEW_PRIVS = 38;
+export const PR_CAP_AMBIENT = 47;
+export const PR_CAP_AMBIENT_RAISE = 2;
+export const PR_CAP_AMBIENT_CLEAR_ALL = 4;
+
+export const WNOHANG = 1;
+export const __WALL = 0x40000000;
+
+/** Capability sets as 64-bit masks (bit n = capability n). */
+export interface CapSets {
+  effective: bigint;
+  permitted: bigint;
+  inheritable: bigint;
+}
+
+/** waitpid() result: the pid (0 when WNOHANG found nothing) and its raw status word. */
+export interface WaitResult {
+  pid: number;
+  status: number;
+}
+
 export interface Libc {
   getpid(): number;
   socket(domain: number, type: number, protocol: number): number;
@@ -47,4 +83,28 @@ export interface Libc {
   unshare(flags: number): void;
   setns(fd: number, nstype: number): void;
   sethostname(name: string): void;
+  /** pipe2(): [read end, write end]. */
+  pipe2(flags: number): [number, number];
+  fcntl(fd: number, cmd: number, arg: number): number;
+  ioctlInt(fd: number, request: number, arg: number): number;
+  setsid(): number;
+  prctl(option: number, arg2: number, arg3?: number): number;
+  /** capset() for the calling thread, version 3 (two 32-bit words per set). */
+  capset(sets: CapSets): void;
+  setgroups(gids: number[]): void;
+  setresgid(gid: number): void;
+  setresuid(uid: number): void;
+  /** setrlimit(); `Infinity` means RLIM_INFINITY. */
+  setrlimit(resource: number, soft: bigint, hard: bigint): void;
+  chdir(path: string): void;
+  fchdir(fd: number): void;
+  chroot(path: string): void;
+  pivotRoot(newRoot: string, putOld: string): void;
+  mknod(path: string, mode: number, major: number, minor: number): void;
+  closeRange(first: number, last: number, flags: number): void;
+  /** Restores the default disposition (Node ignores SIGPIPE and SIGXFSZ; ignored signals survive exec). */
+  resetSignal(signo: number): void;
+  /** Replaces the process image; returns only by throwing. */
+  execve(path: string, argv: string[], envp: string[]): never;
+  waitpid(pid: number, options: number): WaitResult;
 }

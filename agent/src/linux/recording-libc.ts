@@ -1,5 +1,5 @@
 import { SyscallError } from './errno.js';
-import type { Libc } from './libc.js';
+import type { CapSets, Libc, WaitResult } from './libc.js';
 
 export interface RecordedCall {
   name: keyof Libc;
@@ -44,4 +44,26 @@ export class RecordingLibc implements Libc {
   unshare(fl: number) { this.run('unshare', [fl], undefined); }
   setns(fd: number, t: number) { this.run('setns', [fd, t], undefined); }
   sethostname(n: string) { this.run('sethostname', [n], undefined); }
+  pipe2(fl: number): [number, number] { return this.run('pipe2', [fl], [this.nextFd++, this.nextFd++]); }
+  fcntl(fd: number, cmd: number, arg: number) { return this.run('fcntl', [fd, cmd, arg], 0); }
+  ioctlInt(fd: number, req: number, arg: number) { return this.run('ioctlInt', [fd, req, arg], 0); }
+  setsid() { return this.run('setsid', [], 4242); }
+  prctl(o: number, a2: number, a3?: number) { return this.run('prctl', [o, a2, a3], 0); }
+  capset(sets: CapSets) { this.run('capset', [sets], undefined); }
+  setgroups(gids: number[]) { this.run('setgroups', [gids], undefined); }
+  setresgid(gid: number) { this.run('setresgid', [gid], undefined); }
+  setresuid(uid: number) { this.run('setresuid', [uid], undefined); }
+  setrlimit(r: number, soft: bigint, hard: bigint) { this.run('setrlimit', [r, soft, hard], undefined); }
+  chdir(p: string) { this.run('chdir', [p], undefined); }
+  fchdir(fd: number) { this.run('fchdir', [fd], undefined); }
+  chroot(p: string) { this.run('chroot', [p], undefined); }
+  pivotRoot(n: string, o: string) { this.run('pivotRoot', [n, o], undefined); }
+  mknod(p: string, mode: number, ma: number, mi: number) { this.run('mknod', [p, mode, ma, mi], undefined); }
+  closeRange(f: number, l: number, fl: number) { this.run('closeRange', [f, l, fl], undefined); }
+  resetSignal(s: number) { this.run('resetSignal', [s], undefined); }
+  execve(p: string, argv: string[], envp: string[]): never {
+    this.run('execve', [p, argv, envp], undefined as never);
+    throw new SyscallError('execve', 38, p);
+  }
+  waitpid(pid: number, o: number): WaitResult { return this.run('waitpid', [pid, o], { pid: 0, status: 0 }); }
 }
