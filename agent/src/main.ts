@@ -9,12 +9,66 @@ import { createListener } from './transport/create-listener.js';
 import { GrpcTransport } from './transport/grpc-transport.js';
 import type { Listener } from './transport/listener.js';
 import { agentVersion } from './version.js';
+import type { CgroupManager } from './cgroups/cgroup.js';
+import { containerHandlers } from './container/handlers.js';
+import { ContainerManager } from './container/manager.js';
+import { libc as realLibc } from './linux/index.js';
+import type { Libc } from './linux/libc.js';
+import { preparePidNamespaces } from './namespace/pid-namespace.js';
+import type { CreateProcessIO, ProcessIO } from './process/io-contract.js';
+import { startReaper, type Reaper } from './process/reaper.js';
+import type { AgentHandlers } from './rpc/service.js';
+import { Sandbox } from './sandbox/sandbox.js';
+import { storageDrivers } from './storage/storages.js';
 
 export interface RunningAgent {
   config: AgentConfig;
   log: Logger;
   listener: Listener;
   stop(): Promise<void>;
+}
+
+/** What the container domain is built from; tests substitute parts (a temp resolv.conf, for one). */
+export interface DomainDeps {
+  libc?: Libc;
+  cgroups?: CgroupManager;
+  createIO?: CreateProcessIO;
+  ioHandlers?: (lookup: (containerId: string, execId: string) => ProcessIO) => AgentHandlers;
+  /** /etc/resolv.conf unless a test says otherwise. */
+  resolvConfTarget?: string;
+}
+
+interface Domains {
+  handlers: AgentHandlers[];
+  /** Removes every container and the sandbox (agent shutdown). */
+  shutdown(): Promise<void>;
+}
+
+function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domains {
+  const handlers: AgentHandlers[] = [];
+  if (!deps.cgroups || !deps.createIO || !deps.ioHandlers) {
+    // Without a cgroup driver and stdio the container RPCs stay UNIMPLEMENTED rather than half work.
+    return { handlers, shutdown: async () => undefined };
+  }
+  const libc = deps.libc ?? realLibc();
+  const sandbox = new Sandbox({ libc, stateRoot: config.stateRoot, resolvConfTarget: deps.resolvConfTarget ?? '/etc/resolv.conf' });
+  const containers = new ContainerManager({
+    libc,
+    log,
+    stateRoot: config.stateRoot,
+    pipeSize: config.containerPipeSize,
+    cgroups: deps.cgroups,
+    createIO: deps.createIO,
+    sandbox,
+  });
+  handlers.push(containerHandlers(containers, sandbox), deps.ioHandlers((c, e) => containers.io(c, e)));
+  return {
+    handlers,
+    async shutdown() {
+      await containers.removeAll();
+      if (sandbox.exists) sandbox.destroy();
+    },
+  };
 }
 
 function readCmdline(): string {
@@ -26,12 +80,13 @@ function readCmdline(): string {
 }
 
 /** Builds the one service implementation from every domain's handlers. */
-export function buildService(config: AgentConfig, log: Logger): AgentRpcService {
+export function buildService(config: AgentConfig, log: Logger, domains: Domains = buildDomains(config, log, {})): AgentRpcService {
   const agent = [
+    ...domains.handlers,
     guestDetailsHandlers({
       sysfs: '/sys',
       isInit: process.pid === 1,
-      storageHandlers: () => [],
+      storageHandlers: () => (domains.handlers.length > 0 ? storageDrivers : []),
       deviceHandlers: () => [],
       supportsSeccomp: false,
     }),
@@ -40,8 +95,15 @@ export function buildService(config: AgentConfig, log: Logger): AgentRpcService 
   return new AgentRpcService(log, agent, healthHandlers());
 }
 
-export async function startAgent(config: AgentConfig, log: Logger): Promise<RunningAgent> {
-  const service = buildService(config, log);
+export async function startAgent(config: AgentConfig, log: Logger, deps: DomainDeps = {}): Promise<RunningAgent> {
+  const domains = buildDomains(config, log, deps);
+  let reaper: Reaper | undefined;
+  if (domains.handlers.length > 0) {
+    // Before any request: the pid-namespace switch must never be the threadpool's first use.
+    await preparePidNamespaces();
+    reaper = startReaper(deps.libc ?? realLibc(), (pid, status) => log.debug({ pid, status }, 'reaped orphan'));
+  }
+  const service = buildService(config, log, domains);
   const grpc = new GrpcTransport(service, log);
   const listener = createListener(config.serverAddr, (err) => log.warn({ err: err.message }, 'accept failed'));
   await listener.listen((conn) => grpc.serve(conn));
@@ -53,6 +115,8 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     async stop() {
       await listener.close();
       grpc.close();
+      await domains.shutdown();
+      reaper?.stop();
     },
   };
 }
