@@ -1,18 +1,30 @@
 // Root-only: drives an in-process agent over its unix socket through whole container lifecycles on
-// a busybox rootfs, then checks nothing was left behind.
+// a busybox rootfs, then checks nothing was left behind (mounts, cgroups, processes, zombies).
 import fs from 'node:fs';
 import t from 'tap';
 import { AgentHarness } from '../support/agent-harness.js';
 import { buildBusyboxRootfs, containerTestSkipReason } from '../support/busybox-rootfs.js';
 import { busyboxSpec } from '../support/oci-spec.js';
+import { leftovers } from '../support/leftovers.js';
 
 const skip = containerTestSkipReason();
 const tag = `t${process.pid}`;
+const SIGKILL = 9;
+const SIGUSR1 = 10;
 
 t.test('container lifecycle over the agent socket', { skip }, async (t) => {
   const h = await AgentHarness.start();
   const rootfs = buildBusyboxRootfs(`${h.dir}/bb`);
-  t.teardown(() => h.stop());
+  let stopped = false;
+  t.teardown(async () => {
+    if (!stopped) await h.stop();
+  });
+  const exec = (containerId: string, execId: string, args: string[], terminal = false) =>
+    h.call('execProcess', {
+      containerId,
+      execId,
+      process: { Args: args, Env: ['PATH=/bin:/sbin:/usr/bin'], Cwd: '/', Terminal: terminal, User: { UID: 0, GID: 0 } },
+    });
 
   await t.test('create + start: hostname, pid 1, uid, memory limit, caps', async (t) => {
     const id = `${tag}-info`;
@@ -25,8 +37,145 @@ t.test('container lifecycle over the agent socket', { skip }, async (t) => {
     t.match(out, /uid=0\n/);
     t.match(out, new RegExp(`mem=${64 << 20}\n`));
     t.match(out, /CapEff:\s+[0-9a-f]+\n/);
-    t.same(await h.call('waitProcess', { containerId: id, execId: '' }), { $typeName: 'grpc.WaitProcessResponse', status: 0 });
+    t.equal((await h.call('waitProcess', { containerId: id, execId: '' })).status, 0);
+    t.match(await h.code('readStdout', { containerId: id, execId: '', len: 10 }), /^NOT_FOUND/, 'process forgotten after WaitProcess');
     await h.call('removeContainer', { containerId: id });
     t.notOk(fs.existsSync(`${h.stateRoot}/${id}`), 'bundle removed');
   });
+
+  await t.test('user, groups, capabilities and no_new_privs reach the process', async (t) => {
+    const id = `${tag}-user`;
+    const spec = busyboxSpec(rootfs, ['sh', '-c', 'id; grep -E "^(Cap|NoNewPrivs)" /proc/self/status; ulimit -n']);
+    spec.Process!.User = { UID: 1000, GID: 1000, AdditionalGids: [20, 30] };
+    // A non-root uid keeps capabilities across execve only through the ambient set.
+    spec.Process!.Capabilities = { Bounding: ['CAP_KILL', 'CAP_NET_BIND_SERVICE'], Effective: ['CAP_KILL'], Permitted: ['CAP_KILL'], Inheritable: ['CAP_KILL'], Ambient: ['CAP_KILL'] };
+    spec.Process!.NoNewPrivileges = true;
+    spec.Process!.Rlimits = [{ Type: 'RLIMIT_NOFILE', Soft: 123n, Hard: 456n }];
+    await h.call('createContainer', { containerId: id, OCI: spec });
+    await h.call('startContainer', { containerId: id });
+    const out = await h.readAll('readStdout', id);
+    t.match(out, /uid=1000 gid=1000 groups=20,30/);
+    t.match(out, /CapEff:\s+0000000000000020\n/);
+    t.match(out, /CapPrm:\s+0000000000000020\n/);
+    t.match(out, /CapBnd:\s+0000000000000420\n/);
+    t.match(out, /CapAmb:\s+0000000000000020\n/);
+    t.match(out, /NoNewPrivs:\s+1\n/);
+    t.match(out, /\n123\n/);
+    t.equal((await h.call('waitProcess', { containerId: id, execId: '' })).status, 0);
+    await h.call('removeContainer', { containerId: id });
+  });
+
+  await t.test('exec before and after start shares the pid namespace; signals; exit codes', async (t) => {
+    const id = `${tag}-exec`;
+    await h.call('createContainer', { containerId: id, OCI: busyboxSpec(rootfs, ['sh', '-c', 'trap "echo got-usr1; exit 7" USR1; echo up; while true; do sleep 0.05; done']) });
+    // Before start the init is blocked; an exec still sees the container's root and namespaces.
+    await exec(id, 'pre', ['sh', '-c', 'echo pre-host=$(hostname)']);
+    t.match(await h.readAll('readStdout', id, 'pre'), /pre-host=ctr/);
+    t.equal((await h.call('waitProcess', { containerId: id, execId: 'pre' })).status, 0);
+    await h.call('startContainer', { containerId: id });
+    t.match(await h.code('startContainer', { containerId: id }), /^FAILED_PRECONDITION/, 'second start refused');
+    const first = await h.call('readStdout', { containerId: id, execId: '', len: 100 });
+    t.equal(Buffer.from(first.data).toString(), 'up\n');
+    await exec(id, 'ps', ['sh', '-c', 'echo self=$$; ps -o pid,args | grep -c "while true" ; exit 3']);
+    const ps = await h.readAll('readStdout', id, 'ps');
+    t.match(ps, /self=\d+\n/);
+    t.not(ps.match(/self=(\d+)/)?.[1], '1', 'exec is not pid 1');
+    t.match(ps, /^[1-9]/m, 'exec sees the init in the same pid namespace');
+    t.equal((await h.call('waitProcess', { containerId: id, execId: 'ps' })).status, 3);
+    t.match(await h.code('execProcess', { containerId: id, execId: 'ps2', process: { Args: ['no-such-binary'], Cwd: '/' } }), /^NOT_FOUND: .*no-such-binary/, 'missing executable fails ExecProcess');
+    await exec(id, 'sleeper', ['sleep', '1000']);
+    await h.call('signalProcess', { containerId: id, execId: 'sleeper', signal: SIGKILL });
+    t.equal((await h.call('waitProcess', { containerId: id, execId: 'sleeper' })).status, 128 + SIGKILL);
+    await h.call('signalProcess', { containerId: id, execId: '', signal: SIGUSR1 });
+    t.match(await h.readAll('readStdout', id), /got-usr1/);
+    t.equal((await h.call('waitProcess', { containerId: id, execId: '' })).status, 7);
+    await h.call('removeContainer', { containerId: id });
+  });
+
+  await t.test('stdin reaches the process; output of an exited process is delivered in full', async (t) => {
+    const id = `${tag}-stdio`;
+    await h.call('createContainer', { containerId: id, OCI: busyboxSpec(rootfs, ['sh', '-c', 'cat; head -c 300000 /dev/zero | tr "\\0" x; echo done >&2']) });
+    await h.call('startContainer', { containerId: id });
+    await h.call('writeStdin', { containerId: id, execId: '', data: Buffer.from('hello\n') });
+    await h.call('closeStdin', { containerId: id, execId: '' });
+    const status = await waitExited(h, id);
+    void status;
+    const out = await h.readAll('readStdout', id);
+    t.equal(out.length, 6 + 300000);
+    t.ok(out.startsWith('hello\n'));
+    t.equal(await h.readAll('readStderr', id), 'done\n');
+    t.equal((await h.call('waitProcess', { containerId: id, execId: '' })).status, 0);
+    await h.call('removeContainer', { containerId: id });
+  });
+
+  await t.test('pause/resume freezes the container; update and stats', async (t) => {
+    const id = `${tag}-pause`;
+    await h.call('createContainer', { containerId: id, OCI: busyboxSpec(rootfs, ['sh', '-c', 'while :; do :; done'], { memoryLimit: 64n << 20n }) });
+    await h.call('startContainer', { containerId: id });
+    await h.call('pauseContainer', { containerId: id });
+    const cpu = async () => (await h.call('statsContainer', { containerId: id })).cgroupStats?.cpuStats?.cpuUsage?.totalUsage ?? -1n;
+    const a = await cpu();
+    await new Promise((r) => setTimeout(r, 200));
+    const b = await cpu();
+    t.equal(b, a, 'no cpu time while frozen');
+    await h.call('resumeContainer', { containerId: id });
+    await new Promise((r) => setTimeout(r, 200));
+    t.ok((await cpu()) > b, 'cpu time again after resume');
+    await h.call('updateContainer', { containerId: id, resources: { Memory: { Limit: 32n << 20n } } });
+    const stats = await h.call('statsContainer', { containerId: id });
+    t.equal(stats.cgroupStats?.memoryStats?.usage?.limit, 32n << 20n, 'new memory limit in stats');
+    const list = await h.call('listProcesses', { containerId: id, format: 'json' });
+    t.equal((JSON.parse(Buffer.from(list.processList).toString()) as number[]).length, 1);
+    await h.call('removeContainer', { containerId: id, timeout: 5 });
+  });
+
+  await t.test('OOM kill is reported by GetOOMEvent', async (t) => {
+    const id = `${tag}-oom`;
+    const event = h.call('getOOMEvent', {});
+    await h.call('createContainer', { containerId: id, OCI: busyboxSpec(rootfs, ['sh', '-c', 'x=y; while :; do x="$x$x"; done'], { memoryLimit: 16n << 20n }) });
+    await h.call('startContainer', { containerId: id });
+    t.equal((await event).containerId, id);
+    t.equal((await h.call('waitProcess', { containerId: id, execId: '' })).status, 128 + SIGKILL);
+    await h.call('removeContainer', { containerId: id });
+  });
+
+  await t.test('20 containers in parallel', async (t) => {
+    const ids = Array.from({ length: 20 }, (_, i) => `${tag}-par${i}`);
+    const outs = await Promise.all(
+      ids.map(async (id, i) => {
+        await h.call('createContainer', { containerId: id, OCI: busyboxSpec(rootfs, ['sh', '-c', `echo n=${i} pid=$$`]) });
+        await h.call('startContainer', { containerId: id });
+        const out = await h.readAll('readStdout', id);
+        const { status } = await h.call('waitProcess', { containerId: id, execId: '' });
+        await h.call('removeContainer', { containerId: id });
+        return `${out.trim()} status=${status}`;
+      }),
+    );
+    t.same(outs, ids.map((_, i) => `n=${i} pid=1 status=0`));
+  });
+
+  await t.test('remove kills a running container; RemoveContainer with timeout', async (t) => {
+    const id = `${tag}-rm`;
+    await h.call('createContainer', { containerId: id, OCI: busyboxSpec(rootfs, ['sh', '-c', 'sleep 1000 & sleep 1000']) });
+    await h.call('startContainer', { containerId: id });
+    await h.call('removeContainer', { containerId: id, timeout: 10 });
+    t.match(await h.code('startContainer', { containerId: id }), /^NOT_FOUND/);
+    const created = `${tag}-rm2`;
+    await h.call('createContainer', { containerId: created, OCI: busyboxSpec(rootfs, ['true']) });
+    await h.call('removeContainer', { containerId: created });
+    t.notOk(fs.existsSync(`${h.stateRoot}/${created}`), 'never-started container removed');
+  });
+
+  await h.stop();
+  stopped = true;
+  t.same(leftovers(tag, h.dir), { mounts: [], cgroups: [], processes: [], zombies: [] }, 'nothing left behind');
 });
+
+async function waitExited(h: AgentHarness, id: string): Promise<void> {
+  // Wait for the exit without WaitProcess (which would forget the process): poll the pid list.
+  for (;;) {
+    const list = await h.call('listProcesses', { containerId: id, format: 'json' });
+    if ((JSON.parse(Buffer.from(list.processList).toString()) as number[]).length === 0) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

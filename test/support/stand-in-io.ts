@@ -1,5 +1,6 @@
 // Pipe-only stdio and its RPCs, used by the container tests only until the io branch (the real
 // agent/src/io/, with ptys) is merged.
+import fs from 'node:fs';
 import type net from 'node:net';
 import type { AgentHandlers } from '../../agent/src/rpc/service.js';
 import { Code, RpcError } from '../../agent/src/rpc/status.js';
@@ -46,8 +47,12 @@ export function createStandInIO(opts: { terminal: boolean; pipeSize: number; lib
   const [inR, inW] = libc.pipe2(O_CLOEXEC);
   const [outR, outW] = libc.pipe2(O_CLOEXEC);
   const [errR, errW] = libc.pipe2(O_CLOEXEC);
-  const stdin = socketFromFd(inW);
-  stdin.on('error', () => undefined);
+  // A write-only pipe end cannot be a (reading) net.Socket; plain fs writes do for a stand-in.
+  let stdinFd: number | undefined = inW;
+  const closeStdinFd = () => {
+    if (stdinFd !== undefined) libc.close(stdinFd);
+    stdinFd = undefined;
+  };
   const readers = { stdout: new Reader(socketFromFd(outR)), stderr: new Reader(socketFromFd(errR)) };
   let childOpen = true;
   return {
@@ -59,14 +64,18 @@ export function createStandInIO(opts: { terminal: boolean; pipeSize: number; lib
       for (const fd of [inR, outW, errW]) libc.close(fd);
     },
     read: (stream, len) => readers[stream].read(len),
-    write: (data) => new Promise((resolve, reject) => stdin.write(data, (err) => (err ? reject(err) : resolve(data.length)))),
-    closeStdin: () => stdin.end(),
+    write: (data) =>
+      new Promise((resolve, reject) => {
+        if (stdinFd === undefined) return reject(new RpcError(Code.FAILED_PRECONDITION, 'stdin is closed'));
+        fs.write(stdinFd, data, (err, n) => (err ? reject(err) : resolve(n)));
+      }),
+    closeStdin: closeStdinFd,
     resize() {
       throw new RpcError(Code.UNAVAILABLE, 'no tty');
     },
     dispose() {
       this.closeChildEnds();
-      stdin.destroy();
+      closeStdinFd();
       readers.stdout.destroy();
       readers.stderr.destroy();
     },

@@ -106,7 +106,9 @@ export class ContainerManager {
       undo.push(() => fs.rmSync(bundle, { recursive: true, force: true }));
       fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(toJson(SpecSchema, spec), null, 1));
 
-      const cgroup = this.deps.cgroups.create(`kata-${id}`, spec.Linux?.Resources);
+      // Limits are applied once the program has replaced the helper (StartContainer): the helper is a
+      // node process whose own memory and threads must not count against a small container limit.
+      const cgroup = this.deps.cgroups.create(`kata-${id}`, undefined);
       undo.push(() => cgroup.destroy());
       const io = this.deps.createIO({ terminal: plan.process.terminal, pipeSize: this.deps.pipeSize, libc });
       undo.push(() => io.dispose());
@@ -122,11 +124,8 @@ export class ContainerManager {
       const c = new Container(id, bundle, spec, cgroup, new ContainerProcess('', helper, io), storages);
       c.ownPidns = pidns.kind === 'new';
       if (sandbox.sandboxPidns && !sandbox.pidnsPath && pidns.kind === 'new') sandbox.pidnsPath = `/proc/${helper.pid}/ns/pid`;
-      void helper.exited.then(() => {
-        c.state = 'stopped';
-        c.stopOomWatch?.();
-        c.stopOomWatch = undefined;
-      });
+      // The OOM watch outlives the init: the kill that ended it is reported after its exit.
+      void helper.exited.then(() => (c.state = 'stopped'));
       this.containers.set(id, c);
     } catch (err) {
       for (const f of undo.reverse()) {
@@ -156,8 +155,11 @@ export class ContainerManager {
     c.state = 'running';
     try {
       await c.init.helper.start(`StartContainer ${id}`);
+      const resources = c.spec.Linux?.Resources;
+      if (resources) c.cgroup.update(resources);
     } catch (err) {
       c.state = 'stopped';
+      c.init.kill(SIGKILL);
       throw err;
     }
     if (c.init.running) {
@@ -186,10 +188,11 @@ export class ContainerManager {
     let helper: Helper | undefined;
     try {
       helper = this.spawn({ kind: 'join', path: `${initProc}/ns/pid` }, io);
-      c.cgroup.addProcess(helper.pid);
       helper.sendPlan(plan);
       await helper.ready(`ExecProcess ${execId}`);
-      await helper.execed(`ExecProcess ${execId}`);
+      // Joined only now, just before execve, so the helper's own memory is not charged to the container.
+      c.cgroup.addProcess(helper.pid);
+      await helper.start(`ExecProcess ${execId}`);
     } catch (err) {
       if (helper) {
         helper.child.kill('SIGKILL');

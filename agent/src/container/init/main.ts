@@ -47,11 +47,11 @@ function run(libc: Libc): never {
   }
   const exe = resolveExecutable(plan.process);
   report({ state: 'ready' });
-  if (plan.kind === 'create') {
-    const buf = Buffer.alloc(1);
-    // StartContainer writes one byte; EOF means the container was removed before it started.
-    if (fs.readSync(START_FD, buf, 0, 1, null) === 0) process.exit(0);
-  }
+  // The agent writes one byte: at StartContainer for an init, and for an exec once it has moved us
+  // into the container's cgroup (joining only now keeps this node process's memory out of the
+  // container's limit). EOF means the container was removed before it started.
+  const buf = Buffer.alloc(1);
+  if (fs.readSync(START_FD, buf, 0, 1, null) === 0) process.exit(0);
   return applyAndExec(libc, plan.process, exe);
 }
 

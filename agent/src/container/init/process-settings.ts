@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Libc } from '../../linux/libc.js';
 import {
-  CLOSE_RANGE_CLOEXEC, F_SETFD, PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAP_AMBIENT_RAISE,
+  CLOSE_RANGE_CLOEXEC, F_GETFL, F_SETFD, F_SETFL, O_NONBLOCK, PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAP_AMBIENT_RAISE,
   PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS, SIGPIPE, SIGXFSZ, TIOCSCTTY,
 } from '../../linux/libc.js';
 import type { ProcessPlan } from './plan.js';
@@ -89,6 +89,11 @@ export function applyAndExec(libc: Libc, proc: ProcessPlan, exe: string): never 
   // Node's own fds (epoll, eventfds, our plan/status/start pipes) must not leak into the container;
   // libuv marks 0-2 close-on-exec, which must be undone for them.
   libc.closeRange(3, 0xffffffff, CLOSE_RANGE_CLOEXEC);
-  for (const fd of [0, 1, 2]) libc.fcntl(fd, F_SETFD, 0);
+  for (const fd of [0, 1, 2]) {
+    libc.fcntl(fd, F_SETFD, 0);
+    // Programs expect blocking stdio ("write error: Resource temporarily unavailable" otherwise).
+    const fl = libc.fcntl(fd, F_GETFL, 0);
+    if (fl & O_NONBLOCK) libc.fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  }
   return libc.execve(exe, proc.args, proc.env);
 }
