@@ -32,3 +32,15 @@ export function busyboxSpec(rootfs: string, args: string[], extra: { hostname?: 
     },
   };
 }
+
+type MountInit = { destination: string; type: string; source: string; options?: string[] };
+
+export function addMount(spec: SpecInit, m: MountInit): SpecInit {
+  (spec.Mounts as MountInit[]).push(m);
+  return spec;
+}
+
+export function addNamespace(spec: SpecInit, type: string, path = ''): SpecInit {
+  (spec.Linux!.Namespaces as { Type: string; Path: string }[]).push({ Type: type, Path: path });
+  return spec;
+}
