@@ -96,10 +96,11 @@ export class ContainerManager {
         shared: sandbox.sharedNamespaces,
         cgroupV1Hierarchies: this.deps.cgroups.version === 'v1' ? v1Hierarchies() : [],
       });
+      // As kata does: the pod's shared pid namespace wins over whatever the spec asks for.
       let pidns: PidNamespaceChoice;
-      if (specPidns !== 'unset') pidns = specPidns;
+      if (sandbox.sandboxPidns && sandbox.pidnsPath) pidns = { kind: 'join', path: sandbox.pidnsPath };
       else if (agentPidns) pidns = { kind: 'agent' };
-      else if (sandbox.sandboxPidns && sandbox.pidnsPath) pidns = { kind: 'join', path: sandbox.pidnsPath };
+      else if (specPidns !== 'unset') pidns = specPidns;
       else pidns = { kind: 'new' };
 
       fs.mkdirSync(bundle, { recursive: true });
