@@ -1,7 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-export class PathEscapeError extends Error {}
+export class PathEscapeError extends Error {
+  override name = 'PathEscapeError';
+}
 
 const MAX_LINKS = 40;
 
