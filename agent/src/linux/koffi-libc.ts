@@ -36,6 +36,7 @@ const c = {
   signal: lib.func('void *signal(int, void *)'),
   execve: lib.func('int execve(const char *, const char **, const char **)'),
   waitpid: lib.func('int waitpid(int, _Out_ int *status, int)'),
+  eventfd: lib.func('int eventfd(unsigned int, int)'),
 };
 
 // x86-64 syscall numbers for calls glibc 2.36 has no wrapper for.
@@ -56,6 +57,20 @@ function sockaddrVm(cid: number, port: number): Buffer {
   sa.writeUInt32LE(port >>> 0, 4);
   sa.writeUInt32LE(cid >>> 0, 8);
   return sa;
+}
+
+// glibc has no bpf() wrapper; the syscall number is per architecture.
+const SYS_bpf: Partial<Record<string, number>> = { x64: 321, arm64: 280, s390x: 351, ppc64: 361, riscv64: 280 };
+const BPF_PROG_LOAD = 5;
+const BPF_PROG_ATTACH = 8;
+const BPF_PROG_DETACH = 9;
+/** Larger than every bpf_attr variant used here; the kernel requires the unused tail to be zero. */
+const BPF_ATTR_SIZE = 128;
+
+function bpf(cmd: number, attr: Buffer): number {
+  const nr = SYS_bpf[process.arch];
+  if (nr === undefined) throw new SyscallError('bpf', 38 /* ENOSYS */, `no bpf syscall number for ${process.arch}`);
+  return Number(c.syscall(nr, 'int', cmd, 'void *', attr, 'uint', attr.length));
 }
 
 /** Runs a libc call and turns -1 into a SyscallError that names the call and its arguments. */
@@ -168,5 +183,52 @@ export const koffiLibc: Libc = {
     const status = new Int32Array(1);
     const r = check('waitpid', `${pid}, ${options}`, c.waitpid(pid, status, options));
     return { pid: r, status: status[0] };
+  },
+  bpfProgLoad(progType, insns, license) {
+    const code = Buffer.from(insns);
+    const lic = Buffer.from(`${license}\0`);
+    // union bpf_attr, BPF_PROG_LOAD: prog_type u32, insn_cnt u32, insns u64, license u64,
+    // log_level u32, log_size u32, log_buf u64.
+    const load = (log?: Buffer) => {
+      const attr = Buffer.alloc(BPF_ATTR_SIZE);
+      attr.writeUInt32LE(progType, 0);
+      attr.writeUInt32LE(code.length / 8, 4);
+      attr.writeBigUInt64LE(koffi.address(code), 8);
+      attr.writeBigUInt64LE(koffi.address(lic), 16);
+      if (log) {
+        attr.writeUInt32LE(1, 24);
+        attr.writeUInt32LE(log.length, 28);
+        attr.writeBigUInt64LE(koffi.address(log), 32);
+      }
+      return bpf(BPF_PROG_LOAD, attr);
+    };
+    const fd = load();
+    if (fd >= 0) return fd;
+    const errno = koffi.errno();
+    // Load again with the verifier log only to explain the refusal (a log that does not fit fails a load).
+    const log = Buffer.alloc(64 * 1024);
+    const again = load(log);
+    if (again >= 0) return again;
+    const verifier = log.toString('utf8', 0, Math.max(0, log.indexOf(0))).trim().split('\n').slice(-3).join(' | ');
+    throw new SyscallError('bpf', errno, `BPF_PROG_LOAD type=${progType} insns=${code.length / 8}${verifier ? `: ${verifier}` : ''}`);
+  },
+  bpfProgAttach(targetFd, progFd, attachType, flags) {
+    // BPF_PROG_ATTACH: target_fd u32, attach_bpf_fd u32, attach_type u32, attach_flags u32.
+    const attr = Buffer.alloc(BPF_ATTR_SIZE);
+    attr.writeUInt32LE(targetFd, 0);
+    attr.writeUInt32LE(progFd, 4);
+    attr.writeUInt32LE(attachType, 8);
+    attr.writeUInt32LE(flags, 12);
+    check('bpf', `BPF_PROG_ATTACH target=${targetFd} prog=${progFd} type=${attachType}`, bpf(BPF_PROG_ATTACH, attr));
+  },
+  bpfProgDetach(targetFd, progFd, attachType) {
+    const attr = Buffer.alloc(BPF_ATTR_SIZE);
+    attr.writeUInt32LE(targetFd, 0);
+    attr.writeUInt32LE(progFd, 4);
+    attr.writeUInt32LE(attachType, 8);
+    check('bpf', `BPF_PROG_DETACH target=${targetFd} prog=${progFd} type=${attachType}`, bpf(BPF_PROG_DETACH, attr));
+  },
+  eventfd(initval, flags) {
+    return check('eventfd', `${initval}, 0x${flags.toString(16)}`, c.eventfd(initval, flags));
   },
 };

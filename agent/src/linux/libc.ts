@@ -70,6 +70,12 @@ export interface WaitResult {
   pid: number;
   status: number;
 }
+export const EFD_CLOEXEC = 0o2000000;
+export const EFD_NONBLOCK = 0o4000;
+
+export const BPF_PROG_TYPE_CGROUP_DEVICE = 15;
+export const BPF_CGROUP_DEVICE = 6;
+export const BPF_F_ALLOW_MULTI = 2;
 
 export interface Libc {
   getpid(): number;
@@ -109,4 +115,12 @@ export interface Libc {
   /** Replaces the process image; returns only by throwing. */
   execve(path: string, argv: string[], envp: string[]): never;
   waitpid(pid: number, options: number): WaitResult;
+  /** A new eventfd (cgroup v1 OOM notifications are delivered through one). */
+  eventfd(initval: number, flags: number): number;
+  /** bpf(BPF_PROG_LOAD): loads `insns` (struct bpf_insn[]) as a `progType` program; returns its fd. A refusal carries the verifier's log. */
+  bpfProgLoad(progType: number, insns: Uint8Array, license: string): number;
+  /** bpf(BPF_PROG_ATTACH) of a loaded program to a cgroup directory fd. */
+  bpfProgAttach(targetFd: number, progFd: number, attachType: number, flags: number): void;
+  /** bpf(BPF_PROG_DETACH) of one program (of several, BPF_F_ALLOW_MULTI) from a cgroup directory fd. */
+  bpfProgDetach(targetFd: number, progFd: number, attachType: number): void;
 }

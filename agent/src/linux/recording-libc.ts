@@ -66,4 +66,8 @@ export class RecordingLibc implements Libc {
     throw new SyscallError('execve', 38, p);
   }
   waitpid(pid: number, o: number): WaitResult { return this.run('waitpid', [pid, o], { pid: 0, status: 0 }); }
+  eventfd(i: number, fl: number) { return this.run('eventfd', [i, fl], this.nextFd++); }
+  bpfProgLoad(t: number, insns: Uint8Array, lic: string) { return this.run('bpfProgLoad', [t, insns, lic], this.nextFd++); }
+  bpfProgAttach(target: number, prog: number, type: number, fl: number) { this.run('bpfProgAttach', [target, prog, type, fl], undefined); }
+  bpfProgDetach(target: number, prog: number, type: number) { this.run('bpfProgDetach', [target, prog, type], undefined); }
 }

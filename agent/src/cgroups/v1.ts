@@ -1,0 +1,181 @@
+// cgroup v1 driver: one directory per mounted hierarchy, each below the agent's own path in that
+// hierarchy (they can differ: a test runner may sit in a memory sub-group only).
+import path from 'node:path';
+import type { LinuxResources } from '../../../protos/gen/oci_pb.js';
+import type { CgroupStats } from '../../../protos/gen/agent_pb.js';
+import type { Libc } from '../linux/libc.js';
+import { alreadyExists, failedPrecondition } from '../rpc/status.js';
+import type { Cgroup, CgroupManager } from './cgroup.js';
+import { parsePids, type CgroupFiles } from './files.js';
+import { makeGroupDirs, removeCreated, removeGroupDirs } from './group-dirs.js';
+import type { CgroupLog } from './log.js';
+import { watchOomV1 } from './oom-v1.js';
+import { checkRelPath } from './self-path.js';
+import { v1Stats } from './v1-stats.js';
+import { v1Writes } from './v1-settings.js';
+import { waitUntil } from './wait.js';
+
+export interface V1Hierarchy {
+  mountPoint: string;
+  controllers: string[];
+  /** The agent's own group in this hierarchy, e.g. "/" or "/system.slice/kata-agent.service". */
+  ownPath: string;
+}
+
+export interface DriverDeps {
+  files: CgroupFiles;
+  libc: () => Libc;
+  log: CgroupLog;
+  /** How long freeze/thaw may take before the call fails (tasks in uninterruptible sleep delay it). */
+  freezeTimeoutMs: number;
+}
+
+export class V1Manager implements CgroupManager {
+  readonly version = 'v1' as const;
+  constructor(
+    readonly hierarchies: V1Hierarchy[],
+    private readonly deps: DriverDeps,
+  ) {}
+
+  create(relPath: string, resources: LinuxResources | undefined): Cgroup {
+    checkRelPath(relPath);
+    const { files } = this.deps;
+    const leaves = this.hierarchies.map((h) => ({ h, base: path.join(h.mountPoint, h.ownPath), leaf: path.join(h.mountPoint, h.ownPath, relPath) }));
+    for (const { leaf } of leaves) if (files.exists(leaf)) throw alreadyExists(`cgroup ${leaf} already exists`);
+
+    const created: string[] = [];
+    const dirs = new Map<string, string>();
+    try {
+      for (const { h, base, leaf } of leaves) {
+        // A new cpuset group starts with no CPUs and no memory nodes and cannot take tasks until given some.
+        const prepare = h.controllers.includes('cpuset')
+          ? (dir: string, parent: string) => {
+              for (const f of ['cpuset.cpus', 'cpuset.mems']) {
+                if (files.read(path.join(dir, f)).trim() === '') files.write(path.join(dir, f), files.read(path.join(parent, f)).trim());
+              }
+            }
+          : undefined;
+        created.push(...makeGroupDirs(files, base, relPath, prepare));
+        for (const c of h.controllers) dirs.set(c, leaf);
+      }
+      const group = new V1Cgroup(relPath, dirs, leaves.map((l) => l.leaf), created, this.deps);
+      if (resources) group.update(resources);
+      return group;
+    } catch (err) {
+      // Leave nothing behind: a failed CreateContainer must not leak groups.
+      removeCreated(files, created);
+      throw err;
+    }
+  }
+}
+
+class V1Cgroup implements Cgroup {
+  private readonly watches = new Set<() => void>();
+
+  constructor(
+    readonly relPath: string,
+    /** controller → this group's directory in the hierarchy carrying it. */
+    private readonly dirs: Map<string, string>,
+    private readonly leaves: string[],
+    private readonly created: string[],
+    private readonly deps: DriverDeps,
+  ) {}
+
+  private dir(controller: string, why: string): string {
+    const d = this.dirs.get(controller);
+    if (!d) throw failedPrecondition(`${why}: no ${controller} cgroup hierarchy is mounted`);
+    return d;
+  }
+
+  private readOptional(controller: string, file: string): string | undefined {
+    const d = this.dirs.get(controller);
+    return d ? this.deps.files.readOptional(path.join(d, file)) : undefined;
+  }
+
+  addProcess(pid: number): void {
+    for (const leaf of this.leaves) this.deps.files.write(path.join(leaf, 'cgroup.procs'), String(pid));
+  }
+
+  update(resources: LinuxResources): void {
+    const { files, log } = this.deps;
+    const writes = v1Writes(
+      resources,
+      {
+        has: (c) => this.dirs.has(c),
+        exists: (c, f) => this.dirs.has(c) && files.exists(path.join(this.dirs.get(c)!, f)),
+        read: (c, f) => this.readOptional(c, f),
+      },
+      (msg) => log.warn({ cgroup: this.relPath }, msg),
+    );
+    for (const w of writes) files.write(path.join(this.dir(w.controller, `setting ${w.file}`), w.file), w.value);
+  }
+
+  async freeze(): Promise<void> {
+    const state = path.join(this.dir('freezer', 'freeze'), 'freezer.state');
+    const { files, freezeTimeoutMs } = this.deps;
+    files.write(state, 'FROZEN');
+    try {
+      // A task that was forking or in uninterruptible sleep leaves the group FREEZING: asking again
+      // makes the kernel retry it.
+      await waitUntil(() => this.state() === 'FROZEN', `freezing ${path.dirname(state)}`, freezeTimeoutMs, () => files.write(state, 'FROZEN'));
+    } catch (err) {
+      files.write(state, 'THAWED');
+      throw err;
+    }
+  }
+
+  async thaw(): Promise<void> {
+    const state = path.join(this.dir('freezer', 'thaw'), 'freezer.state');
+    this.deps.files.write(state, 'THAWED');
+    await waitUntil(() => this.deps.files.read(state).trim() === 'THAWED', `thawing ${path.dirname(state)}`, this.deps.freezeTimeoutMs);
+  }
+
+  state(): 'FROZEN' | 'THAWED' {
+    // FREEZING counts as not frozen: some task may still run.
+    return this.readOptional('freezer', 'freezer.state') === 'FROZEN' ? 'FROZEN' : 'THAWED';
+  }
+
+  pids(): number[] {
+    // Any hierarchy lists the same tasks; prefer the ones every container has.
+    const c = ['pids', 'freezer', 'memory', 'cpu', ...this.dirs.keys()].find((k) => this.dirs.has(k));
+    if (!c) return [];
+    return parsePids(this.deps.files.read(path.join(this.dirs.get(c)!, 'cgroup.procs')));
+  }
+
+  /** pids(), or none once the group is gone (a repeated destroy). */
+  private pidsIfPresent(): number[] {
+    try {
+      return this.pids();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+  }
+
+  stats(): CgroupStats {
+    return v1Stats({
+      has: (c) => this.dirs.has(c),
+      read: (c, f) => this.readOptional(c, f),
+      list: (c) => (this.dirs.has(c) ? this.deps.files.fs.readdir(this.dirs.get(c)!) : []),
+    });
+  }
+
+  watchOom(onOom: () => void): () => void {
+    const dir = this.dir('memory', 'OOM watch');
+    const stop = watchOomV1(dir, this.deps.libc(), this.deps.files, onOom, (err) => this.deps.log.warn({ cgroup: this.relPath, err: err.message }, 'OOM watch ended'));
+    const remove = () => {
+      this.watches.delete(remove);
+      stop();
+    };
+    this.watches.add(remove);
+    return remove;
+  }
+
+  async destroy(): Promise<void> {
+    // Callers kill and wait first; a group still in use is reported at once rather than retried.
+    const left = this.pidsIfPresent();
+    if (left.length > 0) throw failedPrecondition(`cgroup ${this.relPath} still has processes: ${left.join(' ')}`);
+    for (const stop of [...this.watches]) stop();
+    await removeGroupDirs(this.deps.files, this.leaves, this.created);
+  }
+}
