@@ -2,7 +2,7 @@
 // ~1.5 µs instead of ~15 µs (measured in shared/notes/platform.md).
 import koffi from 'koffi';
 import { SyscallError } from './errno.js';
-import { AF_VSOCK, type CapSets, type Libc } from './libc.js';
+import { AF_VSOCK, TIOCGWINSZ, TIOCSWINSZ, type CapSets, type Libc, type Winsize } from './libc.js';
 
 const lib = koffi.load('libc.so.6');
 
@@ -37,6 +37,9 @@ const c = {
   execve: lib.func('int execve(const char *, const char **, const char **)'),
   waitpid: lib.func('int waitpid(int, _Out_ int *status, int)'),
   eventfd: lib.func('int eventfd(unsigned int, int)'),
+  read: lib.func('intptr_t read(int, void *, size_t)'),
+  posix_openpt: lib.func('int posix_openpt(int)'),
+  unlockpt: lib.func('int unlockpt(int)'),
 };
 
 // x86-64 syscall numbers for calls glibc 2.36 has no wrapper for.
@@ -48,6 +51,14 @@ function makedev(major: number, minor: number): bigint {
   const ma = BigInt(major);
   const mi = BigInt(minor);
   return ((ma & 0xfffn) << 8n) | ((ma & ~0xfffn) << 32n) | (mi & 0xffn) | ((mi & ~0xffn) << 12n);
+}
+
+/** struct winsize: ws_row, ws_col, ws_xpixel, ws_ypixel, all unsigned short. */
+function winsize(size: Winsize): Buffer {
+  const ws = Buffer.alloc(8);
+  ws.writeUInt16LE(size.rows, 0);
+  ws.writeUInt16LE(size.cols, 2);
+  return ws;
 }
 
 /** struct sockaddr_vm: family u16, reserved u16, port u32, cid u32, flags u8, zero[3]. */
@@ -113,16 +124,13 @@ export const koffiLibc: Libc = {
   sethostname(name) {
     check('sethostname', name, c.sethostname(name, Buffer.byteLength(name)));
   },
+  read(fd, buf) {
+    return check('read', `fd=${fd}, ${buf.length}`, Number(c.read(fd, buf, buf.length)));
+  },
   pipe2(flags) {
     const fds = new Int32Array(2);
     check('pipe2', `0x${flags.toString(16)}`, c.pipe2(fds, flags));
     return [fds[0], fds[1]];
-  },
-  fcntl(fd, cmd, arg) {
-    return check('fcntl', `fd=${fd}, cmd=${cmd}, ${arg}`, c.fcntl(fd, cmd, 'int', arg));
-  },
-  ioctlInt(fd, request, arg) {
-    return check('ioctl', `fd=${fd}, 0x${request.toString(16)}`, c.ioctl(fd, request, 'int', arg));
   },
   setsid: () => check('setsid', '', c.setsid()),
   prctl(option, arg2, arg3 = 0) {
@@ -230,5 +238,25 @@ export const koffiLibc: Libc = {
   },
   eventfd(initval, flags) {
     return check('eventfd', `${initval}, 0x${flags.toString(16)}`, c.eventfd(initval, flags));
+  },
+  fcntl(fd, cmd, arg = 0) {
+    return check('fcntl', `fd=${fd}, cmd=${cmd}, ${arg}`, c.fcntl(fd, cmd, 'int', arg));
+  },
+  posixOpenpt(flags) {
+    return check('posix_openpt', `0x${flags.toString(16)}`, c.posix_openpt(flags));
+  },
+  unlockpt(fd) {
+    check('unlockpt', `fd=${fd}`, c.unlockpt(fd));
+  },
+  ioctlInt(fd, request, arg) {
+    return check('ioctl', `fd=${fd}, 0x${request.toString(16)}, ${arg}`, c.ioctl(fd, request, 'int', arg));
+  },
+  setWinsize(fd, size) {
+    check('ioctl', `fd=${fd}, TIOCSWINSZ ${size.rows}x${size.cols}`, c.ioctl(fd, TIOCSWINSZ, 'void *', winsize(size)));
+  },
+  getWinsize(fd) {
+    const ws = Buffer.alloc(8);
+    check('ioctl', `fd=${fd}, TIOCGWINSZ`, c.ioctl(fd, TIOCGWINSZ, 'void *', ws));
+    return { rows: ws.readUInt16LE(0), cols: ws.readUInt16LE(2) };
   },
 };

@@ -33,15 +33,8 @@ export const MS_SHARED = 1 << 20;
 
 export const MNT_DETACH = 2;
 
-export const O_CLOEXEC = 0o2000000;
-export const O_NONBLOCK = 0o4000;
-export const F_GETFD = 1;
-export const F_SETFD = 2;
 export const F_GETFL = 3;
 export const F_SETFL = 4;
-export const FD_CLOEXEC = 1;
-export const F_SETPIPE_SZ = 1031;
-export const TIOCSCTTY = 0x540e;
 export const CLOSE_RANGE_CLOEXEC = 1 << 2;
 
 export const SIGPIPE = 13;
@@ -77,6 +70,30 @@ export const BPF_PROG_TYPE_CGROUP_DEVICE = 15;
 export const BPF_CGROUP_DEVICE = 6;
 export const BPF_F_ALLOW_MULTI = 2;
 
+export const O_RDWR = 2;
+export const O_NOCTTY = 0o400;
+export const O_NONBLOCK = 0o4000;
+export const O_CLOEXEC = 0o2000000;
+
+export const F_GETFD = 1;
+export const F_SETFD = 2;
+export const FD_CLOEXEC = 1;
+export const F_DUPFD_CLOEXEC = 1030;
+export const F_SETPIPE_SZ = 1031;
+export const F_GETPIPE_SZ = 1032;
+
+// ioctl numbers from asm-generic/ioctls.h (x86_64 and aarch64 share them).
+export const TIOCSCTTY = 0x540e;
+export const TIOCGWINSZ = 0x5413;
+export const TIOCSWINSZ = 0x5414;
+/** Opens the slave of a pty master without a path lookup (Linux 4.13+), so /dev/pts need not be visible. */
+export const TIOCGPTPEER = 0x5441;
+
+export interface Winsize {
+  rows: number;
+  cols: number;
+}
+
 export interface Libc {
   getpid(): number;
   socket(domain: number, type: number, protocol: number): number;
@@ -91,10 +108,6 @@ export interface Libc {
   unshare(flags: number): void;
   setns(fd: number, nstype: number): void;
   sethostname(name: string): void;
-  /** pipe2(): [read end, write end]. */
-  pipe2(flags: number): [number, number];
-  fcntl(fd: number, cmd: number, arg: number): number;
-  ioctlInt(fd: number, request: number, arg: number): number;
   setsid(): number;
   prctl(option: number, arg2: number, arg3?: number): number;
   /** capset() for the calling thread, version 3 (two 32-bit words per set). */
@@ -123,4 +136,17 @@ export interface Libc {
   bpfProgAttach(targetFd: number, progFd: number, attachType: number, flags: number): void;
   /** bpf(BPF_PROG_DETACH) of one program (of several, BPF_F_ALLOW_MULTI) from a cgroup directory fd. */
   bpfProgDetach(targetFd: number, progFd: number, attachType: number): void;
+  /** read() into `buf`; returns the byte count (0 = end of file). */
+  read(fd: number, buf: Uint8Array): number;
+  /** pipe2(): [read end, write end]. */
+  pipe2(flags: number): [number, number];
+  /** fcntl() with an int argument (0 when the command takes none); returns the call's result. */
+  fcntl(fd: number, cmd: number, arg?: number): number;
+  posixOpenpt(flags: number): number;
+  unlockpt(fd: number): void;
+  /** ioctl() whose third argument is an int passed by value (TIOCGPTPEER, TIOCSCTTY). */
+  ioctlInt(fd: number, request: number, arg: number): number;
+  /** TIOCSWINSZ / TIOCGWINSZ; pixel sizes are left 0. */
+  setWinsize(fd: number, size: Winsize): void;
+  getWinsize(fd: number): Winsize;
 }

@@ -1,5 +1,5 @@
 import { SyscallError } from './errno.js';
-import type { CapSets, Libc, WaitResult } from './libc.js';
+import type { CapSets, Libc, WaitResult, Winsize } from './libc.js';
 
 export interface RecordedCall {
   name: keyof Libc;
@@ -44,9 +44,6 @@ export class RecordingLibc implements Libc {
   unshare(fl: number) { this.run('unshare', [fl], undefined); }
   setns(fd: number, t: number) { this.run('setns', [fd, t], undefined); }
   sethostname(n: string) { this.run('sethostname', [n], undefined); }
-  pipe2(fl: number): [number, number] { return this.run('pipe2', [fl], [this.nextFd++, this.nextFd++]); }
-  fcntl(fd: number, cmd: number, arg: number) { return this.run('fcntl', [fd, cmd, arg], 0); }
-  ioctlInt(fd: number, req: number, arg: number) { return this.run('ioctlInt', [fd, req, arg], 0); }
   setsid() { return this.run('setsid', [], 4242); }
   prctl(o: number, a2: number, a3?: number) { return this.run('prctl', [o, a2, a3], 0); }
   capset(sets: CapSets) { this.run('capset', [sets], undefined); }
@@ -70,4 +67,12 @@ export class RecordingLibc implements Libc {
   bpfProgLoad(t: number, insns: Uint8Array, lic: string) { return this.run('bpfProgLoad', [t, insns, lic], this.nextFd++); }
   bpfProgAttach(target: number, prog: number, type: number, fl: number) { this.run('bpfProgAttach', [target, prog, type, fl], undefined); }
   bpfProgDetach(target: number, prog: number, type: number) { this.run('bpfProgDetach', [target, prog, type], undefined); }
+  read(fd: number, buf: Uint8Array) { return this.run('read', [fd, buf], 0); }
+  pipe2(fl: number) { return this.run('pipe2', [fl], [this.nextFd++, this.nextFd++]); }
+  fcntl(fd: number, cmd: number, arg?: number) { return this.run('fcntl', [fd, cmd, arg], 0); }
+  posixOpenpt(fl: number) { return this.run('posixOpenpt', [fl], this.nextFd++); }
+  unlockpt(fd: number) { this.run('unlockpt', [fd], undefined); }
+  ioctlInt(fd: number, req: number, arg: number) { return this.run('ioctlInt', [fd, req, arg], 0); }
+  setWinsize(fd: number, size: Winsize) { this.run('setWinsize', [fd, size], undefined); }
+  getWinsize(fd: number) { return this.run('getWinsize', [fd], { rows: 0, cols: 0 }); }
 }

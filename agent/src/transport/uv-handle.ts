@@ -15,12 +15,29 @@ interface PipeHandle {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const pipeWrap = (process as any).binding('pipe_wrap') as { Pipe: new (type: number) => PipeHandle; constants: { SOCKET: number } };
 
-/** Wraps a connected stream fd (socket or char device) as a net.Socket. The socket owns the fd. */
-export function socketFromFd(fd: number): net.Socket {
+export interface FdSocketOptions {
+  /** false for a write-only fd (a pipe's write end): nothing is read from it. Default true. */
+  readable?: boolean;
+  /** false for a read-only fd. Default true. */
+  writable?: boolean;
+  /** Keep the writable side open after the readable side ended. Default false. */
+  allowHalfOpen?: boolean;
+}
+
+/**
+ * Wraps a connected stream fd (socket, pipe end or char device such as a pty master) as a
+ * net.Socket. The socket owns the fd and makes it non-blocking.
+ */
+export function socketFromFd(fd: number, opts: FdSocketOptions = {}): net.Socket {
   const handle = new pipeWrap.Pipe(pipeWrap.constants.SOCKET);
   const r = handle.open(fd);
   if (r < 0) throw new Error(`uv_pipe_open(fd=${fd}): ${errnoName(-r)}`);
-  return new net.Socket({ handle, readable: true, writable: true } as net.SocketConstructorOpts);
+  return new net.Socket({
+    handle,
+    readable: opts.readable ?? true,
+    writable: opts.writable ?? true,
+    allowHalfOpen: opts.allowHalfOpen ?? false,
+  } as net.SocketConstructorOpts);
 }
 
 export interface FdServer {

@@ -1,0 +1,46 @@
+import type { AgentHandlers } from '../rpc/service.js';
+import { Code, RpcError } from '../rpc/status.js';
+import type { OutputName, ProcessIO } from './process-io.js';
+
+/**
+ * Finds the stdio of a process; exec id "" is the container's init process. Throws RpcError
+ * NOT_FOUND for an unknown container or exec id (or a process WaitProcess already forgot).
+ */
+export type ProcessIOLookup = (containerId: string, execId: string) => ProcessIO;
+
+function readLength(len: number): number {
+  // kata hosts treat an empty answer as end of stream, so a zero-byte read cannot be answered.
+  if (len === 0) throw new RpcError(Code.INVALID_ARGUMENT, 'len must be greater than 0');
+  return len;
+}
+
+/** WriteStdin, ReadStdout, ReadStderr, CloseStdin and TtyWinResize. Wire forms come from ctx.dialect. */
+export function ioHandlers(lookup: ProcessIOLookup): AgentHandlers {
+  const read = (stream: OutputName): NonNullable<AgentHandlers['readStdout']> =>
+    async (req, ctx) => {
+      const len = readLength(req.len);
+      const data = await lookup(req.containerId, req.execId).read(stream, len, ctx.signal);
+      return data === null ? ctx.dialect.endOfStream() : { data };
+    };
+  return {
+    async writeStdin(req, ctx) {
+      const io = lookup(req.containerId, req.execId);
+      // An empty write is how 3.x hosts close stdin.
+      if (req.data.length === 0) {
+        io.closeStdin();
+        return { len: 0 };
+      }
+      return { len: await io.write(req.data, ctx.signal) };
+    },
+    readStdout: read('stdout'),
+    readStderr: read('stderr'),
+    closeStdin(req) {
+      lookup(req.containerId, req.execId).closeStdin();
+      return {};
+    },
+    ttyWinResize(req) {
+      lookup(req.containerId, req.execId).resize(req.row, req.column);
+      return {};
+    },
+  };
+}

@@ -1,0 +1,197 @@
+import { F_DUPFD_CLOEXEC, type Libc } from '../linux/libc.js';
+import { Code, RpcError } from '../rpc/status.js';
+import { socketFromFd } from '../transport/uv-handle.js';
+import { OutputStream } from './output-stream.js';
+import { openPipe, type Pipe } from './pipes.js';
+import { openPty } from './pty.js';
+import { ptyDrain } from './pty-drain.js';
+import { StdinStream } from './stdin-stream.js';
+
+export type OutputName = 'stdout' | 'stderr';
+
+/** The stdio of one container process, as the stdio RPCs see it. */
+export interface ProcessIO {
+  /** fds the child gets as 0,1,2 (pipe ends or the pty slave); pass them to the spawned helper. */
+  readonly childFds: [number, number, number];
+  readonly terminal: boolean;
+  /** Close the agent's copies of the child ends once the child is spawned. */
+  closeChildEnds(): void;
+  /** Up to `len` bytes, waiting while none are available; `null` = end of stream (every writer closed). */
+  read(stream: OutputName, len: number, signal: AbortSignal): Promise<Uint8Array | null>;
+  write(data: Uint8Array, signal: AbortSignal): Promise<number>;
+  closeStdin(): void;
+  resize(rows: number, cols: number): void; // throws RpcError UNAVAILABLE "no tty" when !terminal
+  /** Releases every fd (after WaitProcess). */
+  dispose(): void;
+}
+
+export interface ProcessIOOptions {
+  terminal: boolean;
+  /** F_SETPIPE_SZ for the output pipes (agent.container_pipe_size); 0 keeps the kernel default. */
+  pipeSize: number;
+  libc: Libc;
+  /** Bytes queued per output stream before the agent stops reading it (default 1 MiB). */
+  highWater?: number;
+}
+
+const DEFAULT_HIGH_WATER = 1 << 20;
+
+export function createProcessIO(opts: ProcessIOOptions): ProcessIO {
+  return opts.terminal ? createPtyIO(opts) : createPipeIO(opts);
+}
+
+/** Closes each fd once, so a failed setup and a later dispose never close a reused number. */
+function closeAll(libc: Libc, fds: number[]): void {
+  for (const fd of fds) {
+    try {
+      libc.close(fd);
+    } catch {
+      // Already closed by its owner; nothing left to release.
+    }
+  }
+}
+
+function released(): RpcError {
+  return new RpcError(Code.NOT_FOUND, 'process stdio already released');
+}
+
+abstract class BaseIO implements ProcessIO {
+  abstract readonly childFds: [number, number, number];
+  abstract readonly terminal: boolean;
+  protected disposed = false;
+  private childEndsOpen = true;
+
+  constructor(
+    protected readonly libc: Libc,
+    protected readonly stdin: StdinStream,
+    protected readonly outputs: Record<OutputName, OutputStream | undefined>,
+  ) {}
+
+  protected abstract childEnds(): number[];
+
+  closeChildEnds(): void {
+    if (!this.childEndsOpen) return;
+    this.childEndsOpen = false;
+    closeAll(this.libc, this.childEnds());
+  }
+
+  async read(stream: OutputName, len: number, signal: AbortSignal): Promise<Uint8Array | null> {
+    if (this.disposed) throw released();
+    const out = this.outputs[stream];
+    return out ? out.read(len, signal) : null;
+  }
+
+  write(data: Uint8Array, signal: AbortSignal): Promise<number> {
+    if (this.disposed) return Promise.reject(released());
+    return this.stdin.write(data, signal);
+  }
+
+  closeStdin(): void {
+    if (this.disposed) throw released();
+    this.stdin.close();
+  }
+
+  abstract resize(rows: number, cols: number): void;
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.closeChildEnds();
+    this.stdin.dispose();
+    this.outputs.stdout?.dispose();
+    this.outputs.stderr?.dispose();
+  }
+}
+
+class PipeIO extends BaseIO {
+  readonly terminal = false;
+  readonly childFds: [number, number, number];
+
+  constructor(libc: Libc, highWater: number, private readonly pipes: [Pipe, Pipe, Pipe]) {
+    const [inp, out, err] = pipes;
+    const output = (fd: number) => new OutputStream(socketFromFd(fd, { writable: false }), { highWater, eioIsEnd: false });
+    super(libc, new StdinStream(socketFromFd(inp.write, { readable: false })), { stdout: output(out.read), stderr: output(err.read) });
+    this.childFds = [inp.read, out.write, err.write];
+  }
+
+  protected childEnds(): number[] {
+    return [...this.childFds];
+  }
+
+  resize(): void {
+    if (this.disposed) throw released();
+    throw new RpcError(Code.UNAVAILABLE, 'no tty');
+  }
+}
+
+function createPipeIO(opts: ProcessIOOptions): ProcessIO {
+  const { libc } = opts;
+  const opened: Pipe[] = [];
+  try {
+    // Only output pipes are resized, as kata does: a larger stdin pipe would just hide a process
+    // that does not read.
+    opened.push(openPipe(libc, 0));
+    opened.push(openPipe(libc, opts.pipeSize));
+    opened.push(openPipe(libc, opts.pipeSize));
+    return new PipeIO(libc, opts.highWater ?? DEFAULT_HIGH_WATER, opened as [Pipe, Pipe, Pipe]);
+  } catch (err) {
+    closeAll(libc, opened.flatMap((p) => [p.read, p.write]));
+    throw err;
+  }
+}
+
+class PtyIO extends BaseIO {
+  readonly terminal = true;
+  readonly childFds: [number, number, number];
+
+  /**
+   * One master, three fds: reading and writing are separate libuv streams so a failed write (or
+   * CloseStdin) never tears down the output side, and `master` itself stays with us for
+   * TIOCSWINSZ and the final drain, since a stream closes its fd at end of stream and the number
+   * may then be reused.
+   * A pty has no separate stderr.
+   */
+  constructor(libc: Libc, highWater: number, private readonly master: number, private readonly slave: number, readFd: number, writeFd: number) {
+    super(libc, new StdinStream(socketFromFd(writeFd, { readable: false })), {
+      stdout: new OutputStream(socketFromFd(readFd, { writable: false }), {
+        highWater,
+        eioIsEnd: true,
+        drainAtEnd: () => ptyDrain(libc, master),
+      }),
+      stderr: undefined,
+    });
+    this.childFds = [slave, slave, slave];
+  }
+
+  protected childEnds(): number[] {
+    return [this.slave];
+  }
+
+  resize(rows: number, cols: number): void {
+    if (this.disposed) throw released();
+    if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 0 || cols < 0 || rows > 0xffff || cols > 0xffff) {
+      throw new RpcError(Code.INVALID_ARGUMENT, `window size ${rows}x${cols} does not fit a terminal (0..65535)`);
+    }
+    this.libc.setWinsize(this.master, { rows, cols });
+  }
+
+  override dispose(): void {
+    if (this.disposed) return;
+    super.dispose();
+    closeAll(this.libc, [this.master]);
+  }
+}
+
+function createPtyIO(opts: ProcessIOOptions): ProcessIO {
+  const { libc } = opts;
+  const pty = openPty(libc);
+  const dups: number[] = [];
+  try {
+    dups.push(libc.fcntl(pty.master, F_DUPFD_CLOEXEC, 0));
+    dups.push(libc.fcntl(pty.master, F_DUPFD_CLOEXEC, 0));
+    return new PtyIO(libc, opts.highWater ?? DEFAULT_HIGH_WATER, pty.master, pty.slave, dups[0], dups[1]);
+  } catch (err) {
+    closeAll(libc, [pty.master, pty.slave, ...dups]);
+    throw err;
+  }
+}
