@@ -20,6 +20,9 @@ import { startReaper, type Reaper } from './process/reaper.js';
 import type { AgentHandlers } from './rpc/service.js';
 import { Sandbox } from './sandbox/sandbox.js';
 import { storageDrivers } from './storage/storages.js';
+import { createCgroupManager } from './cgroups/detect.js';
+import { createProcessIO } from './io/process-io.js';
+import { ioHandlers } from './io/handlers.js';
 
 export interface RunningAgent {
   config: AgentConfig;
@@ -46,8 +49,12 @@ interface Domains {
 
 function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domains {
   const handlers: AgentHandlers[] = [];
-  if (!deps.cgroups || !deps.createIO || !deps.ioHandlers) {
-    // Without a cgroup driver and stdio the container RPCs stay UNIMPLEMENTED rather than half work.
+  let cgroups = deps.cgroups;
+  try {
+    cgroups ??= createCgroupManager();
+  } catch (err) {
+    // Without a cgroup driver the container RPCs stay UNIMPLEMENTED rather than half work.
+    log.error({ err: (err as Error).message }, 'no cgroup driver: container RPCs are unavailable');
     return { handlers, shutdown: async () => undefined };
   }
   const libc = deps.libc ?? realLibc();
@@ -57,11 +64,11 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
     log,
     stateRoot: config.stateRoot,
     pipeSize: config.containerPipeSize,
-    cgroups: deps.cgroups,
-    createIO: deps.createIO,
+    cgroups,
+    createIO: deps.createIO ?? createProcessIO,
     sandbox,
   });
-  handlers.push(containerHandlers(containers, sandbox), deps.ioHandlers((c, e) => containers.io(c, e)));
+  handlers.push(containerHandlers(containers, sandbox), (deps.ioHandlers ?? ioHandlers)((c, e) => containers.io(c, e)));
   return {
     handlers,
     async shutdown() {

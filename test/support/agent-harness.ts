@@ -10,8 +10,6 @@ import { connect } from '../../agent-ctl/src/connect.js';
 import { defaults } from '../../agent/src/config/config.js';
 import { createLogger } from '../../agent/src/log/logger.js';
 import { startAgent, type DomainDeps, type RunningAgent } from '../../agent/src/main.js';
-import { standInCgroupManager } from './stand-in-cgroups.js';
-import { createStandInIO, standInIoHandlers } from './stand-in-io.js';
 
 type Methods = typeof AgentService.method;
 
@@ -30,13 +28,7 @@ export class AgentHarness {
     const resolvConf = path.join(dir, 'resolv.conf');
     fs.writeFileSync(resolvConf, '# host\n');
     const config = { ...defaults, serverAddr: `unix://${dir}/agent.sock`, stateRoot, logLevel: 'warn' as const };
-    const agent = await startAgent(config, createLogger('warn'), {
-      cgroups: standInCgroupManager(),
-      createIO: createStandInIO,
-      ioHandlers: standInIoHandlers,
-      resolvConfTarget: resolvConf,
-      ...deps,
-    });
+    const agent = await startAgent(config, createLogger('warn'), { resolvConfTarget: resolvConf, ...deps });
     const sock = await connect(config.serverAddr, 5000);
     return new AgentHarness(dir, stateRoot, resolvConf, agent, new GrpcClient(sock));
   }
