@@ -92,6 +92,23 @@ t.test('container lifecycle over the agent socket', { skip }, async (t) => {
     await h.call('removeContainer', { containerId: id });
   });
 
+  await t.test('tty exec: controlling terminal, resize', async (t) => {
+    const id = `${tag}-tty`;
+    await h.call('createContainer', { containerId: id, OCI: busyboxSpec(rootfs, ['sleep', '1000']) });
+    await h.call('startContainer', { containerId: id });
+    await exec(id, 'tty', ['sh', '-c', 'read x; stty size; [ -t 0 ] && echo isatty; echo pid=$$ sid=$(cut -d" " -f6 /proc/$$/stat)'], true);
+    await h.call('ttyWinResize', { containerId: id, execId: 'tty', row: 33, column: 99 });
+    await h.call('writeStdin', { containerId: id, execId: 'tty', data: Buffer.from('go\n') });
+    const out = await h.readAll('readStdout', id, 'tty');
+    t.match(out, /33 99\r?\n/, 'stty sees the new size');
+    t.match(out, /isatty/, 'stdin is a tty');
+    const [, pid, sid] = /pid=(\d+) sid=(\d+)/.exec(out) ?? [];
+    t.equal(sid, pid, 'the exec leads its own session (setsid before TIOCSCTTY)');
+    t.equal((await h.call('waitProcess', { containerId: id, execId: 'tty' })).status, 0);
+    t.match(await h.code('ttyWinResize', { containerId: id, execId: '', row: 1, column: 1 }), /^UNAVAILABLE: no tty/);
+    await h.call('removeContainer', { containerId: id });
+  });
+
   await t.test('stdin reaches the process; output of an exited process is delivered in full', async (t) => {
     const id = `${tag}-stdio`;
     await h.call('createContainer', { containerId: id, OCI: busyboxSpec(rootfs, ['sh', '-c', 'cat; head -c 300000 /dev/zero | tr "\\0" x; echo done >&2']) });
