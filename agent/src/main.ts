@@ -16,6 +16,7 @@ import { libc as realLibc } from './linux/index.js';
 import type { Libc } from './linux/libc.js';
 import { preparePidNamespaces } from './namespace/pid-namespace.js';
 import type { CreateProcessIO, ProcessIO } from './process/io-contract.js';
+import { HelperPool } from './process/helper-pool.js';
 import { startReaper, type Reaper } from './process/reaper.js';
 import type { AgentHandlers } from './rpc/service.js';
 import { Sandbox } from './sandbox/sandbox.js';
@@ -39,10 +40,14 @@ export interface DomainDeps {
   ioHandlers?: (lookup: (containerId: string, execId: string) => ProcessIO) => AgentHandlers;
   /** /etc/resolv.conf unless a test says otherwise. */
   resolvConfTarget?: string;
+  /** Container-init helpers kept started ahead of need (default 1; 0 = none). */
+  helperPoolSize?: number;
 }
 
 interface Domains {
   handlers: AgentHandlers[];
+  /** Starts background work (the helper pool) once pid namespaces are prepared. */
+  start(): void;
   /** Removes every container and the sandbox (agent shutdown). */
   shutdown(): Promise<void>;
 }
@@ -55,9 +60,10 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
   } catch (err) {
     // Without a cgroup driver the container RPCs stay UNIMPLEMENTED rather than half work.
     log.error({ err: (err as Error).message }, 'no cgroup driver: container RPCs are unavailable');
-    return { handlers, shutdown: async () => undefined };
+    return { handlers, start: () => undefined, shutdown: async () => undefined };
   }
   const libc = deps.libc ?? realLibc();
+  const pool = new HelperPool(libc, deps.helperPoolSize ?? 1);
   const sandbox = new Sandbox({ libc, stateRoot: config.stateRoot, resolvConfTarget: deps.resolvConfTarget ?? '/etc/resolv.conf' });
   const containers = new ContainerManager({
     libc,
@@ -67,11 +73,14 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
     cgroups,
     createIO: deps.createIO ?? createProcessIO,
     sandbox,
+    pool,
   });
   handlers.push(containerHandlers(containers, sandbox), (deps.ioHandlers ?? ioHandlers)((c, e) => containers.io(c, e)));
   return {
     handlers,
+    start: () => pool.start(),
     async shutdown() {
+      await pool.close();
       await containers.removeAll();
       if (sandbox.exists) sandbox.destroy();
     },
@@ -108,6 +117,7 @@ export async function startAgent(config: AgentConfig, log: Logger, deps: DomainD
   if (domains.handlers.length > 0) {
     // Before any request: the pid-namespace switch must never be the threadpool's first use.
     await preparePidNamespaces();
+    domains.start();
     reaper = startReaper(deps.libc ?? realLibc(), (pid, status) => log.debug({ pid, status }, 'reaped orphan'));
   }
   const service = buildService(config, log, domains);

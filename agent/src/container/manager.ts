@@ -12,6 +12,7 @@ import { CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUTS 
 import type { Logger } from '../log/logger.js';
 import type { PidNamespaceChoice } from '../namespace/pid-namespace.js';
 import { Helper } from '../process/helper.js';
+import type { HelperPool } from '../process/helper-pool.js';
 import type { CreateProcessIO, ProcessIO } from '../process/io-contract.js';
 import { alreadyExists, Code, failedPrecondition, invalidArgument, notFound, RpcError } from '../rpc/status.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
@@ -33,6 +34,8 @@ export interface ContainerDeps {
   cgroups: CgroupManager;
   createIO: CreateProcessIO;
   sandbox: Sandbox;
+  /** Helpers started ahead of need for containers with a new pid namespace. */
+  pool?: HelperPool;
 }
 
 const SIGKILL = 9;
@@ -113,14 +116,17 @@ export class ContainerManager {
       undo.push(() => cgroup.destroy());
       const io = this.deps.createIO({ terminal: plan.process.terminal, pipeSize: this.deps.pipeSize, libc });
       undo.push(() => io.dispose());
-      const helper = this.spawn(pidns, io);
+      const pooled = pidns.kind === 'new' ? this.deps.pool?.take() : undefined;
+      const helper = pooled ?? this.spawn(pidns, io);
       undo.push(async () => {
         helper.child.kill('SIGKILL');
         await helper.exited;
       });
       cgroup.addProcess(helper.pid);
-      helper.sendPlan(plan);
+      helper.sendPlan(pooled ? { ...plan, stdio: { pid: process.pid, fds: io.childFds, terminal: plan.process.terminal } } : plan);
       await helper.ready(`CreateContainer ${id}`);
+      // A pooled helper reopened the child ends through /proc during its setup; now they can go.
+      if (pooled) io.closeChildEnds();
 
       const c = new Container(id, bundle, spec, cgroup, new ContainerProcess('', helper, io), storages);
       c.ownPidns = pidns.kind === 'new';

@@ -37,6 +37,7 @@ const c = {
   execve: lib.func('int execve(const char *, const char **, const char **)'),
   waitpid: lib.func('int waitpid(int, _Out_ int *status, int)'),
   eventfd: lib.func('int eventfd(unsigned int, int)'),
+  dup3: lib.func('int dup3(int, int, int)'),
   read: lib.func('intptr_t read(int, void *, size_t)'),
   posix_openpt: lib.func('int posix_openpt(int)'),
   unlockpt: lib.func('int unlockpt(int)'),
@@ -186,6 +187,9 @@ export const koffiLibc: Libc = {
   execve(path, argv, envp) {
     c.execve(path, [...argv, null], [...envp, null]);
     throw new SyscallError('execve', koffi.errno(), path);
+  },
+  dup3(oldFd, newFd, flags) {
+    check('dup3', `${oldFd}, ${newFd}, ${flags}`, c.dup3(oldFd, newFd, flags));
   },
   waitpid(pid, options) {
     const status = new Int32Array(1);

@@ -128,6 +128,8 @@ export interface Libc {
   /** Replaces the process image; returns only by throwing. */
   execve(path: string, argv: string[], envp: string[]): never;
   waitpid(pid: number, options: number): WaitResult;
+  /** dup3(): `oldFd` also as `newFd` (replacing what was there). */
+  dup3(oldFd: number, newFd: number, flags: number): void;
   /** A new eventfd (cgroup v1 OOM notifications are delivered through one). */
   eventfd(initval: number, flags: number): number;
   /** bpf(BPF_PROG_LOAD): loads `insns` (struct bpf_insn[]) as a `progType` program; returns its fd. A refusal carries the verifier's log. */

@@ -62,6 +62,7 @@ export class RecordingLibc implements Libc {
     this.run('execve', [p, argv, envp], undefined as never);
     throw new SyscallError('execve', 38, p);
   }
+  dup3(o: number, n: number, fl: number) { this.run('dup3', [o, n, fl], undefined); }
   waitpid(pid: number, o: number): WaitResult { return this.run('waitpid', [pid, o], { pid: 0, status: 0 }); }
   eventfd(i: number, fl: number) { return this.run('eventfd', [i, fl], this.nextFd++); }
   bpfProgLoad(t: number, insns: Uint8Array, lic: string) { return this.run('bpfProgLoad', [t, insns, lic], this.nextFd++); }

@@ -41,10 +41,12 @@ export class Helper {
     for (const i of [3, 5]) this.pipe(i).on('error', () => undefined);
   }
 
-  static spawn(libc: Libc, pidns: PidNamespaceChoice, stdio: [number, number, number]): Helper {
+  /** `stdio` null: /dev/null for now, the real stdio comes with the plan (a pooled helper). */
+  static spawn(libc: Libc, pidns: PidNamespaceChoice, stdio: [number, number, number] | null): Helper {
+    const std: (number | 'ignore')[] = stdio ?? ['ignore', 'ignore', 'ignore'];
     const child = spawnInPidNamespace(libc, pidns, () =>
       child_process.spawn(process.execPath, [helperEntry], {
-        stdio: [stdio[0], stdio[1], stdio[2], 'pipe', 'pipe', 'pipe'],
+        stdio: [std[0], std[1], std[2], 'pipe', 'pipe', 'pipe'],
         env: {},
       }),
     );
@@ -66,6 +68,11 @@ export class Helper {
   next(): Promise<HelperStatus | null> {
     if (this.lines.length > 0) return Promise.resolve(this.lines.shift()!);
     return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Whether the process still runs (a pooled helper may have been killed while idle). */
+  get alive(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null;
   }
 
   sendPlan(plan: InitPlan): void {

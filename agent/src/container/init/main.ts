@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import { libc as realLibc } from '../../linux/index.js';
 import { CLONE_FS, CLONE_NEWNS, type Libc } from '../../linux/libc.js';
-import type { ExecPlan, HelperStatus, InitPlan } from './plan.js';
+import type { ExecPlan, HelperStatus, InitPlan, StdioSource } from './plan.js';
 import { PLAN_FD, START_FD, STATUS_FD } from './plan.js';
 import { applyAndExec, resolveExecutable, SetupError } from './process-settings.js';
 import { setupRootfs } from './rootfs.js';
@@ -35,8 +35,20 @@ function enterExisting(libc: Libc, plan: ExecPlan): void {
   fs.closeSync(rootFd);
 }
 
+/** Takes the process's stdio from the agent (pooled helpers start with /dev/null). */
+function adoptStdio(libc: Libc, s: StdioSource): void {
+  const { O_RDONLY, O_WRONLY, O_RDWR, O_NOCTTY } = fs.constants;
+  const modes = s.terminal ? [O_RDWR | O_NOCTTY, O_RDWR | O_NOCTTY, O_RDWR | O_NOCTTY] : [O_RDONLY, O_WRONLY, O_WRONLY];
+  s.fds.forEach((agentFd, i) => {
+    const fd = fs.openSync(`/proc/${s.pid}/fd/${agentFd}`, modes[i]);
+    libc.dup3(fd, i, 0);
+    fs.closeSync(fd);
+  });
+}
+
 function run(libc: Libc): never {
   const plan = JSON.parse(fs.readFileSync(PLAN_FD, 'utf8')) as InitPlan;
+  if (plan.stdio) adoptStdio(libc, plan.stdio);
   if (plan.kind === 'create') {
     joinNamespaces(libc, plan.join);
     libc.unshare(plan.unshare);

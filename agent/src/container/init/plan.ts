@@ -85,7 +85,17 @@ export interface ExecPlan {
   process: ProcessPlan;
 }
 
-export type InitPlan = CreatePlan | ExecPlan;
+/**
+ * For a helper started ahead of need (with /dev/null as stdio): the process's real stdio, as fds of
+ * the agent that the helper reopens through /proc/<pid>/fd (the same pipes, or the same pty slave).
+ */
+export interface StdioSource {
+  pid: number;
+  fds: [number, number, number];
+  terminal: boolean;
+}
+
+export type InitPlan = (CreatePlan | ExecPlan) & { stdio?: StdioSource };
 
 /** One JSON line on the status fd. EOF after "ready" (or "started") means execve succeeded. */
 export type HelperStatus =
