@@ -196,3 +196,16 @@ async function waitExited(h: AgentHarness, id: string): Promise<void> {
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+t.test('without a helper pool (every helper spawned on request)', { skip }, async (t) => {
+  const h = await AgentHarness.start({ helperPoolSize: 0 });
+  t.teardown(() => h.stop());
+  const rootfs = buildBusyboxRootfs(`${h.dir}/bb`);
+  const id = `${tag}-nopool`;
+  await h.call('createContainer', { containerId: id, OCI: busyboxSpec(rootfs, ['sh', '-c', 'read x; echo got=$x pid=$$ mem=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)'], { memoryLimit: 32n << 20n }) });
+  await h.call('startContainer', { containerId: id });
+  await h.call('writeStdin', { containerId: id, execId: '', data: Buffer.from('hi\n') });
+  t.equal(await h.readAll('readStdout', id), `got=hi pid=1 mem=${32 << 20}\n`);
+  t.equal((await h.call('waitProcess', { containerId: id, execId: '' })).status, 0);
+  await h.call('removeContainer', { containerId: id });
+});

@@ -110,9 +110,7 @@ export class ContainerManager {
       undo.push(() => fs.rmSync(bundle, { recursive: true, force: true }));
       fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(toJson(SpecSchema, spec), null, 1));
 
-      // Limits are applied once the program has replaced the helper (StartContainer): the helper is a
-      // node process whose own memory and threads must not count against a small container limit.
-      const cgroup = this.deps.cgroups.create(`kata-${id}`, undefined);
+      const cgroup = this.deps.cgroups.create(`kata-${id}`, spec.Linux?.Resources);
       undo.push(() => cgroup.destroy());
       const io = this.deps.createIO({ terminal: plan.process.terminal, pipeSize: this.deps.pipeSize, libc });
       undo.push(() => io.dispose());
@@ -122,6 +120,8 @@ export class ContainerManager {
         helper.child.kill('SIGKILL');
         await helper.exited;
       });
+      // Only a booted helper joins: node's start-up memory must not count against the container's limit.
+      await helper.booted(`CreateContainer ${id}`);
       cgroup.addProcess(helper.pid);
       helper.sendPlan(pooled ? { ...plan, stdio: { pid: process.pid, fds: io.childFds, terminal: plan.process.terminal } } : plan);
       await helper.ready(`CreateContainer ${id}`);
@@ -162,8 +162,6 @@ export class ContainerManager {
     c.state = 'running';
     try {
       await c.init.helper.start(`StartContainer ${id}`);
-      const resources = c.spec.Linux?.Resources;
-      if (resources) c.cgroup.update(resources);
     } catch (err) {
       c.state = 'stopped';
       c.init.kill(SIGKILL);
@@ -195,6 +193,7 @@ export class ContainerManager {
     let helper: Helper | undefined;
     try {
       helper = this.spawn({ kind: 'join', path: `${initProc}/ns/pid` }, io);
+      await helper.booted(`ExecProcess ${execId}`);
       helper.sendPlan(plan);
       await helper.ready(`ExecProcess ${execId}`);
       // Joined only now, just before execve, so the helper's own memory is not charged to the container.

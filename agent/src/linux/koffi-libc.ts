@@ -43,9 +43,16 @@ const c = {
   unlockpt: lib.func('int unlockpt(int)'),
 };
 
-// x86-64 syscall numbers for calls glibc 2.36 has no wrapper for.
-const SYS_pivot_root = 155;
+// Calls glibc 2.36 has no wrapper for. pivot_root's number is per architecture; close_range is
+// one of the syscalls numbered alike on every architecture since 5.x.
+const SYS_pivot_root_by_arch: Partial<Record<string, number>> = { x64: 155, arm64: 41, s390x: 217, ppc64: 203, riscv64: 41 };
 const SYS_close_range = 436;
+
+function sysPivotRoot(): number {
+  const nr = SYS_pivot_root_by_arch[process.arch];
+  if (nr === undefined) throw new SyscallError('pivot_root', 38 /* ENOSYS */, `no pivot_root syscall number for ${process.arch}`);
+  return nr;
+}
 
 /** glibc's makedev(). */
 function makedev(major: number, minor: number): bigint {
@@ -173,7 +180,7 @@ export const koffiLibc: Libc = {
     check('chroot', path, c.chroot(path));
   },
   pivotRoot(newRoot, putOld) {
-    check('pivot_root', `${newRoot}, ${putOld}`, Number(c.syscall(SYS_pivot_root, 'const char *', newRoot, 'const char *', putOld)));
+    check('pivot_root', `${newRoot}, ${putOld}`, Number(c.syscall(sysPivotRoot(), 'const char *', newRoot, 'const char *', putOld)));
   },
   mknod(path, mode, major, minor) {
     check('mknod', `${path}, 0o${mode.toString(8)}, ${major}:${minor}`, c.mknod(path, mode, makedev(major, minor)));

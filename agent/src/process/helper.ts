@@ -79,6 +79,13 @@ export class Helper {
     (this.pipe(3) as Writable).end(JSON.stringify(plan));
   }
 
+  /** Waits until node has started in the helper (before it reads its plan). */
+  async booted(what: string): Promise<void> {
+    const s = await this.next();
+    if (s?.state === 'booted') return;
+    throw await this.failure(s, what);
+  }
+
   /** Waits for "ready"; throws the helper's own error as a status. */
   async ready(what: string): Promise<void> {
     const s = await this.next();

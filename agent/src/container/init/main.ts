@@ -47,6 +47,9 @@ function adoptStdio(libc: Libc, s: StdioSource): void {
 }
 
 function run(libc: Libc): never {
+  // Node and every module are loaded: the agent moves us into the container's cgroup only now, so
+  // start-up memory stays charged to the agent rather than counting against the container's limit.
+  report({ state: 'booted' });
   const plan = JSON.parse(fs.readFileSync(PLAN_FD, 'utf8')) as InitPlan;
   if (plan.stdio) adoptStdio(libc, plan.stdio);
   if (plan.kind === 'create') {

@@ -97,8 +97,9 @@ export interface StdioSource {
 
 export type InitPlan = (CreatePlan | ExecPlan) & { stdio?: StdioSource };
 
-/** One JSON line on the status fd. EOF after "ready" (or "started") means execve succeeded. */
+/** One JSON line on the status fd: "booted" before the plan is read, "ready" before the start byte; EOF after that means execve succeeded. */
 export type HelperStatus =
+  | { state: 'booted' }
   | { state: 'ready' }
   | { state: 'error'; code: 'INVALID_ARGUMENT' | 'NOT_FOUND' | 'INTERNAL'; message: string };
 
