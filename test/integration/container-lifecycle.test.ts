@@ -143,6 +143,8 @@ t.test('container lifecycle over the agent socket', { skip }, async (t) => {
     t.equal(stats.cgroupStats?.memoryStats?.usage?.limit, 32n << 20n, 'new memory limit in stats');
     const list = await h.call('listProcesses', { containerId: id, format: 'json' });
     t.equal((JSON.parse(Buffer.from(list.processList).toString()) as number[]).length, 1);
+    const table = Buffer.from((await h.call('listProcesses', { containerId: id, format: 'table', args: ['-o', 'pid,args'] })).processList).toString();
+    t.match(table, /^\s*PID COMMAND\n\s*\d+ sh -c while :; do :; done\n$/, 'ps table with only the container\'s process');
     await h.call('removeContainer', { containerId: id, timeout: 5 });
   });
 
