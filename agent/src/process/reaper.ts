@@ -79,7 +79,15 @@ export function startReaper(libc: Libc, onReap?: (pid: number, status: number) =
   };
 }
 
-/** Installs child_process tracking without the subreaper (tests that spawn but do not reap). */
 export function isOwnedChild(pid: number): boolean {
   return owned.has(pid);
+}
+
+/**
+ * For children started outside child_process (node-pty forks on its own and waits in its own
+ * thread): register them while they live, or the reaper would take their exit status.
+ */
+export function ownChild(pid: number): () => void {
+  owned.add(pid);
+  return () => owned.delete(pid);
 }
