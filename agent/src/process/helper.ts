@@ -32,7 +32,14 @@ export class Helper {
       this.buf += chunk;
       let nl: number;
       while ((nl = this.buf.indexOf('\n')) >= 0) {
-        this.push(JSON.parse(this.buf.slice(0, nl)) as HelperStatus);
+        const line = this.buf.slice(0, nl);
+        let status: HelperStatus;
+        try {
+          status = JSON.parse(line) as HelperStatus;
+        } catch {
+          status = { state: 'error', code: 'INTERNAL', message: `unreadable status from the container-init helper: ${line.slice(0, 200)}` };
+        }
+        this.push(status);
         this.buf = this.buf.slice(nl + 1);
       }
     });
