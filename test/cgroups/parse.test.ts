@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { LinuxResourcesSchema } from '../../protos/gen/oci_pb.js';
-import { createCgroupManager } from '../../agent/src/cgroups/detect.js';
+import { cgroupVersionFromConfig, createCgroupManager } from '../../agent/src/cgroups/detect.js';
 import { V1Manager } from '../../agent/src/cgroups/v1.js';
 import { V2Manager } from '../../agent/src/cgroups/v2.js';
 import { parseCgroupMounts, parseProcCgroup, pathBelowMount, v1PathOf } from '../../agent/src/cgroups/self-path.js';
@@ -60,6 +60,10 @@ t.test('driver choice: v1 hierarchies win over a hybrid unified mount; cgroup2 a
   const forced = createCgroupManager({ mountinfo: hybrid, procSelfCgroup: procCgroup, forceVersion: 'v2', log: quiet });
   t.equal((forced as V2Manager).mountPoint, '/sys/fs/cgroup/unified');
   t.throws(() => createCgroupManager({ mountinfo: '', procSelfCgroup: '', log: quiet }), /no cgroup filesystem is mounted/);
+  // agent.unified_cgroup_hierarchy / systemd.unified_cgroup_hierarchy=1 / cgroup_no_v1=all insist on v2.
+  t.equal(cgroupVersionFromConfig(true), 'v2');
+  t.equal(cgroupVersionFromConfig(false), undefined);
+  t.equal(cgroupVersionFromConfig(undefined), undefined);
   t.throws(() => createCgroupManager({ mountinfo: hybrid.split('\n').slice(0, 2).join('\n'), procSelfCgroup: '', forceVersion: 'v2', log: quiet }), /no cgroup2/);
 });
 

@@ -8,6 +8,7 @@ import { LinuxResourcesSchema } from '../../protos/gen/oci_pb.js';
 import { createCgroupManager } from '../../agent/src/cgroups/detect.js';
 import type { Cgroup } from '../../agent/src/cgroups/cgroup.js';
 import { V1Manager } from '../../agent/src/cgroups/v1.js';
+import { signalAll } from '../../agent/src/cgroups/signal-all.js';
 import { Code, toRpcError } from '../../agent/src/rpc/status.js';
 import { spawn } from 'node:child_process';
 import { cpuTicks, eventually, gatedShell, isRoot, killAndWait, notRootReason, sleep, uniqueName } from './helpers.js';
@@ -212,6 +213,39 @@ t.test('v1: device rules written to devices.allow/deny are enforced', { skip }, 
   child.stdin!.end('go\n');
   await new Promise((r) => child.once('close', r));
   t.same(out.trim().split('\n'), ['null-ok', 'zero-denied']);
+  await cg.destroy();
+});
+
+t.test('v1: signalAll kills every process of a group, even one that keeps forking', { skip }, async (t) => {
+  const m = mgr();
+  const rel = uniqueName('cgtest-v1-killall');
+  const cg = m.create(rel, create(LinuxResourcesSchema, { Pids: { Limit: 30n } }));
+  // Forks as fast as it can, retrying at the pids limit (bash, unlike dash, survives a failed fork):
+  // a plain list-then-kill would miss the children born in between.
+  const child = spawn('bash', ['-c', 'read _go; while :; do sleep 1000 & done 2>/dev/null'], { stdio: ['pipe', 'ignore', 'ignore'] });
+  const release = () => child.stdin!.end('go\n');
+  const exited = new Promise((r) => child.once('exit', r));
+  t.teardown(async () => {
+    await killAndWait(child);
+    // Only if the test failed midway: the group is gone otherwise.
+    if (cg.state() === 'FROZEN') await cg.thaw();
+    const left = () => { try { return cg.pids(); } catch { return []; } };
+    for (const pid of left()) process.kill(pid, 'SIGKILL');
+    await eventually(() => left().length === 0);
+    await cg.destroy().catch(() => undefined);
+  });
+  cg.addProcess(child.pid!);
+  release();
+  await eventually(() => cg.pids().length >= 5);
+  t.equal(child.exitCode, null, 'the forker is still running');
+  const signalled = await signalAll(cg, 'SIGKILL');
+  t.ok(signalled.includes(child.pid!), 'the shell was in the list');
+  t.ok(signalled.length >= 5, `${signalled.length} processes signalled`);
+  await exited;
+  // Its sleep children were re-parented and die too; the reaper of this test process is the kernel's
+  // subreaper chain, so wait for the group to empty rather than for exit events.
+  await eventually(() => cg.pids().length === 0);
+  t.equal(cg.state(), 'THAWED', 'thawed again');
   await cg.destroy();
 });
 

@@ -286,3 +286,18 @@ t.test('device rules become an eBPF filter attached to the group; an update swap
   await cg.destroy();
   t.same(bpfCalls().map((c) => [c.name, c.args[0]]), [['close', secondProg]], 'program fd released with the group');
 });
+
+t.test('a parent level shared by several groups goes with the last of them, whichever created it', async (t) => {
+  const { fake, mgr } = setup(t);
+  const a = mgr.create('kata/a', undefined);
+  const b = mgr.create('kata/b', undefined);
+  await a.destroy();
+  t.ok(fs.existsSync(path.join(fake.root, 'agent/kata/b')), 'b untouched');
+  await b.destroy();
+  t.notOk(fs.existsSync(path.join(fake.root, 'agent/kata')), 'kata removed with the last group');
+  // A level that existed before the manager is not its to remove.
+  fake.fs.mkdir!(path.join(fake.root, 'agent/preexisting'));
+  const c = mgr.create('preexisting/c', undefined);
+  await c.destroy();
+  t.ok(fs.existsSync(path.join(fake.root, 'agent/preexisting')));
+});

@@ -23,7 +23,8 @@ import type { CgroupManager } from './cgroup.js';
 import { CgroupFiles, realCgroupFs, type CgroupFs } from './files.js';
 import { defaultCgroupLog, type CgroupLog } from './log.js';
 import { KNOWN_V1_CONTROLLERS, parseCgroupMounts, parseProcCgroup, pathBelowMount, v1PathOf, type SelfCgroups } from './self-path.js';
-import { V1Manager, type DriverDeps, type V1Hierarchy } from './v1.js';
+import type { DriverDeps } from './deps.js';
+import { V1Manager, type V1Hierarchy } from './v1.js';
 import { V2Manager } from './v2.js';
 
 export interface CgroupManagerOptions {
@@ -40,6 +41,15 @@ export interface CgroupManagerOptions {
   fs?: Partial<CgroupFs>;
   /** Default 10 s. */
   freezeTimeoutMs?: number;
+}
+
+/**
+ * The forceVersion for an AgentConfig's unifiedCgroupHierarchy: an explicit "true" insists on v2 (and
+ * fails clearly if no cgroup2 is mounted); "false" or unset follow what is mounted, since the boot
+ * mounts already applied the same setting in init mode.
+ */
+export function cgroupVersionFromConfig(unifiedCgroupHierarchy: boolean | undefined): 'v2' | undefined {
+  return unifiedCgroupHierarchy === true ? 'v2' : undefined;
 }
 
 export function createCgroupManager(opts: CgroupManagerOptions = {}): CgroupManager {

@@ -45,11 +45,39 @@ export function removeCreated(files: CgroupFiles, created: string[]): void {
 }
 
 /**
- * Removes a group's leaf directories, then the parent levels it created if they are empty. The kernel
- * refuses rmdir (EBUSY) while exiting tasks are still being released, so leaves are retried briefly
- * (one deadline for all of them).
+ * Parent levels a manager created for its groups (the "kata" of "kata/<cid>"). Several groups share
+ * them, so the one whose removal empties a level removes it, whichever group created it.
  */
-export async function removeGroupDirs(files: CgroupFiles, leaves: string[], createdParents: string[]): Promise<void> {
+export class OwnedParents {
+  private readonly dirs = new Set<string>();
+
+  add(dirs: string[]): void {
+    for (const d of dirs) this.dirs.add(d);
+  }
+
+  /** Removes the owned levels above `leaf` (below `base`) that are now empty, deepest first. */
+  prune(files: CgroupFiles, leaf: string, base: string): void {
+    const below = (dir: string) => {
+      const rel = path.relative(base, dir);
+      return rel !== '' && !rel.startsWith('..');
+    };
+    for (let dir = path.dirname(leaf); below(dir) && this.dirs.has(dir); dir = path.dirname(dir)) {
+      try {
+        files.fs.rmdir(dir);
+      } catch (err) {
+        // EBUSY: another group still lives below it.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return;
+      }
+      this.dirs.delete(dir);
+    }
+  }
+}
+
+/**
+ * Removes a group's leaf directories. The kernel refuses rmdir (EBUSY) while exiting tasks are still
+ * being released, so leaves are retried briefly (one deadline for all of them).
+ */
+export async function removeGroupDirs(files: CgroupFiles, leaves: string[]): Promise<void> {
   const pending = new Set(leaves);
   const errors = new Map<string, unknown>();
   const attempt = () => {
@@ -72,7 +100,6 @@ export async function removeGroupDirs(files: CgroupFiles, leaves: string[], crea
   } catch {
     // Reported below with the errno of the last attempt.
   }
-  removeCreated(files, createdParents);
   const [leaf, err] = [...errors][0] ?? [];
   if (leaf !== undefined) throw new CgroupFileError('rmdir', leaf, err);
 }

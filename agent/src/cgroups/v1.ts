@@ -3,12 +3,11 @@
 import path from 'node:path';
 import type { LinuxResources } from '../../../protos/gen/oci_pb.js';
 import type { CgroupStats } from '../../../protos/gen/agent_pb.js';
-import type { Libc } from '../linux/libc.js';
 import { alreadyExists, failedPrecondition } from '../rpc/status.js';
 import type { Cgroup, CgroupManager } from './cgroup.js';
-import { parsePids, type CgroupFiles } from './files.js';
-import { makeGroupDirs, removeCreated, removeGroupDirs } from './group-dirs.js';
-import type { CgroupLog } from './log.js';
+import { parsePids } from './files.js';
+import { makeGroupDirs, OwnedParents, removeCreated, removeGroupDirs } from './group-dirs.js';
+import type { DriverDeps } from './deps.js';
 import { watchOomV1 } from './oom-v1.js';
 import { checkRelPath } from './self-path.js';
 import { v1Stats } from './v1-stats.js';
@@ -22,16 +21,10 @@ export interface V1Hierarchy {
   ownPath: string;
 }
 
-export interface DriverDeps {
-  files: CgroupFiles;
-  libc: () => Libc;
-  log: CgroupLog;
-  /** How long freeze/thaw may take before the call fails (tasks in uninterruptible sleep delay it). */
-  freezeTimeoutMs: number;
-}
 
 export class V1Manager implements CgroupManager {
   readonly version = 'v1' as const;
+  private readonly parents = new OwnedParents();
   constructor(
     readonly hierarchies: V1Hierarchy[],
     private readonly deps: DriverDeps,
@@ -58,8 +51,9 @@ export class V1Manager implements CgroupManager {
         created.push(...makeGroupDirs(files, base, relPath, prepare));
         for (const c of h.controllers) dirs.set(c, leaf);
       }
-      const group = new V1Cgroup(relPath, dirs, leaves.map((l) => l.leaf), created, this.deps);
+      const group = new V1Cgroup(relPath, dirs, leaves.map((l) => ({ leaf: l.leaf, base: l.base })), this.parents, this.deps);
       if (resources) group.update(resources);
+      this.parents.add(created.filter((d) => !leaves.some((l) => l.leaf === d)));
       return group;
     } catch (err) {
       // Leave nothing behind: a failed CreateContainer must not leak groups.
@@ -76,8 +70,8 @@ class V1Cgroup implements Cgroup {
     readonly relPath: string,
     /** controller → this group's directory in the hierarchy carrying it. */
     private readonly dirs: Map<string, string>,
-    private readonly leaves: string[],
-    private readonly created: string[],
+    private readonly leaves: Array<{ leaf: string; base: string }>,
+    private readonly parents: OwnedParents,
     private readonly deps: DriverDeps,
   ) {}
 
@@ -93,7 +87,7 @@ class V1Cgroup implements Cgroup {
   }
 
   addProcess(pid: number): void {
-    for (const leaf of this.leaves) this.deps.files.write(path.join(leaf, 'cgroup.procs'), String(pid));
+    for (const { leaf } of this.leaves) this.deps.files.write(path.join(leaf, 'cgroup.procs'), String(pid));
   }
 
   update(resources: LinuxResources): void {
@@ -107,7 +101,12 @@ class V1Cgroup implements Cgroup {
       },
       (msg) => log.warn({ cgroup: this.relPath }, msg),
     );
-    for (const w of writes) files.write(path.join(this.dir(w.controller, `setting ${w.file}`), w.file), w.value);
+    for (const w of writes) {
+      const file = path.join(this.dir(w.controller, `setting ${w.file}`), w.file);
+      // A missing file is a kernel without that feature (e.g. rt scheduling groups): say so, rather than NOT_FOUND.
+      if (!files.exists(file)) throw failedPrecondition(`setting ${w.file}: this kernel's ${w.controller} controller has no such file (${file})`);
+      files.write(file, w.value);
+    }
   }
 
   async freeze(): Promise<void> {
@@ -176,6 +175,7 @@ class V1Cgroup implements Cgroup {
     const left = this.pidsIfPresent();
     if (left.length > 0) throw failedPrecondition(`cgroup ${this.relPath} still has processes: ${left.join(' ')}`);
     for (const stop of [...this.watches]) stop();
-    await removeGroupDirs(this.deps.files, this.leaves, this.created);
+    await removeGroupDirs(this.deps.files, this.leaves.map((l) => l.leaf));
+    for (const { leaf, base } of this.leaves) this.parents.prune(this.deps.files, leaf, base);
   }
 }

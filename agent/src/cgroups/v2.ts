@@ -7,17 +7,18 @@ import { BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI, BPF_PROG_TYPE_CGROUP_DEVICE } fro
 import { alreadyExists, failedPrecondition, invalidArgument } from '../rpc/status.js';
 import { deviceFilterProgram } from './device-filter.js';
 import type { Cgroup, CgroupManager } from './cgroup.js';
-import { parseFlatKeyed, parsePids, type CgroupFiles } from './files.js';
-import { makeGroupDirs, removeCreated, removeGroupDirs } from './group-dirs.js';
+import { parseFlatKeyed, parsePids } from './files.js';
+import { makeGroupDirs, OwnedParents, removeCreated, removeGroupDirs } from './group-dirs.js';
 import { watchOomV2 } from './oom-v2.js';
 import { checkRelPath } from './self-path.js';
-import type { DriverDeps } from './v1.js';
+import type { DriverDeps } from './deps.js';
 import { v2Stats } from './v2-stats.js';
 import { v2Writes } from './v2-settings.js';
 import { waitUntil } from './wait.js';
 
 export class V2Manager implements CgroupManager {
   readonly version = 'v2' as const;
+  private readonly parents = new OwnedParents();
   constructor(
     /** The cgroup2 mount point. */
     readonly mountPoint: string,
@@ -38,8 +39,9 @@ export class V2Manager implements CgroupManager {
       if (dir !== leaf) this.delegate(dir);
     });
     try {
-      const group = new V2Cgroup(relPath, leaf, created, this.deps);
+      const group = new V2Cgroup(relPath, leaf, base, this.parents, this.deps);
       if (resources) group.update(resources);
+      this.parents.add(created.filter((d) => d !== leaf));
       return group;
     } catch (err) {
       removeCreated(files, created);
@@ -75,7 +77,8 @@ class V2Cgroup implements Cgroup {
   constructor(
     readonly relPath: string,
     private readonly dir: string,
-    private readonly created: string[],
+    private readonly base: string,
+    private readonly parents: OwnedParents,
     private readonly deps: DriverDeps,
   ) {}
 
@@ -166,6 +169,17 @@ class V2Cgroup implements Cgroup {
     return this.frozen() ? 'FROZEN' : 'THAWED';
   }
 
+  /**
+   * SIGKILL to every process through cgroup.kill (kernel 5.14+), which is atomic against forks
+   * without a freeze. False when the kernel has no cgroup.kill.
+   */
+  killAll(): boolean {
+    const kill = this.file('cgroup.kill');
+    if (!this.deps.files.exists(kill)) return false;
+    this.deps.files.write(kill, '1');
+    return true;
+  }
+
   pids(): number[] {
     return parsePids(this.deps.files.read(this.file('cgroup.procs')));
   }
@@ -200,7 +214,8 @@ class V2Cgroup implements Cgroup {
     const left = this.pidsIfPresent();
     if (left.length > 0) throw failedPrecondition(`cgroup ${this.relPath} still has processes: ${left.join(' ')}`);
     for (const stop of [...this.watches]) stop();
-    await removeGroupDirs(this.deps.files, [this.dir], this.created);
+    await removeGroupDirs(this.deps.files, [this.dir]);
+    this.parents.prune(this.deps.files, this.dir, this.base);
     // The kernel detached the filter with the group; our fd was the program's last reference.
     if (this.devicesProg >= 0) {
       this.deps.libc().close(this.devicesProg);
