@@ -21,7 +21,7 @@ import { startReaper, type Reaper } from './process/reaper.js';
 import type { AgentHandlers } from './rpc/service.js';
 import { Sandbox } from './sandbox/sandbox.js';
 import { storageDrivers } from './storage/storages.js';
-import { createCgroupManager } from './cgroups/detect.js';
+import { cgroupVersionFromConfig, createCgroupManager } from './cgroups/detect.js';
 import { createProcessIO } from './io/process-io.js';
 import { ioHandlers } from './io/handlers.js';
 
@@ -56,7 +56,7 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
   const handlers: AgentHandlers[] = [];
   let cgroups = deps.cgroups;
   try {
-    cgroups ??= createCgroupManager();
+    cgroups ??= createCgroupManager({ forceVersion: cgroupVersionFromConfig(config.unifiedCgroupHierarchy) });
   } catch (err) {
     // Without a cgroup driver the container RPCs stay UNIMPLEMENTED rather than half work.
     log.error({ err: (err as Error).message }, 'no cgroup driver: container RPCs are unavailable');

@@ -7,6 +7,7 @@ import { toJson } from '@bufbuild/protobuf';
 import type { CreateContainerRequest, ExecProcessRequest } from '../../../protos/gen/agent_pb.js';
 import { SpecSchema, type LinuxResources } from '../../../protos/gen/oci_pb.js';
 import type { CgroupManager } from '../cgroups/cgroup.js';
+import { signalAll } from '../cgroups/signal-all.js';
 import type { Libc } from '../linux/libc.js';
 import { CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUTS } from '../linux/libc.js';
 import type { Logger } from '../log/logger.js';
@@ -220,21 +221,10 @@ export class ContainerManager {
     p.kill(signal);
   }
 
-  /** Freezes the cgroup so nothing forks while we signal every pid in it, then thaws. */
+  /** Every process in the cgroup (race-free, see cgroups/signal-all.ts), and helpers not in it yet. */
   private async signalAll(c: Container, signal: number): Promise<void> {
-    await c.cgroup.freeze();
-    try {
-      for (const pid of c.cgroup.pids()) {
-        try {
-          process.kill(pid, signal);
-        } catch {
-          // Exited in between.
-        }
-      }
-      for (const p of c.allProcesses()) p.kill(signal);
-    } finally {
-      await c.cgroup.thaw();
-    }
+    await signalAll(c.cgroup, signal);
+    for (const p of c.allProcesses()) p.kill(signal);
   }
 
   async wait(containerId: string, execId: string): Promise<number> {
