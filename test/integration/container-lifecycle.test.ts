@@ -11,6 +11,7 @@ const skip = containerTestSkipReason();
 const tag = `t${process.pid}`;
 const SIGKILL = 9;
 const SIGUSR1 = 10;
+const SIGTERM = 15;
 
 t.test('container lifecycle over the agent socket', { skip }, async (t) => {
   const h = await AgentHarness.start();
@@ -86,6 +87,9 @@ t.test('container lifecycle over the agent socket', { skip }, async (t) => {
     await exec(id, 'sleeper', ['sleep', '1000']);
     await h.call('signalProcess', { containerId: id, execId: 'sleeper', signal: SIGKILL });
     t.equal((await h.call('waitProcess', { containerId: id, execId: 'sleeper' })).status, 128 + SIGKILL);
+    await exec(id, 'term', ['sleep', '1000']);
+    await h.call('signalProcess', { containerId: id, execId: 'term', signal: SIGTERM });
+    t.equal((await h.call('waitProcess', { containerId: id, execId: 'term' })).status, 128 + SIGTERM, 'SIGTERM to a non-init process stays SIGTERM');
     await h.call('signalProcess', { containerId: id, execId: '', signal: SIGUSR1 });
     t.match(await h.readAll('readStdout', id), /got-usr1/);
     t.equal((await h.call('waitProcess', { containerId: id, execId: '' })).status, 7);
@@ -171,6 +175,15 @@ t.test('container lifecycle over the agent socket', { skip }, async (t) => {
       }),
     );
     t.same(outs, ids.map((_, i) => `n=${i} pid=1 status=0`));
+  });
+
+  await t.test('SIGTERM to an init without a handler stops it', async (t) => {
+    const id = `${tag}-term`;
+    await h.call('createContainer', { containerId: id, OCI: busyboxSpec(rootfs, ['sleep', '1000']) });
+    await h.call('startContainer', { containerId: id });
+    await h.call('signalProcess', { containerId: id, execId: '', signal: SIGTERM });
+    t.equal((await h.call('waitProcess', { containerId: id, execId: '' })).status, 128 + SIGKILL);
+    await h.call('removeContainer', { containerId: id });
   });
 
   await t.test('remove kills a running container; RemoveContainer with timeout', async (t) => {

@@ -213,11 +213,11 @@ export class ContainerManager {
 
   async signal(containerId: string, execId: string, signal: number, allWhenInit: boolean): Promise<void> {
     const c = this.get(containerId);
-    if (execId === '' && (signal === SIGKILL || allWhenInit)) return this.signalAll(c, signal);
     const p = c.process(execId);
     if (!p) throw notFound(`process ${execId || '(init)'} of container ${containerId} not found`);
-    // A pid-namespace init without a SIGTERM handler would ignore SIGTERM; the host means "stop".
+    // A pid-namespace init without a SIGTERM handler ignores SIGTERM from outside; the host means "stop".
     if (p === c.init && c.ownPidns && signal === SIGTERM && !signalCaught(p.pid, SIGTERM)) signal = SIGKILL;
+    if (p === c.init && (signal === SIGKILL || allWhenInit)) return this.signalAll(c, signal);
     p.kill(signal);
   }
 
