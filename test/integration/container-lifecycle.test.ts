@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import t from 'tap';
 import { AgentHarness } from '../support/agent-harness.js';
 import { buildBusyboxRootfs, containerTestSkipReason } from '../support/busybox-rootfs.js';
-import { busyboxSpec } from '../support/oci-spec.js';
+import { addMount, busyboxSpec } from '../support/oci-spec.js';
 import { leftovers } from '../support/leftovers.js';
 
 const skip = containerTestSkipReason();
@@ -64,6 +64,49 @@ t.test('container lifecycle over the agent socket', { skip }, async (t) => {
     t.match(out, /\n123\n/);
     t.equal((await h.call('waitProcess', { containerId: id, execId: '' })).status, 0);
     await h.call('removeContainer', { containerId: id });
+  });
+
+  await t.test('spec features: readonly root, binds, masked/readonly paths, sysctl, devices, cwd, env, storages', async (t) => {
+    const id = `${tag}-spec`;
+    const data = `${h.dir}/host-data`;
+    fs.mkdirSync(data, { recursive: true });
+    fs.writeFileSync(`${data}/file`, 'from-host\n');
+    const script = [
+      'touch /rootfile 2>/dev/null && echo root=rw || echo root=ro',
+      'cat /data/file; touch /data/new 2>/dev/null && echo data=rw || echo data=ro',
+      'echo scratch > /scratch/x && echo scratch=rw',
+      'echo timer_list=$(wc -c < /proc/timer_list)',
+      'echo 1 > /proc/sys/kernel/domainname 2>/dev/null && echo procsys=rw || echo procsys=ro',
+      'echo msgmax=$(cat /proc/sys/kernel/msgmax)',
+      'ls -l /dev/mydev | cut -c1',
+      'echo cwd=$(pwd) foo=$FOO',
+      'mount | grep -c " /eph "',
+    ].join('; ');
+    const spec = busyboxSpec(rootfs, ['sh', '-c', script]);
+    spec.Root!.Readonly = true;
+    spec.Process!.Cwd = '/tmp';
+    spec.Process!.Env = ['PATH=/bin', 'FOO=bar'];
+    addMount(spec, { destination: '/data', type: 'bind', source: data, options: ['rbind', 'ro'] });
+    addMount(spec, { destination: '/scratch', type: 'tmpfs', source: 'tmpfs', options: ['size=1m'] });
+    addMount(spec, { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: [] });
+    addMount(spec, { destination: '/eph', type: 'bind', source: `${h.dir}/eph-storage`, options: ['rbind'] });
+    spec.Linux!.Sysctl = { 'kernel.msgmax': '4242' };
+    // /proc/timer_list has content on every kernel (/proc/kcore may not exist); masked, it reads empty.
+    (spec.Linux!.MaskedPaths as string[]).push('/proc/timer_list');
+    (spec.Linux!.Devices as object[]) = [{ Path: '/dev/mydev', Type: 'c', Major: 1n, Minor: 3n, FileMode: 0o666 }];
+    await h.call('createContainer', {
+      containerId: id,
+      OCI: spec,
+      storages: [{ driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPoint: `${h.dir}/eph-storage`, options: ['size=1m'] }],
+    });
+    t.ok(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${h.dir}/eph-storage `), 'container storage mounted');
+    await h.call('startContainer', { containerId: id });
+    const out = await h.readAll('readStdout', id);
+    t.same(out.trim().split('\n'), ['root=ro', 'from-host', 'data=ro', 'scratch=rw', 'timer_list=0', 'procsys=ro', 'msgmax=4242', 'c', 'cwd=/tmp foo=bar', '1']);
+    t.equal((await h.call('waitProcess', { containerId: id, execId: '' })).status, 0);
+    await h.call('removeContainer', { containerId: id });
+    t.notOk(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${h.dir}/eph-storage `), 'container storage released');
+    t.notOk(fs.existsSync(`${data}/new`));
   });
 
   await t.test('exec before and after start shares the pid namespace; signals; exit codes', async (t) => {
