@@ -2,6 +2,8 @@
 // a busybox rootfs, then checks nothing was left behind (mounts, cgroups, processes, zombies).
 import fs from 'node:fs';
 import t from 'tap';
+import { create, toBinary } from '@bufbuild/protobuf';
+import { CreateContainerRequestSchema as CreateContainerRequest1xSchema } from '../../protos/gen/compat_1x_pb.js';
 import { AgentHarness } from '../support/agent-harness.js';
 import { buildBusyboxRootfs, containerTestSkipReason } from '../support/busybox-rootfs.js';
 import { addMount, busyboxSpec } from '../support/oci-spec.js';
@@ -218,6 +220,19 @@ t.test('container lifecycle over the agent socket', { skip }, async (t) => {
       }),
     );
     t.same(outs, ids.map((_, i) => `n=${i} pid=1 status=0`));
+  });
+
+  await t.test('kata 1.x agent_pidns: the container shares the agent\'s pid namespace', async (t) => {
+    const id = `${tag}-agentns`;
+    const spec = busyboxSpec(rootfs, ['sh', '-c', 'echo pid=$$']);
+    (spec.Linux!.Namespaces as { Type: string }[]) = spec.Linux!.Namespaces!.filter((n) => (n as { Type: string }).Type !== 'pid') as never;
+    const req = create(CreateContainerRequest1xSchema, { containerId: id, OCI: spec as never, agentPidns: true });
+    await h.callRaw('CreateContainer', toBinary(CreateContainerRequest1xSchema, req));
+    await h.call('startContainer', { containerId: id });
+    const pid = Number(/pid=(\d+)/.exec(await h.readAll('readStdout', id))?.[1]);
+    t.ok(pid > 1, `pid ${pid} as the agent sees it`);
+    t.equal((await h.call('waitProcess', { containerId: id, execId: '' })).status, 0);
+    await h.call('removeContainer', { containerId: id });
   });
 
   await t.test('SIGTERM to an init without a handler stops it', async (t) => {

@@ -43,6 +43,11 @@ export class AgentHarness {
     return fromBinary(m.output, bytes) as MessageShape<Methods[K]['output']>;
   }
 
+  /** A call with a request already encoded (e.g. a kata 1.x message shape). */
+  callRaw(method: string, request: Uint8Array, timeoutMs = 60_000): Promise<Uint8Array> {
+    return this.client.call('grpc.AgentService', method, request, timeoutMs);
+  }
+
   /** The status code a call fails with (or "OK"). */
   async code<K extends keyof Methods>(method: K, req: MessageInitShape<Methods[K]['input']>): Promise<string> {
     try {
