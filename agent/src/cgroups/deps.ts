@@ -9,4 +9,6 @@ export interface DriverDeps {
   log: CgroupLog;
   /** How long freeze/thaw may take before the call fails (tasks in uninterruptible sleep delay it). */
   freezeTimeoutMs: number;
+  /** How long destroy waits for processes still exiting before it refuses a group that is in use. */
+  destroyGraceMs: number;
 }

@@ -41,6 +41,8 @@ export interface CgroupManagerOptions {
   fs?: Partial<CgroupFs>;
   /** Default 10 s. */
   freezeTimeoutMs?: number;
+  /** Default 2 s. */
+  destroyGraceMs?: number;
 }
 
 /**
@@ -59,6 +61,7 @@ export function createCgroupManager(opts: CgroupManagerOptions = {}): CgroupMana
     libc: () => opts.libc ?? realLibc(),
     log: opts.log ?? defaultCgroupLog(),
     freezeTimeoutMs: opts.freezeTimeoutMs ?? 10_000,
+    destroyGraceMs: opts.destroyGraceMs ?? 2_000,
   };
   return opts.root !== undefined ? fromRoot(opts.root, self, deps, opts.forceVersion) : fromMounts(opts.mountinfo ?? fs.readFileSync('/proc/self/mountinfo', 'utf8'), self, deps, opts.forceVersion);
 }

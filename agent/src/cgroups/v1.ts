@@ -171,7 +171,9 @@ class V1Cgroup implements Cgroup {
   }
 
   async destroy(): Promise<void> {
-    // Callers kill and wait first; a group still in use is reported at once rather than retried.
+    // Callers kill and wait for the processes they know; others killed with them (a shared pid
+    // namespace's orphans) may still be exiting, so give them a moment before refusing.
+    await waitUntil(() => this.pidsIfPresent().length === 0, `emptying ${this.relPath}`, this.deps.destroyGraceMs).catch(() => undefined);
     const left = this.pidsIfPresent();
     if (left.length > 0) throw failedPrecondition(`cgroup ${this.relPath} still has processes: ${left.join(' ')}`);
     for (const stop of [...this.watches]) stop();
