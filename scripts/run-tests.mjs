@@ -39,13 +39,36 @@ let passed = 0;
 let failed = 0;
 let skipped = 0;
 let buf = '';
+// Count leaf subtests (the tests people write), not assertions and not the groups around them. In TAP
+// a subtest's result line comes after its children, so a result is a leaf when no subtest result
+// appeared one level deeper since the last result at its own level.
+const hasChild = new Map();
+let failedInFile = 0;
 const count = (line) => {
-  // Direct children of each file's subtest sit at four spaces: those are our tests.
-  const m = /^ {4}(not ok|ok) \d+/.exec(line);
+  const m = /^( *)(not ok|ok) \d+ - (.*)$/.exec(line);
   if (!m) return;
-  if (/# (SKIP|skip)/.test(line)) skipped++;
-  else if (m[1] === 'ok') passed++;
-  else failed++;
+  const indent = m[1].length;
+  const rest = m[3];
+  const isSkip = /# (SKIP|skip)\b/.test(rest);
+  const isSubtest = /# time=/.test(rest) || isSkip;
+  if (!isSubtest) return;
+  if (indent === 0) {
+    // A whole test file. If it failed without any failing test inside, it crashed: count that.
+    if (m[2] === 'not ok' && failedInFile === 0) failed++;
+    failedInFile = 0;
+    hasChild.clear();
+    return;
+  }
+  const leaf = !hasChild.get(indent);
+  hasChild.set(indent, false);
+  hasChild.set(indent - 4, true);
+  if (!leaf) return;
+  if (isSkip) skipped++;
+  else if (m[2] === 'ok') passed++;
+  else {
+    failed++;
+    failedInFile++;
+  }
 };
 tap.stdout.on('data', (chunk) => {
   process.stdout.write(chunk);
@@ -56,7 +79,6 @@ tap.stdout.on('data', (chunk) => {
 });
 tap.on('close', (code) => {
   if (buf) count(buf);
-  // A file that crashed before reporting counts as a failure even if tap counted no test in it.
   if (code !== 0 && failed === 0) failed = 1;
   console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
   process.exit(failed ? 1 : 0);

@@ -48,14 +48,15 @@ t.test('100 MB of stdout arrive byte for byte, read in uneven sizes', async (t) 
 
 t.test('output of a process that already exited is delivered in full, then end of stream', async (t) => {
   const io = pipes();
-  // 600 KB is more than the pipe holds: the agent must have kept reading while nobody asked.
-  const { exited } = spawnWithIO(t, io, 'head -c 600000 /dev/zero | tr "\\0" o; head -c 300000 /dev/zero | tr "\\0" e >&2');
+  // 200 KB is more than the pipe holds (64 KiB) but less than pipe + the agent's queue (256 KiB):
+  // the agent must have kept reading while nobody asked. More would block the writer, by design.
+  const { exited } = spawnWithIO(t, io, 'head -c 200000 /dev/zero | tr "\\0" o; head -c 150000 /dev/zero | tr "\\0" e >&2');
   t.equal(await exited, 0);
   const out = await readAll(io, 'stdout');
   const err = await readAll(io, 'stderr');
-  t.equal(out.length, 600000);
+  t.equal(out.length, 200000);
   t.ok(out.every((b) => b === 0x6f));
-  t.equal(err.length, 300000);
+  t.equal(err.length, 150000);
   t.ok(err.every((b) => b === 0x65));
   t.equal(await io.read('stdout', 10, never), null, 'end of stream is sticky');
 });
@@ -230,4 +231,34 @@ t.test('pty: CloseStdin ends writes but keeps the output flowing', async (t) => 
   io.closeStdin();
   await t.rejects(io.write(Buffer.from('x'), never), { code: Code.FAILED_PRECONDITION });
   t.equal((await readAll(io, 'stdout')).toString(), 'one\r\ngot one\r\nafter\r\n');
+});
+
+t.test('20 processes at once: each stream gets exactly its own bytes', async (t) => {
+  const runs = Array.from({ length: 20 }, (_, i) => {
+    const io = i % 4 === 3 ? pty() : pipes();
+    // Distinct byte per process and stream, 1 MB each: any cross-talk or loss changes a count.
+    const { exited } = spawnWithIO(t, io, `head -c 1000000 /dev/zero | tr "\\0" "\\${(0o101 + i).toString(8)}"; head -c 1000 /dev/zero | tr "\\0" "\\${(0o141 + i).toString(8)}" >&2`);
+    return { i, io, exited };
+  });
+  const results = await Promise.all(
+    runs.map(async ({ i, io, exited }) => {
+      const [out, err] = await Promise.all([readAll(io, 'stdout'), readAll(io, 'stderr')]);
+      await exited;
+      return { i, io, out, err };
+    }),
+  );
+  for (const { i, io, out, err } of results) {
+    const o = 0x41 + i;
+    const e = 0x61 + i;
+    if (io.terminal) {
+      // stderr shares the terminal; its 1000 bytes follow stdout's.
+      t.equal(out.length, 1001000, `pty ${i}: length`);
+      t.ok(out.subarray(0, 1000000).every((b) => b === o) && out.subarray(1000000).every((b) => b === e), `pty ${i}: only its own bytes`);
+    } else {
+      t.equal(out.length, 1000000, `pipes ${i}: stdout length`);
+      t.ok(out.every((b) => b === o), `pipes ${i}: only its own stdout bytes`);
+      t.equal(err.length, 1000, `pipes ${i}: stderr length`);
+      t.ok(err.every((b) => b === e), `pipes ${i}: only its own stderr bytes`);
+    }
+  }
 });

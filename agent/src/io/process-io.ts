@@ -30,11 +30,13 @@ export interface ProcessIOOptions {
   /** F_SETPIPE_SZ for the output pipes (agent.container_pipe_size); 0 keeps the kernel default. */
   pipeSize: number;
   libc: Libc;
-  /** Bytes queued per output stream before the agent stops reading it (default 1 MiB). */
+  /** Bytes queued per output stream before the agent stops reading it (default 256 KiB). */
   highWater?: number;
 }
 
-const DEFAULT_HIGH_WATER = 1 << 20;
+// Small on purpose: it is per stream and the guest's memory is the pod's. 1 MiB read no faster
+// than 256 KiB for 100 MB at 32 KiB per read (bench/stdio-throughput.bench.ts, within noise).
+const DEFAULT_HIGH_WATER = 256 * 1024;
 
 export function createProcessIO(opts: ProcessIOOptions): ProcessIO {
   return opts.terminal ? createPtyIO(opts) : createPipeIO(opts);

@@ -31,8 +31,9 @@ export class StdinStream {
       signal.addEventListener('abort', onAbort, { once: true });
       this.sink.write(data, (err) => {
         signal.removeEventListener('abort', onAbort);
-        if (err) reject(writeError(this.failure ?? err));
-        else resolve(data.length);
+        if (!err) resolve(data.length);
+        else if (this.closed && !this.failure) reject(new RpcError(Code.FAILED_PRECONDITION, 'stdin is closed'));
+        else reject(writeError(this.failure ?? err));
       });
     });
   }

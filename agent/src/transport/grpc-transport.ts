@@ -1,30 +1,15 @@
 import * as grpc from '@grpc/grpc-js';
-import { ReflectionService } from '@grpc/reflection';
-import { toBinary } from '@bufbuild/protobuf';
-import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
-import type { DescFile } from '@bufbuild/protobuf';
 import type { Duplex } from 'node:stream';
 import { dialect1x } from '../rpc/dialect.js';
 import { services, type AgentRpcService } from '../rpc/service.js';
 import type { RpcError } from '../rpc/status.js';
 import type { Logger } from '../log/logger.js';
+import { addLazyReflection } from './grpc-reflection.js';
 
 /** kata 1.x hosts (grpc-go) cap messages at 4 MiB; accept what they may send, refuse more. */
 const MAX_MESSAGE = 4 << 20;
 
 const passthrough = (b: Buffer) => b;
-
-/** All files our services need, dependencies first, as gRPC reflection wants them. */
-function descriptorFiles(): DescFile[] {
-  const seen = new Map<string, DescFile>();
-  const visit = (f: DescFile) => {
-    if (seen.has(f.name)) return;
-    f.dependencies.forEach(visit);
-    seen.set(f.name, f);
-  };
-  services.forEach((s) => visit(s.file));
-  return [...seen.values()];
-}
 
 /**
  * Serves the agent service as gRPC over HTTP/2 (the kata 1.x wire) on any Duplex handed to it.
@@ -68,10 +53,7 @@ export class GrpcTransport {
       }
       this.server.addService(definition, impl);
     }
-    const pkg = Object.fromEntries(
-      services.map((s) => [s.typeName, { fileDescriptorProtos: descriptorFiles().map((f) => Buffer.from(toBinary(FileDescriptorProtoSchema, f.proto))) }]),
-    );
-    new ReflectionService(pkg as never).addToServer(this.server);
+    addLazyReflection(this.server);
     this.injector = this.server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   }
 

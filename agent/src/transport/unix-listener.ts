@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import type { Duplex } from 'node:stream';
 import { ConfigError } from '../config/errors.js';
 import type { Listener } from './listener.js';
@@ -33,14 +34,18 @@ export class UnixListener implements Listener {
   }
 
   async listen(onConnection: (conn: Duplex) => void): Promise<void> {
-    if (!this.abstract) await this.removeStale();
+    if (!this.abstract) {
+      // libuv reports a missing directory as EACCES; say what is really wrong.
+      const dir = path.dirname(path.resolve(this.path));
+      if (!fs.existsSync(dir)) throw new ConfigError(`cannot listen on ${this.address}: directory ${dir} does not exist`);
+      await this.removeStale();
+    }
     const server = net.createServer((sock) => onConnection(sock));
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
         const why: Record<string, string> = {
           EADDRINUSE: 'address already in use',
           EACCES: 'permission denied (directory not writable?)',
-          ENOENT: 'directory does not exist',
           EROFS: 'read-only file system',
         };
         reject(new ConfigError(`cannot listen on ${this.address}: ${err.code ?? ''} ${why[err.code ?? ''] ?? err.message}`.trim()));

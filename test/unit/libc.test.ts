@@ -1,0 +1,67 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { errnoName, SyscallError } from '../../agent/src/linux/errno.js';
+import { libc } from '../../agent/src/linux/index.js';
+import { AF_VSOCK, MNT_DETACH, SOCK_STREAM, VMADDR_CID_ANY } from '../../agent/src/linux/libc.js';
+import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
+import { Code, toRpcError } from '../../agent/src/rpc/status.js';
+
+t.test('errno names', async (t) => {
+  t.equal(errnoName(2), 'ENOENT');
+  t.equal(errnoName(22), 'EINVAL');
+  t.equal(errnoName(13), 'EACCES');
+});
+
+t.test('a failed real call names the call, its argument and the errno', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kata-libc-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const missing = path.join(dir, 'not-mounted');
+  // umount2 of a path that does not exist fails with ENOENT (EINVAL for an existing non-mountpoint).
+  const err = t.throws(() => libc().umount2(missing, MNT_DETACH)) as SyscallError;
+  t.type(err, SyscallError);
+  t.equal(err.syscall, 'umount2');
+  t.equal(err.code, 'ENOENT');
+  t.equal(err.message, `umount2(${missing}): ENOENT (no such file or directory)`);
+  const e2 = t.throws(() => libc().umount2(dir, MNT_DETACH)) as SyscallError;
+  t.equal(e2.code, process.getuid?.() === 0 ? 'EINVAL' : 'EPERM');
+  t.equal(toRpcError(err).code, Code.NOT_FOUND, 'ENOENT maps to NOT_FOUND');
+  t.equal(toRpcError(e2).code, process.getuid?.() === 0 ? Code.INVALID_ARGUMENT : Code.PERMISSION_DENIED);
+});
+
+t.test('a successful real call', async (t) => {
+  t.equal(libc().getpid(), process.pid);
+});
+
+t.test('AF_VSOCK socket, bind and listen on VMADDR_CID_ANY', async (t) => {
+  let fd: number;
+  try {
+    fd = libc().socket(AF_VSOCK, SOCK_STREAM, 0);
+  } catch (err) {
+    t.equal((err as SyscallError).code, 'EAFNOSUPPORT', 'only a kernel without vsock may refuse');
+    t.comment('this kernel has no AF_VSOCK (vsock module not loaded): bind/listen not exercised');
+    return;
+  }
+  t.teardown(() => libc().close(fd));
+  const port = 20000 + (process.pid % 20000);
+  libc().bindVsock(fd, VMADDR_CID_ANY, port);
+  libc().listen(fd, 8);
+  const e = t.throws(() => libc().bindVsock(fd, VMADDR_CID_ANY, port)) as SyscallError;
+  t.equal(e.code, 'EINVAL', 'binding a bound socket again fails with EINVAL');
+  t.match(e.message, new RegExp(`^bind\\(vsock cid=${VMADDR_CID_ANY} port=${port}\\): EINVAL`));
+});
+
+t.test('the recording fake records calls and fails on request', async (t) => {
+  const fake = new RecordingLibc({ getpid: () => 1 }).fail('mount', 16);
+  t.equal(fake.getpid(), 1);
+  fake.sethostname('h1');
+  const err = t.throws(() => fake.mount('proc', '/proc', 'proc', 0, null)) as SyscallError;
+  t.equal(err.code, 'EBUSY');
+  t.same(
+    fake.calls.map((c) => c.name),
+    ['getpid', 'sethostname', 'mount'],
+  );
+  t.same(fake.calls[1].args, ['h1']);
+  t.equal(toRpcError(err).code, Code.FAILED_PRECONDITION);
+});
