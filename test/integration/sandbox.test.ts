@@ -24,6 +24,9 @@ t.test('sandbox', { skip }, async (t) => {
   await t.test('unknown kernel module fails CreateSandbox and leaves nothing', async (t) => {
     t.match(await h.code('createSandbox', { hostname: 'x', sandboxId: `${tag}-m`, kernelModules: [{ name: `no_such_module_${tag}` }] }), /^INTERNAL: modprobe no_such_module/);
     t.notOk(fs.existsSync(`${h.stateRoot}/sandbox`));
+    t.match(await h.code('createSandbox', { hostname: 'x', storages: [{ driver: '9p', source: 'kataShared', mountPoint: `${h.dir}/x` }] }), /^INVALID_ARGUMENT: storage driver 9p not supported/);
+    t.notOk(fs.existsSync(`${h.stateRoot}/sandbox`), 'pinned namespaces and sandbox dir released after the refusal');
+    t.notOk(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(h.stateRoot), 'no mount left');
   });
 
   await t.test('create: hostname, dns, storages', async (t) => {
@@ -43,7 +46,6 @@ t.test('sandbox', { skip }, async (t) => {
     t.equal(fs.statSync(local).mode & 0o777, 0o750, 'local storage directory');
     t.match(await h.code('destroySandbox', {}), /^OK/);
     await h.call('createSandbox', { hostname: 'podhost', sandboxId: `${tag}-pod`, sandboxPidns: true });
-    t.match(await h.code('createSandbox', { storages: [{ driver: '9p', mountPoint: `${h.dir}/x` }] }), /^ALREADY_EXISTS/);
   });
 
   await t.test('containers share the sandbox hostname, IPC and pid namespaces', async (t) => {

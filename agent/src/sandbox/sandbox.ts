@@ -71,6 +71,7 @@ export class Sandbox {
     const undo: (() => void)[] = [];
     try {
       for (const m of req.kernelModules) await modprobe(m.name, m.parameters);
+      if (!fs.existsSync(dir)) undo.push(() => fs.rmSync(dir, { recursive: true, force: true }));
       fs.mkdirSync(dir, { recursive: true });
       const namespaces = pinSharedNamespaces(libc, path.join(dir, 'ns'), req.hostname);
       undo.push(() => unpinSharedNamespaces(libc, namespaces));
