@@ -235,6 +235,19 @@ t.test('container lifecycle over the agent socket', { skip }, async (t) => {
     await h.call('removeContainer', { containerId: id });
   });
 
+  await t.test('root relative to the bundle survives RemoveContainer', async (t) => {
+    const id = `${tag}-relroot`;
+    buildBusyboxRootfs(`${h.stateRoot}/${id}`);
+    await h.call('createContainer', { containerId: id, OCI: busyboxSpec('rootfs', ['sh', '-c', 'echo inside > /root/mark']) });
+    await h.call('startContainer', { containerId: id });
+    t.equal((await h.call('waitProcess', { containerId: id, execId: '' })).status, 0);
+    await h.call('removeContainer', { containerId: id });
+    t.equal(fs.readFileSync(`${h.stateRoot}/${id}/rootfs/root/mark`, 'utf8'), 'inside\n', 'the container wrote into its bundle rootfs');
+    t.ok(fs.existsSync(`${h.stateRoot}/${id}/rootfs/bin/busybox`), 'the rootfs was not deleted with the bundle');
+    t.notOk(fs.existsSync(`${h.stateRoot}/${id}/config.json`));
+    fs.rmSync(`${h.stateRoot}/${id}`, { recursive: true, force: true });
+  });
+
   await t.test('SIGTERM to an init without a handler stops it', async (t) => {
     const id = `${tag}-term`;
     await h.call('createContainer', { containerId: id, OCI: busyboxSpec(rootfs, ['sleep', '1000']) });

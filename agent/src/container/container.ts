@@ -15,6 +15,8 @@ export class Container {
   constructor(
     readonly id: string,
     readonly bundle: string,
+    /** Host path of the container's root. */
+    readonly rootfs: string,
     readonly spec: Spec,
     readonly cgroup: Cgroup,
     readonly init: ContainerProcess,

@@ -3,9 +3,8 @@
 // cgroup, mount or bundle behind.
 import fs from 'node:fs';
 import path from 'node:path';
-import { toJson } from '@bufbuild/protobuf';
 import type { CreateContainerRequest, ExecProcessRequest } from '../../../protos/gen/agent_pb.js';
-import { SpecSchema, type LinuxResources } from '../../../protos/gen/oci_pb.js';
+import type { LinuxResources } from '../../../protos/gen/oci_pb.js';
 import type { CgroupManager } from '../cgroups/cgroup.js';
 import { signalAll } from '../cgroups/signal-all.js';
 import type { Libc } from '../linux/libc.js';
@@ -18,6 +17,7 @@ import type { CreateProcessIO, ProcessIO } from '../process/io-contract.js';
 import { alreadyExists, Code, failedPrecondition, invalidArgument, notFound, RpcError } from '../rpc/status.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import { mountStorages, releaseStorages } from '../storage/storages.js';
+import { bundleRootfs, removeBundle, writeBundle } from './bundle.js';
 import { v1Hierarchies } from './cgroup-hierarchies.js';
 import { Container } from './container.js';
 import { checkId } from './id.js';
@@ -96,7 +96,7 @@ export class ContainerManager {
       const { plan, pidns: specPidns } = createPlan({
         spec,
         rootfs,
-        rootfsMount: path.join(bundle, 'rootfs'),
+        rootfsMount: bundleRootfs(bundle),
         shared: sandbox.sharedNamespaces,
         cgroupV1Hierarchies: this.deps.cgroups.version === 'v1' ? v1Hierarchies() : [],
       });
@@ -107,9 +107,8 @@ export class ContainerManager {
       else if (specPidns !== 'unset') pidns = specPidns;
       else pidns = { kind: 'new' };
 
-      fs.mkdirSync(bundle, { recursive: true });
-      undo.push(() => fs.rmSync(bundle, { recursive: true, force: true }));
-      fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(toJson(SpecSchema, spec), null, 1));
+      undo.push(() => removeBundle(libc, this.deps.log, bundle, rootfs));
+      writeBundle(bundle, spec);
 
       const cgroup = this.deps.cgroups.create(`kata-${id}`, spec.Linux?.Resources);
       undo.push(() => cgroup.destroy());
@@ -129,10 +128,9 @@ export class ContainerManager {
       // A pooled helper reopened the child ends through /proc during its setup; now they can go.
       if (pooled) io.closeChildEnds();
 
-      const c = new Container(id, bundle, spec, cgroup, new ContainerProcess('', helper, io), storages);
+      const c = new Container(id, bundle, rootfs, spec, cgroup, new ContainerProcess('', helper, io), storages);
       c.ownPidns = pidns.kind === 'new';
       if (sandbox.sandboxPidns && !sandbox.pidnsPath && pidns.kind === 'new') sandbox.pidnsPath = `/proc/${helper.pid}/ns/pid`;
-      // The OOM watch outlives the init: the kill that ended it is reported after its exit.
       void helper.exited.then(() => (c.state = 'stopped'));
       this.containers.set(id, c);
     } catch (err) {
@@ -168,6 +166,7 @@ export class ContainerManager {
       c.init.kill(SIGKILL);
       throw err;
     }
+    // The watch outlives the init (stopped at RemoveContainer): the kill that ended it is reported after its exit.
     if (c.init.running) {
       c.stopOomWatch = c.cgroup.watchOom(() => {
         this.deps.log.warn({ container_id: id }, 'OOM kill in container');
@@ -258,7 +257,7 @@ export class ContainerManager {
     for (const p of c.allProcesses()) if (!p.waited) p.io.dispose();
     await c.cgroup.destroy();
     releaseStorages(c.storages);
-    fs.rmSync(c.bundle, { recursive: true, force: true });
+    removeBundle(this.deps.libc, this.deps.log, c.bundle, c.rootfs);
     this.containers.delete(id);
   }
 
