@@ -105,7 +105,8 @@ export interface Loaded {
 }
 
 export const usage = `usage: kata-agent [--server-addr ADDR] [--log-level LEVEL] [--config FILE] [--state-root DIR] [--version] [--help]
-  ADDR: unix:///path | unix://@abstract | vsock://CID:PORT (default vsock://-1:1024)
+  ADDR: unix:///path | unix://@abstract | vsock://CID:PORT | serial://agent.channel.0 (default vsock://-1:1024;
+        without --server-addr a guest with no vsock but an agent.channel.0 port uses that port)
   Also read: env KATA_AGENT_SERVER_ADDR, KATA_AGENT_LOG_LEVEL, KATA_AGENT_POLICY_FILE; /proc/cmdline agent.* keys.
   Precedence: flags > env > kernel cmdline > config file > defaults.`;
 
