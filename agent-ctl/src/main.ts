@@ -1,15 +1,20 @@
-import { fromBinary, toBinary, toJson, type DescMethod } from '@bufbuild/protobuf';
+import { create, fromBinary, toBinary, toJson, type DescMethod } from '@bufbuild/protobuf';
+import { CheckRequestSchema } from '../../protos/gen/health_pb.js';
 import { parseDurationMs } from '../../agent/src/config/values.js';
 import { services } from '../../agent/src/rpc/service.js';
 import { Code } from '../../agent/src/rpc/status.js';
 import { connect } from './connect.js';
 import { CallError, GrpcClient, type RpcClient } from './grpc-client.js';
 import { buildRequest } from './request.js';
+import { TtrpcClient } from './ttrpc-client.js';
 
 const usage = `usage:
-  kata-agent-ctl connect --server-address ADDR [--proto grpc] [--timeout 5s] [--repeat N] [--ignore-errors] -c 'CMD [args]' [-c ...]
+  kata-agent-ctl connect --server-address ADDR [--proto ttrpc|grpc|auto] [--hybrid-vsock [--hybrid-vsock-port N]]
+                         [--timeout 5s] [--repeat N] [--ignore-errors] -c 'CMD [args]' [-c ...]
   kata-agent-ctl list
 ADDR: unix:///path | unix://@abstract | vsock://CID:PORT | yamux:///path (kata 1.x: QEMU's chardev socket of agent.channel.0)
+--proto: ttrpc (kata 2.x/3.x), grpc (kata 1.x), auto (default: ttrpc, else gRPC on a new connection)
+--hybrid-vsock: ADDR is a Firecracker/Cloud Hypervisor unix socket; send "CONNECT N" first (port 1024)
 args: k=v k2="a b" | json://{...} | file:///request.json`;
 
 interface Command {
@@ -35,17 +40,24 @@ function parseCommand(text: string): Command {
   return { method, args: sp < 0 ? '' : trimmed.slice(sp + 1) };
 }
 
-interface Options {
+type Proto = 'ttrpc' | 'grpc' | 'auto';
+
+export interface DialOptions {
   address?: string;
-  proto: string;
+  proto: Proto;
+  hybridVsock: boolean;
+  hybridVsockPort: number;
   timeoutMs: number;
+}
+
+interface Options extends DialOptions {
   repeat: number;
   ignoreErrors: boolean;
   commands: string[];
 }
 
 function parseArgs(argv: string[]): Options {
-  const o: Options = { proto: 'grpc', timeoutMs: 5000, repeat: 1, ignoreErrors: false, commands: [] };
+  const o: Options = { proto: 'auto', hybridVsock: false, hybridVsockPort: 1024, timeoutMs: 5000, repeat: 1, ignoreErrors: false, commands: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const value = () => {
@@ -54,8 +66,15 @@ function parseArgs(argv: string[]): Options {
       return v;
     };
     if (a === '--server-address' || a === '-s') o.address = value();
-    else if (a === '--proto') o.proto = value();
-    else if (a === '--timeout') o.timeoutMs = parseDurationMs(value());
+    else if (a === '--proto') {
+      const p = value();
+      if (p !== 'ttrpc' && p !== 'grpc' && p !== 'auto') throw new Error(`--proto takes ttrpc, grpc or auto, not "${p}"`);
+      o.proto = p;
+    } else if (a === '--hybrid-vsock') o.hybridVsock = true;
+    else if (a === '--hybrid-vsock-port') {
+      o.hybridVsockPort = Number(value());
+      if (!Number.isInteger(o.hybridVsockPort) || o.hybridVsockPort < 0 || o.hybridVsockPort > 0xffffffff) throw new Error('--hybrid-vsock-port takes a port number (u32)');
+    } else if (a === '--timeout') o.timeoutMs = parseDurationMs(value());
     else if (a === '--repeat') o.repeat = Number(value());
     else if (a === '--ignore-errors') o.ignoreErrors = true;
     else if (a === '-c' || a === '--cmd') o.commands.push(value());
@@ -67,9 +86,29 @@ function parseArgs(argv: string[]): Options {
   return o;
 }
 
-async function openClient(o: Options): Promise<RpcClient> {
-  if (o.proto !== 'grpc') throw new Error(`--proto ${o.proto} is not supported (grpc)`);
-  return new GrpcClient(await connect(o.address!, o.timeoutMs));
+function dial(o: DialOptions) {
+  return connect(o.address!, { timeoutMs: o.timeoutMs, hybridVsockPort: o.hybridVsock ? o.hybridVsockPort : undefined });
+}
+
+/**
+ * auto tries ttrpc first: kata 3.x hosts speak it, and a gRPC server shown ttrpc bytes rejects them at
+ * once (they are not the HTTP/2 preface) and closes. The other order would stall a pure ttrpc server,
+ * which reads the preface "PRI " as a 1.3 GB frame length. A ttrpc answer of any status settles it.
+ */
+export async function openClient(o: DialOptions): Promise<RpcClient> {
+  const opts = o;
+  if (o.proto === 'grpc') return new GrpcClient(await dial(opts));
+  const ttrpc = new TtrpcClient(await dial(opts));
+  if (o.proto === 'ttrpc') return ttrpc;
+  try {
+    await ttrpc.call('grpc.Health', 'Check', toBinary(CheckRequestSchema, create(CheckRequestSchema)), o.timeoutMs);
+    return ttrpc;
+  } catch (err) {
+    if (err instanceof CallError && err.code !== Code.UNAVAILABLE && err.code !== Code.DEADLINE_EXCEEDED) return ttrpc;
+    ttrpc.close();
+    // A fresh connection: the first one is spent (and, through a VMM, its CONNECT too).
+    return new GrpcClient(await dial(opts));
+  }
 }
 
 async function run(o: Options): Promise<number> {

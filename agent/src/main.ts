@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import type { Duplex } from 'node:stream';
 import { loadConfig, usage, type AgentConfig } from './config/config.js';
 import { ConfigError } from './config/errors.js';
 import { guestDetailsHandlers } from './guest/details.js';
@@ -9,6 +10,8 @@ import { chooseServerAddress, probeChannels } from './transport/channel.js';
 import { createListener } from './transport/create-listener.js';
 import { GrpcTransport } from './transport/grpc-transport.js';
 import type { Listener } from './transport/listener.js';
+import { TtrpcTransport } from './transport/ttrpc-transport.js';
+import { routeConnection } from './transport/wire-router.js';
 import { agentVersion } from './version.js';
 
 export interface RunningAgent {
@@ -44,10 +47,18 @@ export function buildService(config: AgentConfig, log: Logger): AgentRpcService 
 export async function startAgent(config: AgentConfig, log: Logger): Promise<RunningAgent> {
   const service = buildService(config, log);
   const grpc = new GrpcTransport(service, log);
+  const ttrpc = new TtrpcTransport(service, log);
   // kata 1.x guests may offer only the virtio-serial port: pick the channel the way its agent did.
   const address = chooseServerAddress(config, () => probeChannels());
   const listener = createListener(address, (err) => log.warn({ err: err.message }, 'listener error'));
-  await listener.listen((conn) => grpc.serve(conn));
+  // One listener for both generations: each connection's first bytes pick gRPC (1.x) or ttrpc (3.x).
+  // On virtio-serial the listener itself runs yamux, so every yamux stream is routed the same way.
+  const routes = { grpc: (c: Duplex) => grpc.serve(c), ttrpc: (c: Duplex) => ttrpc.serve(c) };
+  const routeOpts = {
+    onReject: (reason: string) => log.warn({ reason }, 'connection closed: unknown wire'),
+    onRoute: (wire: string) => log.debug({ wire }, 'connection routed'),
+  };
+  await listener.listen((conn) => routeConnection(conn, routes, routeOpts));
   log.info({ address: listener.address, version: agentVersion }, 'agent listening');
   return {
     config,
@@ -56,6 +67,7 @@ export async function startAgent(config: AgentConfig, log: Logger): Promise<Runn
     async stop() {
       await listener.close();
       grpc.close();
+      ttrpc.close();
     },
   };
 }

@@ -1,0 +1,117 @@
+// ttrpc framing (containerd's protocol, used by kata 2.x/3.x hosts): every message is a 10-byte
+// header — data length u32 BE, stream id u32 BE, type u8, flags u8 — followed by the data.
+//
+// Hand-written: the npm registry has no ttrpc implementation (`npm view ttrpc`, `@containerd/ttrpc`,
+// `ttrpc-js`, `node-ttrpc` all 404 as of 2026-11), and the framing is small enough that a
+// dependency would not pay for itself.
+
+export const HEADER_LENGTH = 10;
+/** Largest data a frame may carry, in both directions (the protocol's 4 MiB). */
+export const MAX_DATA_LENGTH = 4 << 20;
+
+export const enum FrameType {
+  Request = 1,
+  Response = 2,
+  Data = 3,
+}
+
+/** Request flags: the client will send Data frames (a client stream). */
+export const FLAG_REMOTE_OPEN = 0x2;
+/** Request/Data flags: the sender has nothing more to send on this stream. */
+export const FLAG_REMOTE_CLOSED = 0x1;
+
+export interface FrameHeader {
+  length: number;
+  streamId: number;
+  type: number;
+  flags: number;
+}
+
+export function encodeFrame(streamId: number, type: FrameType, flags: number, data: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(HEADER_LENGTH + data.length);
+  out.writeUInt32BE(data.length, 0);
+  out.writeUInt32BE(streamId >>> 0, 4);
+  out.writeUInt8(type, 8);
+  out.writeUInt8(flags, 9);
+  out.set(data, HEADER_LENGTH);
+  return out;
+}
+
+export type ReadEvent =
+  | { kind: 'frame'; header: FrameHeader; data: Buffer }
+  /** A frame whose declared length exceeds MAX_DATA_LENGTH; its data has been skipped, not buffered. */
+  | { kind: 'oversized'; header: FrameHeader };
+
+/**
+ * Incremental frame parser: push whatever chunks the socket delivers (split anywhere) and get whole
+ * frames back. An oversized frame is reported as soon as its header arrives and its data is then
+ * discarded as it streams past, so a 4 GiB length never costs memory.
+ */
+export class FrameReader {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private pending?: FrameHeader;
+  private skip = 0;
+
+  push(chunk: Buffer): ReadEvent[] {
+    const events: ReadEvent[] = [];
+    if (this.skip > 0) {
+      const n = Math.min(this.skip, chunk.length);
+      this.skip -= n;
+      chunk = chunk.subarray(n);
+    }
+    if (chunk.length) {
+      this.chunks.push(chunk);
+      this.buffered += chunk.length;
+    }
+    for (;;) {
+      if (!this.pending) {
+        if (this.buffered < HEADER_LENGTH) break;
+        const h = this.take(HEADER_LENGTH);
+        const header: FrameHeader = { length: h.readUInt32BE(0), streamId: h.readUInt32BE(4), type: h[8], flags: h[9] };
+        if (header.length > MAX_DATA_LENGTH) {
+          events.push({ kind: 'oversized', header });
+          const n = Math.min(header.length, this.buffered);
+          this.take(n);
+          this.skip = header.length - n;
+          if (this.skip > 0) break;
+          continue;
+        }
+        this.pending = header;
+      }
+      if (this.buffered < this.pending.length) break;
+      events.push({ kind: 'frame', header: this.pending, data: this.take(this.pending.length) });
+      this.pending = undefined;
+    }
+    return events;
+  }
+
+  /** True while part of a frame has arrived but not all of it. */
+  get midFrame(): boolean {
+    return this.buffered > 0 || this.pending !== undefined || this.skip > 0;
+  }
+
+  private take(n: number): Buffer {
+    if (n === 0) return Buffer.alloc(0);
+    const first = this.chunks[0];
+    let out: Buffer;
+    if (first.length >= n) {
+      out = first.subarray(0, n);
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+    } else {
+      out = Buffer.allocUnsafe(n);
+      let off = 0;
+      while (off < n) {
+        const c = this.chunks[0];
+        const k = Math.min(c.length, n - off);
+        c.copy(out, off, 0, k);
+        off += k;
+        if (k === c.length) this.chunks.shift();
+        else this.chunks[0] = c.subarray(k);
+      }
+    }
+    this.buffered -= n;
+    return out;
+  }
+}
