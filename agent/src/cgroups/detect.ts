@@ -13,7 +13,14 @@
 // What is enforced: v1 memory/cpu/cpuset/pids/blkio/hugetlb/devices/net_cls/net_prio files; v2
 // memory/cpu/cpuset/pids/io/hugetlb files and device rules (an eBPF filter, device-filter.ts). Not
 // enforced, with a warning log: v2 rt-cpu/kernel-memory/swappiness/oom-killer/network settings (no
-// v2 file), v1 kernel memory (deprecated by the kernel), blkio leaf weights.
+// v2 file), v1 kernel memory (deprecated by the kernel), blkio leaf weights, and a swap limit on a
+// kernel without swap accounting. kata's protos have no field presence, so 0 means "unset" for every
+// number and -1 "unlimited".
+//
+// Also here: freezer (Pause/Resume), stats (StatsContainer), OOM watch (v1 eventfd on
+// memory.oom_control, v2 inotify on memory.events), and signal-all.ts (freeze + signal each pid +
+// thaw; v2 SIGKILL through cgroup.kill). The v2 driver was also checked in a QEMU guest on the
+// Debian kernel with every controller (test/cgroups/guest-v2.test.ts).
 import fs from 'node:fs';
 import path from 'node:path';
 import { libc as realLibc } from '../linux/index.js';
