@@ -5,7 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { create, fromBinary, toBinary, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
 import { AgentService } from '../../protos/gen/agent_pb.js';
-import { CallError, GrpcClient } from '../../agent-ctl/src/grpc-client.js';
+import { CallError, GrpcClient, type RpcClient } from '../../agent-ctl/src/grpc-client.js';
+import { TtrpcClient } from '../../agent-ctl/src/ttrpc-client.js';
 import { connect } from '../../agent-ctl/src/connect.js';
 import { defaults } from '../../agent/src/config/config.js';
 import { createLogger } from '../../agent/src/log/logger.js';
@@ -19,10 +20,11 @@ export class AgentHarness {
     readonly stateRoot: string,
     readonly resolvConf: string,
     readonly agent: RunningAgent,
-    private readonly client: GrpcClient,
+    private readonly client: RpcClient,
   ) {}
 
-  static async start(deps: DomainDeps = {}): Promise<AgentHarness> {
+  /** `wire`: gRPC is how kata 1.x hosts talk, ttrpc how 2.x/3.x hosts do. */
+  static async start(deps: DomainDeps = {}, wire: 'grpc' | 'ttrpc' = 'grpc'): Promise<AgentHarness> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kata-agent-test-'));
     const stateRoot = path.join(dir, 'state');
     const resolvConf = path.join(dir, 'resolv.conf');
@@ -30,7 +32,7 @@ export class AgentHarness {
     const config = { ...defaults, serverAddr: `unix://${dir}/agent.sock`, stateRoot, logLevel: 'warn' as const };
     const agent = await startAgent(config, createLogger('warn'), { resolvConfTarget: resolvConf, ...deps });
     const sock = await connect(config.serverAddr, 5000);
-    return new AgentHarness(dir, stateRoot, resolvConf, agent, new GrpcClient(sock));
+    return new AgentHarness(dir, stateRoot, resolvConf, agent, wire === 'grpc' ? new GrpcClient(sock) : new TtrpcClient(sock));
   }
 
   async call<K extends keyof Methods>(
