@@ -30,7 +30,7 @@ export class AgentHarness {
     const resolvConf = path.join(dir, 'resolv.conf');
     fs.writeFileSync(resolvConf, '# host\n');
     const config = { ...defaults, serverAddr: `unix://${dir}/agent.sock`, stateRoot, logLevel: 'warn' as const };
-    const agent = await startAgent(config, createLogger('warn'), { resolvConfTarget: resolvConf, ...deps });
+    const agent = await startAgent(config, createLogger('warn'), { resolvConfTarget: resolvConf, helperPoolSize: 1, ...deps });
     const sock = await connect(config.serverAddr, 5000);
     return new AgentHarness(dir, stateRoot, resolvConf, agent, wire === 'grpc' ? new GrpcClient(sock) : new TtrpcClient(sock));
   }

@@ -79,6 +79,11 @@ export class Sandbox {
       if (req.dns.length > 0) {
         const resolv = path.join(dir, 'resolv.conf');
         fs.writeFileSync(resolv, req.dns.map((l) => l.trim()).join('\n') + '\n');
+        // A bind mount needs an existing file to cover.
+        if (!fs.existsSync(this.deps.resolvConfTarget)) {
+          fs.mkdirSync(path.dirname(this.deps.resolvConfTarget), { recursive: true });
+          fs.writeFileSync(this.deps.resolvConfTarget, '');
+        }
         libc.mount(resolv, this.deps.resolvConfTarget, null, MS_BIND, null);
         resolvConfMounted = true;
         undo.push(() => libc.umount2(this.deps.resolvConfTarget, MNT_DETACH));
