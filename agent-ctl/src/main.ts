@@ -13,7 +13,7 @@ const usage = `usage:
                          [--timeout 5s] [--repeat N] [--ignore-errors] -c 'CMD [args]' [-c ...]
   kata-agent-ctl list
 ADDR: unix:///path | unix://@abstract | vsock://CID:PORT | yamux:///path (kata 1.x: QEMU's chardev socket of agent.channel.0)
---proto: ttrpc (kata 2.x/3.x), grpc (kata 1.x), auto (default: ttrpc, else gRPC on a new connection)
+--proto: ttrpc (kata 2.x/3.x), grpc (kata 1.x), auto (default: ttrpc, else gRPC on a new connection; gRPC on yamux://)
 --hybrid-vsock: ADDR is a Firecracker/Cloud Hypervisor unix socket; send "CONNECT N" first (port 1024)
 args: k=v k2="a b" | json://{...} | file:///request.json`;
 
@@ -97,7 +97,9 @@ function dial(o: DialOptions) {
  */
 export async function openClient(o: DialOptions): Promise<RpcClient> {
   const opts = o;
-  if (o.proto === 'grpc') return new GrpcClient(await dial(opts));
+  // A yamux channel is kata 1.x's virtio-serial link, which only ever carries gRPC.
+  const isYamux = o.address?.startsWith('yamux://') ?? false;
+  if (o.proto === 'grpc' || (o.proto === 'auto' && isYamux)) return new GrpcClient(await dial(opts));
   const ttrpc = new TtrpcClient(await dial(opts));
   if (o.proto === 'ttrpc') return ttrpc;
   try {

@@ -21,7 +21,9 @@ import type { Libc } from './linux/libc.js';
 import { preparePidNamespaces } from './namespace/pid-namespace.js';
 import type { CreateProcessIO, ProcessIO } from './process/io-contract.js';
 import { HelperPool } from './process/helper-pool.js';
-import { startReaper, type Reaper } from './process/reaper.js';
+import { OrphanReaper } from './process/reaper.js';
+import { trackAllChildProcesses } from './process/track-children.js';
+import { PR_SET_CHILD_SUBREAPER } from './linux/libc.js';
 import type { AgentHandlers } from './rpc/service.js';
 import { Sandbox } from './sandbox/sandbox.js';
 import { storageDrivers } from './storage/storages.js';
@@ -125,12 +127,17 @@ export function buildService(config: AgentConfig, log: Logger, domains: Domains 
 
 export async function startAgent(config: AgentConfig, log: Logger, deps: DomainDeps = {}): Promise<RunningAgent> {
   const domains = buildDomains(config, log, deps);
-  let reaper: Reaper | undefined;
+  let reaper: OrphanReaper | undefined;
   if (domains.handlers.length > 0) {
     // Before any request: the pid-namespace switch must never be the threadpool's first use.
     await preparePidNamespaces();
     domains.start();
-    reaper = startReaper(deps.libc ?? realLibc(), (pid, status) => log.debug({ pid, status }, 'reaped orphan'));
+    // Container processes re-parent to us when their parent dies: reap them, never child_process's own.
+    trackAllChildProcesses();
+    const l = deps.libc ?? realLibc();
+    l.prctl(PR_SET_CHILD_SUBREAPER, 1);
+    reaper = new OrphanReaper({ libc: l, onReaped: (c) => log.debug({ pid: c.pid, code: c.code }, 'reaped orphan') });
+    reaper.start();
   }
   const service = buildService(config, log, domains);
   const grpc = new GrpcTransport(service, log);
@@ -146,7 +153,8 @@ export async function startAgent(config: AgentConfig, log: Logger, deps: DomainD
     onRoute: (wire: string) => log.debug({ wire }, 'connection routed'),
   };
   await listener.listen((conn) => routeConnection(conn, routes, routeOpts));
-  log.info({ address: listener.address, version: agentVersion }, 'agent listening');
+  // code_cache says whether V8 started from the bytecode cached in the image (rootfs-builder/loader.js).
+  log.info({ address: listener.address, version: agentVersion, code_cache: process.env.KATA_AGENT_CODE_CACHE }, 'agent listening');
   return {
     config,
     log,
@@ -161,18 +169,26 @@ export async function startAgent(config: AgentConfig, log: Logger, deps: DomainD
   };
 }
 
-function fail(message: string): never {
-  process.stderr.write(`kata-agent: ${message}\n`);
-  process.exit(2);
+/** What init (PID 1) changes about the agent's start and end. */
+export interface MainHooks {
+  /** Runs once config and logger exist, before the agent listens (boot duties). */
+  beforeStart?: (config: AgentConfig, log: Logger) => Promise<void>;
+  /** Replaces process.exit: PID 1 must power off instead of exiting. */
+  exit?: (code: number) => void;
 }
 
-/** Entry point of bin/kata-agent in standalone mode. */
-export async function main(argv: string[]): Promise<void> {
+/** Entry point of bin/kata-agent in standalone mode, and of init after its boot duties. */
+export async function main(argv: string[], hooks: MainHooks = {}): Promise<void> {
+  const exit = hooks.exit ?? ((code: number) => process.exit(code));
+  const fail = (message: string) => {
+    process.stderr.write(`kata-agent: ${message}\n`);
+    exit(2);
+  };
   let loaded;
   try {
     loaded = loadConfig({ argv, env: process.env, cmdline: readCmdline(), readFile: (p) => fs.readFileSync(p, 'utf8') });
   } catch (err) {
-    if (err instanceof ConfigError) fail(err.message);
+    if (err instanceof ConfigError) return fail(err.message);
     throw err;
   }
   if (loaded.action === 'help') {
@@ -190,16 +206,17 @@ export async function main(argv: string[]): Promise<void> {
   process.on('uncaughtException', (err) => log.error({ err }, 'uncaught exception'));
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
 
+  if (hooks.beforeStart) await hooks.beforeStart(loaded.config, log);
   let agent: RunningAgent;
   try {
     agent = await startAgent(loaded.config, log);
   } catch (err) {
-    if (err instanceof ConfigError) fail(err.message);
+    if (err instanceof ConfigError) return fail(err.message);
     throw err;
   }
   const shutdown = (signal: string) => {
     log.info({ signal }, 'shutting down');
-    agent.stop().finally(() => process.exit(0));
+    agent.stop().finally(() => exit(0));
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));

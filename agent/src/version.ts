@@ -3,12 +3,12 @@ import path from 'node:path';
 
 /** The agent version is package.json's, read once from the install (dist/agent/src → repo root). */
 export const agentVersion: string = (() => {
-  for (const rel of ['../../..', '../..', '..']) {
+  for (const rel of ['../../..', '../..', '..', '.']) {
     try {
       const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, rel, 'package.json'), 'utf8'));
       if (pkg.name === 'kata-agent-ts') return String(pkg.version);
     } catch {
-      // try the next candidate: bundles and the source tree sit at different depths
+      // try the next candidate: bundles (package.json beside agent.js) and the source tree sit at different depths
     }
   }
   return '0.0.0-unknown';

@@ -1,12 +1,18 @@
+import os from 'node:os';
 import util from 'node:util';
 
 /** ENOENT for 2, and so on; `E<n>` for numbers the platform does not name. */
 export function errnoName(errno: number): string {
+  const n = Math.abs(errno);
   try {
-    return util.getSystemErrorName(-Math.abs(errno));
+    const name = util.getSystemErrorName(-n);
+    if (!name.startsWith('Unknown')) return name;
   } catch {
-    return `E${errno}`;
+    // fall through to the platform table
   }
+  // libuv only names the errors it uses itself (no ECHILD, ENOEXEC...); os.constants has them all.
+  for (const [name, value] of Object.entries(os.constants.errno)) if (value === n) return name;
+  return `E${n}`;
 }
 
 function errnoText(errno: number): string {

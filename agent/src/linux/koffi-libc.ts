@@ -19,10 +19,17 @@ const c = {
   setns: lib.func('int setns(int, int)'),
   sethostname: lib.func('int sethostname(const char *, size_t)'),
   pipe2: lib.func('int pipe2(_Out_ int *fds, int flags)'),
+  waitpid: lib.func('int waitpid(int, _Out_ int *, int)'),
+  reboot: lib.func('int reboot(int)'),
+  sync: lib.func('void sync()'),
+  syscall: lib.func('long syscall(long, ...)'),
+  prctl: lib.func('int prctl(int, unsigned long, unsigned long, unsigned long, unsigned long)'),
+  setsid: lib.func('int setsid()'),
+  ioctlBuf: lib.func('int ioctl(int, unsigned long, void *)'),
+  eventfd: lib.func('int eventfd(unsigned int, int)'),
+  read: lib.func('intptr_t read(int, void *, size_t)'),
   fcntl: lib.func('int fcntl(int, int, ...)'),
   ioctl: lib.func('int ioctl(int, unsigned long, ...)'),
-  setsid: lib.func('int setsid()'),
-  prctl: lib.func('int prctl(int, unsigned long, unsigned long, unsigned long, unsigned long)'),
   capset: lib.func('int capset(void *hdr, void *data)'),
   setgroups: lib.func('int setgroups(size_t, const uint32_t *)'),
   setresgid: lib.func('int setresgid(uint32_t, uint32_t, uint32_t)'),
@@ -32,13 +39,9 @@ const c = {
   fchdir: lib.func('int fchdir(int)'),
   chroot: lib.func('int chroot(const char *)'),
   mknod: lib.func('int mknod(const char *, uint32_t, uint64_t)'),
-  syscall: lib.func('long syscall(long, ...)'),
   signal: lib.func('void *signal(int, void *)'),
   execve: lib.func('int execve(const char *, const char **, const char **)'),
-  waitpid: lib.func('int waitpid(int, _Out_ int *status, int)'),
-  eventfd: lib.func('int eventfd(unsigned int, int)'),
   dup3: lib.func('int dup3(int, int, int)'),
-  read: lib.func('intptr_t read(int, void *, size_t)'),
   posix_openpt: lib.func('int posix_openpt(int)'),
   unlockpt: lib.func('int unlockpt(int)'),
 };
@@ -60,6 +63,8 @@ function makedev(major: number, minor: number): bigint {
   const mi = BigInt(minor);
   return ((ma & 0xfffn) << 8n) | ((ma & ~0xfffn) << 32n) | (mi & 0xffn) | ((mi & ~0xffn) << 12n);
 }
+// glibc has no finit_module() wrapper either.
+const SYS_finit_module: Partial<Record<string, number>> = { x64: 313, arm64: 273 };
 
 /** struct winsize: ws_row, ws_col, ws_xpixel, ws_ypixel, all unsigned short. */
 function winsize(size: Winsize): Buffer {
@@ -202,6 +207,20 @@ export const koffiLibc: Libc = {
     const status = new Int32Array(1);
     const r = check('waitpid', `${pid}, ${options}`, c.waitpid(pid, status, options));
     return { pid: r, status: status[0] };
+  },
+  reboot(cmd) {
+    check('reboot', `0x${(cmd >>> 0).toString(16)}`, c.reboot(cmd));
+  },
+  sync() {
+    c.sync();
+  },
+  finitModule(fd, params, flags) {
+    const nr = SYS_finit_module[process.arch];
+    if (nr === undefined) throw new SyscallError('finit_module', 38 /* ENOSYS */, `no finit_module syscall number for ${process.arch}`);
+    check('finit_module', `fd=${fd}`, Number(c.syscall(nr, 'int', fd, 'str', params, 'int', flags)));
+  },
+  ioctlBuf(fd, request, buf) {
+    return check('ioctl', `fd=${fd}, 0x${request.toString(16)}`, c.ioctlBuf(fd, request, buf));
   },
   bpfProgLoad(progType, insns, license) {
     const code = Buffer.from(insns);

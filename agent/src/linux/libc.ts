@@ -63,6 +63,15 @@ export interface WaitResult {
   pid: number;
   status: number;
 }
+// PID-1 duties (init/src): power, reaping, modules, the console and `lo`.
+export const AF_INET = 2;
+export const SOCK_DGRAM = 2;
+export const WALL = 0x40000000;
+export const RB_AUTOBOOT = 0x01234567;
+export const RB_POWER_OFF = 0x4321fedc;
+export const SIOCGIFFLAGS = 0x8913;
+export const SIOCSIFFLAGS = 0x8914;
+export const IFF_UP = 0x1;
 export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
 
@@ -130,6 +139,12 @@ export interface Libc {
   waitpid(pid: number, options: number): WaitResult;
   /** dup3(): `oldFd` also as `newFd` (replacing what was there). */
   dup3(oldFd: number, newFd: number, flags: number): void;
+  reboot(cmd: number): void;
+  sync(): void;
+  /** finit_module(2) (no glibc wrapper: raw syscall). */
+  finitModule(fd: number, params: string, flags: number): void;
+  /** ioctl() with a pointer to `buf`, which the kernel may read and write in place. */
+  ioctlBuf(fd: number, request: number, buf: Buffer): number;
   /** A new eventfd (cgroup v1 OOM notifications are delivered through one). */
   eventfd(initval: number, flags: number): number;
   /** bpf(BPF_PROG_LOAD): loads `insns` (struct bpf_insn[]) as a `progType` program; returns its fd. A refusal carries the verifier's log. */

@@ -64,6 +64,10 @@ export class RecordingLibc implements Libc {
   }
   dup3(o: number, n: number, fl: number) { this.run('dup3', [o, n, fl], undefined); }
   waitpid(pid: number, o: number): WaitResult { return this.run('waitpid', [pid, o], { pid: 0, status: 0 }); }
+  reboot(cmd: number) { this.run('reboot', [cmd], undefined); }
+  sync() { this.run('sync', [], undefined); }
+  finitModule(fd: number, p: string, fl: number) { this.run('finitModule', [fd, p, fl], undefined); }
+  ioctlBuf(fd: number, r: number, b: Buffer) { return this.run('ioctlBuf', [fd, r, b], 0); }
   eventfd(i: number, fl: number) { return this.run('eventfd', [i, fl], this.nextFd++); }
   bpfProgLoad(t: number, insns: Uint8Array, lic: string) { return this.run('bpfProgLoad', [t, insns, lic], this.nextFd++); }
   bpfProgAttach(target: number, prog: number, type: number, fl: number) { this.run('bpfProgAttach', [target, prog, type, fl], undefined); }

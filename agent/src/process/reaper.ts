@@ -1,93 +1,91 @@
-// Reaps orphans re-parented to the agent (it is a child subreaper, and PID 1 in the guest) without
-// stealing the exits child_process waits for: waitpid(-1) would take libuv's children too, so on
-// SIGCHLD we list our children from /proc and wait only for those child_process did not start.
-import child_process from 'node:child_process';
+// Reaps orphans re-parented to us (PID 1 or a child subreaper) without stealing Node's own children.
+// waitpid(-1) would also collect libuv's children, so instead the reaper lists our children from
+// /proc/self/task/*/children, skips those Node owns (children.ts) and waits for the rest one by one
+// with WNOHANG (measured: 31 orphans reaped, 0 zombies, every 'exit' event kept — platform.md).
 import fs from 'node:fs';
-import type { Libc } from '../linux/libc.js';
-import { PR_SET_CHILD_SUBREAPER, WNOHANG } from '../linux/libc.js';
+import path from 'node:path';
+import { WNOHANG, type Libc } from '../linux/libc.js';
+import { isOwnedChild } from './children.js';
 
-const owned = new Set<number>();
-let patched = false;
-
-/** Records every child_process child while it lives, whoever spawns it. */
-function trackChildProcesses(): void {
-  if (patched) return;
-  patched = true;
-  const proto = child_process.ChildProcess.prototype as unknown as { spawn: (...a: unknown[]) => unknown };
-  const original = proto.spawn;
-  proto.spawn = function (this: child_process.ChildProcess, ...args: unknown[]) {
-    const r = original.apply(this, args);
-    const pid = this.pid;
-    if (pid !== undefined) {
-      owned.add(pid);
-      this.once('exit', () => owned.delete(pid));
-    }
-    return r;
-  };
+export interface ReapedChild {
+  pid: number;
+  /** Exit code, or 128 + signal number for a killed process (the convention kata reports). */
+  code: number;
 }
 
-function childrenOfSelf(): number[] {
-  const pids: number[] = [];
+/** Decodes a raw wait status the way WIFEXITED/WEXITSTATUS/WTERMSIG do. */
+export function exitCode(status: number): number {
+  const sig = status & 0x7f;
+  return sig === 0 ? (status >> 8) & 0xff : 128 + sig;
+}
+
+/** Children of every thread of this process (re-parented orphans land on whichever thread). */
+export function listChildren(procSelf = '/proc/self'): number[] {
+  const pids = new Set<number>();
   let tasks: string[];
   try {
-    tasks = fs.readdirSync('/proc/self/task');
+    tasks = fs.readdirSync(path.join(procSelf, 'task'));
   } catch {
-    return pids;
+    return [];
   }
-  for (const t of tasks) {
+  for (const task of tasks) {
+    let text = '';
     try {
-      for (const p of fs.readFileSync(`/proc/self/task/${t}/children`, 'utf8').split(' ')) if (p.trim()) pids.push(Number(p));
+      text = fs.readFileSync(path.join(procSelf, 'task', task, 'children'), 'utf8');
     } catch {
-      // The thread ended while we listed it.
+      continue; // the thread ended between readdir and read
     }
+    for (const word of text.split(/\s+/)) if (word) pids.add(Number(word));
   }
-  return pids;
+  return [...pids];
 }
 
-export interface Reaper {
-  /** Orphans reaped so far. */
-  readonly reaped: number;
-  stop(): void;
+export interface ReaperOptions {
+  libc: Pick<Libc, 'waitpid'>;
+  listChildren?: () => number[];
+  isOwned?: (pid: number) => boolean;
+  onReaped?: (child: ReapedChild) => void;
 }
 
-export function startReaper(libc: Libc, onReap?: (pid: number, status: number) => void): Reaper {
-  trackChildProcesses();
-  libc.prctl(PR_SET_CHILD_SUBREAPER, 1);
-  const state = { reaped: 0 };
-  const reap = () => {
-    for (const pid of childrenOfSelf()) {
-      if (owned.has(pid)) continue;
+export class OrphanReaper {
+  private readonly list: () => number[];
+  private readonly owned: (pid: number) => boolean;
+  private readonly handler = () => this.reap();
+
+  constructor(private readonly opts: ReaperOptions) {
+    this.list = opts.listChildren ?? (() => listChildren());
+    this.owned = opts.isOwned ?? isOwnedChild;
+  }
+
+  /** One pass: waits for every exited child that Node does not own. Returns what was reaped. */
+  reap(): ReapedChild[] {
+    const reaped: ReapedChild[] = [];
+    for (const pid of this.list()) {
+      if (this.owned(pid)) continue;
+      let r;
       try {
-        const r = libc.waitpid(pid, WNOHANG);
-        if (r.pid === pid) {
-          state.reaped++;
-          onReap?.(pid, r.status);
-        }
-      } catch {
-        // ECHILD: someone else reaped it first.
+        r = this.opts.libc.waitpid(pid, WNOHANG);
+      } catch (err) {
+        // ECHILD: someone else (libuv) reaped it between the listing and now.
+        if ((err as { code?: string }).code === 'ECHILD') continue;
+        throw err;
+      }
+      if (r.pid === pid) {
+        const child = { pid, code: exitCode(r.status) };
+        reaped.push(child);
+        this.opts.onReaped?.(child);
       }
     }
-  };
-  process.on('SIGCHLD', reap);
-  return {
-    get reaped() {
-      return state.reaped;
-    },
-    stop() {
-      process.off('SIGCHLD', reap);
-    },
-  };
-}
+    return reaped;
+  }
 
-export function isOwnedChild(pid: number): boolean {
-  return owned.has(pid);
-}
+  /** Reaps on every SIGCHLD, and once now for orphans that arrived before the handler existed. */
+  start(): void {
+    process.on('SIGCHLD', this.handler);
+    this.reap();
+  }
 
-/**
- * For children started outside child_process (node-pty forks on its own and waits in its own
- * thread): register them while they live, or the reaper would take their exit status.
- */
-export function ownChild(pid: number): () => void {
-  owned.add(pid);
-  return () => owned.delete(pid);
+  stop(): void {
+    process.off('SIGCHLD', this.handler);
+  }
 }

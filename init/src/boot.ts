@@ -1,0 +1,87 @@
+// PID-1 duties, in the order the rest depends on: filesystems first (config needs /proc/cmdline),
+// then, once the agent's config is known, cgroups, modules, network, hostname, reaping and signals.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { AgentConfig } from '../../agent/src/config/config.js';
+import { PR_SET_CHILD_SUBREAPER, type Libc } from '../../agent/src/linux/libc.js';
+import type { Logger } from '../../agent/src/log/logger.js';
+import { OrphanReaper } from '../../agent/src/process/reaper.js';
+import { mountCgroups } from './cgroups.js';
+import { startConsoleShell, startVportConsole } from './debug-console.js';
+import { loadModules, readModuleList } from './modules.js';
+import { linkPtmx, mountAll } from './mounts.js';
+import { setInterfaceUp } from './network.js';
+
+export const guestPath = '/bin:/sbin:/usr/bin:/usr/sbin';
+
+/** Before the config can be read. Throws: without these nothing else works. */
+export function bootFilesystems(libc: Libc): void {
+  mountAll(libc);
+  linkPtmx();
+  process.env.PATH = guestPath;
+  try {
+    libc.setsid();
+  } catch {
+    // EPERM: already a session leader (the kernel may start init as one).
+  }
+}
+
+export interface BootPaths {
+  moduleList: string;
+  modulesDir: string;
+  hostnameFile: string;
+}
+
+export const defaultBootPaths = (): BootPaths => ({
+  moduleList: '/etc/kata-agent/modules',
+  modulesDir: path.join('/lib/modules', os.release()),
+  hostnameFile: '/etc/hostname',
+});
+
+/**
+ * The rest of the boot. Each step that fails is logged and the boot goes on: a guest without, say,
+ * vsock can still serve over virtio-serial, and an agent that answers is easier to debug than a
+ * VM that stopped.
+ */
+export async function bootServices(libc: Libc, config: AgentConfig, log: Logger, paths = defaultBootPaths()): Promise<void> {
+  const step = async (name: string, fn: () => unknown) => {
+    try {
+      const r = await fn();
+      log.debug({ step: name, result: r }, 'boot step done');
+    } catch (err) {
+      log.error({ step: name, err: (err as Error).message }, 'boot step failed');
+    }
+  };
+  await step('modules', () => {
+    let names: string[] = [];
+    try {
+      names = readModuleList(fs.readFileSync(paths.moduleList, 'utf8'));
+    } catch {
+      return 'no module list';
+    }
+    const r = loadModules(libc, paths.modulesDir, names);
+    if (r.unknown.length) log.warn({ modules: r.unknown, dir: paths.modulesDir }, 'modules not in modules.dep');
+    for (const f of r.failed) log.warn(f, 'module load failed');
+    return r;
+  });
+  await step('cgroups', () => mountCgroups(libc, config.unifiedCgroupHierarchy));
+  await step('loopback', () => setInterfaceUp(libc, 'lo'));
+  await step('hostname', () => {
+    let name = '';
+    try {
+      name = fs.readFileSync(paths.hostnameFile, 'utf8').trim();
+    } catch {
+      return 'no hostname file';
+    }
+    if (name) libc.sethostname(name);
+    return name;
+  });
+  await step('subreaper', () => libc.prctl(PR_SET_CHILD_SUBREAPER, 1));
+  await step('reaper', () => {
+    const reaper = new OrphanReaper({ libc, onReaped: (c) => log.debug(c, 'reaped orphan') });
+    reaper.start();
+  });
+  if (config.debugConsole) await step('debug console', () => startConsoleShell(log));
+  if (config.debugConsoleVport) await step('debug console vport', () => startVportConsole(libc, log, config.debugConsoleVport));
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env node
+// Bundles init + agent into one file with esbuild (straight from the TypeScript sources) and copies
+// the two native addons beside it: koffi and node-pty load .node files by path at run time, so they
+// stay external and only their Linux x64 parts are copied.
+// usage: node rootfs-builder/bundle.mjs OUT_DIR
+import { build } from 'esbuild';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const out = path.resolve(process.argv[2] ?? path.join(repo, 'build', 'bundle'));
+const nm = path.join(repo, 'node_modules');
+
+fs.rmSync(out, { recursive: true, force: true });
+fs.mkdirSync(out, { recursive: true });
+
+/**
+ * @grpc/reflection loads its own .proto files relative to its installed folder, which a bundle
+ * does not have: point those reads at proto/ beside agent.js instead.
+ */
+function reflectionProtos() {
+  return {
+    name: 'reflection-protos',
+    setup(b) {
+      b.onLoad({ filter: /@grpc[\\/]reflection[\\/]build[\\/]src[\\/]implementations[\\/].*\.js$/ }, (args) => {
+        const src = fs.readFileSync(args.path, 'utf8');
+        const fixed = src.replaceAll("path.join(__dirname, '../../proto/", "path.join(__dirname, 'proto/");
+        if (fixed === src && src.includes('.proto')) throw new Error(`${args.path}: proto path pattern changed; update reflectionProtos()`);
+        return { contents: fixed, loader: 'js' };
+      });
+    },
+  };
+}
+
+await build({
+  entryPoints: [path.join(repo, 'init', 'src', 'main.ts')],
+  outfile: path.join(out, 'agent.js'),
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  external: ['koffi', 'node-pty'],
+  minify: false,
+  legalComments: 'none',
+  logLevel: 'warning',
+  plugins: [reflectionProtos()],
+});
+// agentVersion reads name and version from a package.json beside the bundle.
+const pkg = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8'));
+fs.writeFileSync(path.join(out, 'package.json'), JSON.stringify({ name: pkg.name, version: pkg.version, private: true }) + '\n');
+// The .proto files @grpc/reflection reads at run time sit beside the bundle.
+fs.cpSync(path.join(nm, '@grpc', 'reflection', 'build', 'proto', 'grpc'), path.join(out, 'proto', 'grpc'), { recursive: true });
+
+// The loader and the V8 code cache it starts from (see loader.js). The cache is made by running the
+// agent briefly on a throwaway unix socket with this machine's node, which is the image's node too.
+fs.copyFileSync(path.join(repo, 'rootfs-builder', 'loader.js'), path.join(out, 'loader.js'));
+
+function copy(rel, filter = () => true) {
+  const src = path.join(nm, rel);
+  const dst = path.join(out, 'node_modules', rel);
+  fs.cpSync(src, dst, { recursive: true, dereference: true, filter: (s) => filter(path.relative(src, s)) });
+}
+// koffi: its JS loader plus the glibc x64 build only (doc/, vendor/ and C sources are not needed).
+copy('koffi', (r) => !/^(doc|vendor|lib)(\/|$)/.test(r));
+copy('@koromix/koffi-linux-x64', (r) => !r.startsWith('musl_x64'));
+// node-pty: lib/ and the addon built for this Node; no prebuilds for other systems, no tests.
+copy('node-pty', (r) => r === '' || r === 'package.json' || r === 'lib' || (r.startsWith('lib/') && !r.endsWith('.map') && !r.includes('.test.')) || r === 'build' || r === 'build/Release' || r === 'build/Release/pty.node');
+
+{
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kata-cache-'));
+  const r = spawnSync(process.execPath, [path.join(out, 'loader.js')], {
+    env: { ...process.env, KATA_AGENT_MAKE_CODE_CACHE: '1500', KATA_AGENT_SERVER_ADDR: `unix://${tmp}/a.sock`, KATA_AGENT_LOG_LEVEL: 'error' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  fs.rmSync(tmp, { recursive: true, force: true });
+  if (r.status !== 0) throw new Error(`making the V8 code cache failed (status ${r.status})`);
+}
+
+let total = 0;
+const walk = (d) => fs.readdirSync(d, { withFileTypes: true }).forEach((e) => {
+  const p = path.join(d, e.name);
+  if (e.isDirectory()) walk(p);
+  else total += fs.statSync(p).size;
+});
+walk(out);
+console.log(`bundle: ${(total / 1048576).toFixed(1)} MiB in ${out}`);

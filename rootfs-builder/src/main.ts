@@ -1,0 +1,128 @@
+// kata-rootfs-builder / `npm run image`: guest tree (make-tree.sh, the recipe Dockerfile.rootfs
+// shares) → vmlinux, initrd, ext4 image and stage-1 initramfs in one folder, with sizes printed.
+import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { makeCpio, makeExt4 } from './archive.js';
+import { makeStage1Tree } from './stage1.js';
+import { extractVmlinuxFile } from './vmlinux.js';
+
+const repo = path.resolve(__dirname, '..', '..', '..');
+
+/** Fixed, so that the same inputs give the same image bytes. */
+const IMAGE_UUID = '6b617461-6167-656e-7474-730000000001';
+const DEFAULT_EPOCH = 1700000000;
+
+export const outputNames = {
+  image: 'kata-containers.img',
+  initrd: 'kata-containers-initrd.img',
+  kernel: 'vmlinux',
+  stage1: 'kata-containers-initramfs.img',
+} as const;
+
+interface Args {
+  out: string;
+  fromTree?: string;
+  cache?: string;
+}
+
+const usage = `usage: kata-rootfs-builder [--out DIR] [--from-tree DIR] [--cache DIR]
+  --out DIR        output folder (default: build/ in the repository)
+  --from-tree DIR  use a tree made by Dockerfile.rootfs (docker build --output) instead of building one
+  --cache DIR      download cache (default: ~/.cache/kata-agent-ts, or $KATA_CACHE_DIR)`;
+
+function parseArgs(argv: string[]): Args {
+  const a: Args = { out: path.join(repo, 'build') };
+  for (let i = 0; i < argv.length; i++) {
+    const v = () => {
+      const x = argv[++i];
+      if (x === undefined) throw new Error(`${argv[i - 1]} needs a value\n${usage}`);
+      return path.resolve(x);
+    };
+    if (argv[i] === '--out') a.out = v();
+    else if (argv[i] === '--from-tree') a.fromTree = v();
+    else if (argv[i] === '--cache') a.cache = v();
+    else if (argv[i] === '--help' || argv[i] === '-h') {
+      console.log(usage);
+      process.exit(0);
+    } else throw new Error(`unknown argument "${argv[i]}"\n${usage}`);
+  }
+  return a;
+}
+
+const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+
+function sha256(file: string): string {
+  return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+}
+
+function timed<T>(label: string, fn: () => T): T {
+  const t0 = Date.now();
+  console.log(`== ${label}`);
+  const r = fn();
+  console.log(`   ${label}: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  return r;
+}
+
+export function build(args: Args): void {
+  const t0 = Date.now();
+  fs.mkdirSync(args.out, { recursive: true });
+  const tree = args.fromTree ?? path.join(args.out, 'tree');
+  if (!args.fromTree) {
+    timed('guest tree (rootfs-builder/make-tree.sh)', () => {
+      const env: NodeJS.ProcessEnv = { ...process.env, SOURCE_DATE_EPOCH: process.env.SOURCE_DATE_EPOCH ?? String(DEFAULT_EPOCH) };
+      if (args.cache) env.KATA_CACHE_DIR = args.cache;
+      const r = spawnSync('bash', [path.join(repo, 'rootfs-builder', 'make-tree.sh'), tree], { stdio: 'inherit', env });
+      if (r.status !== 0) throw new Error(`make-tree.sh failed (exit ${r.status ?? r.signal})`);
+    });
+  }
+  const rootfs = path.join(tree, 'rootfs');
+  for (const need of [rootfs, path.join(tree, 'vmlinuz'), path.join(tree, 'manifest.txt')]) {
+    if (!fs.existsSync(need)) throw new Error(`${need} is missing: the tree must come from make-tree.sh or Dockerfile.rootfs`);
+  }
+  const kver = fs.readdirSync(path.join(rootfs, 'lib', 'modules'))[0];
+  const epoch = Number(process.env.SOURCE_DATE_EPOCH ?? DEFAULT_EPOCH);
+  const out = (k: keyof typeof outputNames) => path.join(args.out, outputNames[k]);
+
+  timed('vmlinux (uncompressed kernel for PVH boot)', () => {
+    const format = extractVmlinuxFile(path.join(tree, 'vmlinuz'), out('kernel'));
+    console.log(`   kernel ${kver} was ${format}-compressed`);
+  });
+  timed('initrd (cpio)', () => makeCpio(rootfs, out('initrd')));
+  timed('ext4 image (mkfs.ext4 -d)', () => makeExt4(rootfs, out('image'), { uuid: IMAGE_UUID, epoch, label: 'kata-rootfs' }));
+  timed('stage-1 initramfs', () => {
+    const stage1 = path.join(args.out, 'stage1-tree');
+    const mods = makeStage1Tree(rootfs, kver, stage1);
+    const touch = spawnSync('find', [stage1, '-exec', 'touch', '-h', '-d', `@${epoch}`, '{}', '+']);
+    if (touch.status !== 0) throw new Error(`touch in ${stage1} failed: ${touch.stderr}`);
+    makeCpio(stage1, out('stage1'));
+    console.log(`   modules: ${mods.join(' ')}`);
+  });
+
+  const lines = [fs.readFileSync(path.join(tree, 'manifest.txt'), 'utf8').trim(), `source_date_epoch ${epoch}`, `image_uuid ${IMAGE_UUID}`];
+  console.log('== outputs');
+  for (const k of Object.keys(outputNames) as (keyof typeof outputNames)[]) {
+    const f = out(k);
+    const size = fs.statSync(f).size;
+    const sum = sha256(f);
+    lines.push(`output ${outputNames[k]} ${size} sha256=${sum}`);
+    console.log(`   ${outputNames[k].padEnd(32)} ${mib(size).padStart(10)}  sha256 ${sum.slice(0, 16)}`);
+  }
+  fs.writeFileSync(path.join(args.out, 'manifest.txt'), lines.join('\n') + '\n');
+  console.log(`== done in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${args.out} (manifest.txt lists versions and checksums)`);
+}
+
+/** bin/kata-rootfs-builder and `npm run image`. */
+export function cli(argv: string[]): void {
+  try {
+    if (os.platform() !== 'linux') throw new Error('the image builder runs on Linux only');
+    build(parseArgs(argv));
+  } catch (err) {
+    console.error(`kata-rootfs-builder: ${(err as Error).message}`);
+    process.exit(1);
+  }
+}
+
+if (require.main === module) cli(process.argv.slice(2));
