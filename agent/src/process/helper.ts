@@ -1,6 +1,7 @@
 // The agent's side of a container-init helper: spawn it in the right pid namespace with the
 // process's stdio, give it its plan, and turn its status lines into results.
 import child_process, { type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -9,8 +10,12 @@ import type { Libc } from '../linux/libc.js';
 import { spawnInPidNamespace, type PidNamespaceChoice } from '../namespace/pid-namespace.js';
 import { Code, RpcError } from '../rpc/status.js';
 
-/** The compiled helper entry, next to this file's compiled twin. */
-export const helperEntry = path.join(__dirname, '..', 'container', 'init', 'main.js');
+/**
+ * The helper program: container-init.js beside the bundle in a guest image (rootfs-builder/bundle.mjs,
+ * where __dirname is the bundle's folder), else the compiled entry in dist/.
+ */
+const bundledHelper = path.join(__dirname, 'container-init.js');
+export const helperEntry = fs.existsSync(bundledHelper) ? bundledHelper : path.join(__dirname, '..', 'container', 'init', 'main.js');
 
 export class Helper {
   readonly pid: number;
