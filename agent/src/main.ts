@@ -144,7 +144,11 @@ export async function startAgent(config: AgentConfig, log: Logger, deps: DomainD
   const ttrpc = new TtrpcTransport(service, log);
   // kata 1.x guests may offer only the virtio-serial port: pick the channel the way its agent did.
   const address = chooseServerAddress(config, () => probeChannels());
-  const listener = createListener(address, (err) => log.warn({ err: err.message }, 'listener error'));
+  const listener = createListener(
+    address,
+    (err) => log.warn({ err: err.message }, 'listener error'),
+    (msg, fields) => log.info(fields, msg),
+  );
   // One listener for both generations: each connection's first bytes pick gRPC (1.x) or ttrpc (3.x).
   // On virtio-serial the listener itself runs yamux, so every yamux stream is routed the same way.
   const routes = { grpc: (c: Duplex) => grpc.serve(c), ttrpc: (c: Duplex) => ttrpc.serve(c) };

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { agentVersion } from '../../agent/src/version.js';
 import { GuestDetailsRequestSchema, GuestDetailsResponseSchema } from '../../protos/gen/agent_pb.js';
 import { CheckRequestSchema, HealthCheckResponse_ServingStatus, HealthCheckResponseSchema, VersionCheckResponseSchema } from '../../protos/gen/health_pb.js';
@@ -31,16 +31,27 @@ t.test('agent in the VM over virtio-serial + yamux', { skip }, async (t) => {
     await vm.waitFor(agentReady, bootTimeout);
     t.match(vm.console, /"address":"serial:\/\/agent\.channel\.0"/, 'no vsock device: the agent chose the serial channel');
 
-    const checkOnce = async (label: string) => {
+    // What the guest logged about hosts coming and going (serial-listener's info lines).
+    const guestSaw = () => ({
+      takeovers: vm.console.match(/new host took over the yamux session/g)?.length ?? 0,
+      ends: vm.console.match(/serial: yamux session ended/g)?.length ?? 0,
+    });
+    const firstAnswerMs: number[] = [];
+    /** A new host whose very first call must succeed (kata 1.x hosts do not retry). */
+    const firstCall = async (t: Test, label: string): Promise<GuestRpc> => {
+      const started = process.hrtime.bigint();
       const rpc = await GuestRpc.connect(sock);
       try {
-        if (rpc.retries) t.comment(`${label}: ${rpc.retries} host session(s) failed before this one (guest kept the old yamux session)`);
-        const h = await rpc.call('grpc.Health', 'Check', CheckRequestSchema, {}, HealthCheckResponseSchema);
-        t.equal(h.status, HealthCheckResponse_ServingStatus.SERVING, `${label}: Check SERVING`);
-      } finally {
+        const h = await rpc.call('grpc.Health', 'Check', CheckRequestSchema, {}, HealthCheckResponseSchema, 20_000);
+        firstAnswerMs.push(Number(process.hrtime.bigint() - started) / 1e6);
+        t.equal(h.status, HealthCheckResponse_ServingStatus.SERVING, `${label}: the first call of the new host session is answered`);
+      } catch (err) {
         rpc.close();
+        throw err;
       }
+      return rpc;
     };
+    const checkOnce = async (t: Test, label: string) => (await firstCall(t, label)).close();
 
     await t.test('Check, Version, GetGuestDetails', async (t) => {
       const rpc = await GuestRpc.connect(sock);
@@ -63,17 +74,53 @@ t.test('agent in the VM over virtio-serial + yamux', { skip }, async (t) => {
       // way our side sees nothing useful. Closing our end is what a broken host does next.
       await new Promise((r) => setTimeout(r, 500));
       raw.destroy();
-      await checkOnce('after garbage');
+      await checkOnce(t, 'after garbage');
     });
 
-    await t.test('host vanishes mid-call; the next session works', async (t) => {
-      const rpc = await GuestRpc.connect(sock);
-      const pending = rpc.call('grpc.Health', 'Version', CheckRequestSchema, {}, VersionCheckResponseSchema).catch((e: Error) => e);
-      rpc.close();
-      t.ok((await pending) instanceof Error, 'the abandoned call fails on the host side');
-      await checkOnce('after a vanished host');
-      await checkOnce('and again');
+    await t.test('clean host close, reconnect at once: the first call works, 5 times in a row', async (t) => {
+      const before = guestSaw();
+      for (let i = 1; i <= 5; i++) (await firstCall(t, `clean close #${i}`)).close();
+      await checkOnce(t, 'after the clean closes');
+      const after = guestSaw();
+      t.comment(`guest saw, over 6 host sessions: ${after.takeovers - before.takeovers} takeover(s) by a new host's SYN, ${after.ends - before.ends} session end(s) (EOF)`);
     });
+
+    await t.test('host vanishes mid-call: the next host\'s first call works, 4 times in a row', async (t) => {
+      const before = guestSaw();
+      for (let i = 1; i <= 4; i++) {
+        const rpc = await firstCall(t, i === 1 ? 'vanish setup' : `after vanish #${i - 1}`);
+        const pending = rpc.call('grpc.Health', 'Version', CheckRequestSchema, {}, VersionCheckResponseSchema).catch((e: Error) => e);
+        // No go-away, a call in flight: the host process died.
+        rpc.yamux.session.destroy(new Error('host killed'));
+        t.ok((await pending) instanceof Error, `vanish #${i}: the abandoned call fails on the host side`);
+      }
+      await checkOnce(t, 'after vanish #4');
+      const after = guestSaw();
+      t.comment(`guest saw: ${after.takeovers - before.takeovers} takeover(s), ${after.ends - before.ends} session end(s)`);
+    });
+
+    await t.test('host gone for 2 s (the guest reads EOF meanwhile): the next first call works', async (t) => {
+      (await firstCall(t, 'before the pause')).close();
+      const before = guestSaw();
+      await new Promise((r) => setTimeout(r, 2000));
+      const during = guestSaw();
+      await checkOnce(t, 'after the pause');
+      t.comment(`guest saw during the 2 s without a host: ${during.ends - before.ends} session end(s) (EOF); then ${guestSaw().takeovers - during.takeovers} takeover(s)`);
+    });
+    await t.test('how long a host must stay away before the guest reads EOF (every first call must work)', async (t) => {
+      const seen: string[] = [];
+      for (const pauseMs of [0, 10, 50, 200, 500, 1000]) {
+        (await firstCall(t, `before a ${pauseMs} ms gap`)).close();
+        const before = guestSaw();
+        await new Promise((r) => setTimeout(r, pauseMs));
+        await checkOnce(t, `after a ${pauseMs} ms gap`);
+        const after = guestSaw();
+        seen.push(`${pauseMs} ms: ${after.ends > before.ends ? 'EOF' : after.takeovers > before.takeovers ? 'takeover' : 'neither'}`);
+      }
+      t.comment(`guest saw, by gap between hosts: ${seen.join(', ')}`);
+    });
+    const sorted = [...firstAnswerMs].sort((a, b) => a - b);
+    t.comment(`first answer of a new host session (connect → Check answered), ${sorted.length} sessions: median ${sorted[Math.floor(sorted.length / 2)].toFixed(1)} ms, max ${sorted[sorted.length - 1].toFixed(1)} ms`);
     t.notMatch(vm.console, /uncaught exception|unhandled rejection/, 'no uncaught errors in the guest');
     t.ok(vm.running, 'VM still running');
   } catch (err) {

@@ -44,6 +44,7 @@ const c = {
   dup3: lib.func('int dup3(int, int, int)'),
   posix_openpt: lib.func('int posix_openpt(int)'),
   unlockpt: lib.func('int unlockpt(int)'),
+  poll: lib.func('int poll(void *, unsigned long, int)'),
 };
 
 // Calls glibc 2.36 has no wrapper for. pivot_root's number is per architecture; close_range is
@@ -288,5 +289,13 @@ export const koffiLibc: Libc = {
     const ws = Buffer.alloc(8);
     check('ioctl', `fd=${fd}, TIOCGWINSZ`, c.ioctl(fd, TIOCGWINSZ, 'void *', ws));
     return { rows: ws.readUInt16LE(0), cols: ws.readUInt16LE(2) };
+  },
+  poll(fd, events, timeoutMs) {
+    // struct pollfd: int fd, short events, short revents.
+    const pfd = Buffer.alloc(8);
+    pfd.writeInt32LE(fd, 0);
+    pfd.writeInt16LE(events, 4);
+    check('poll', `fd=${fd}, events=0x${events.toString(16)}, ${timeoutMs} ms`, c.poll(pfd, 1, timeoutMs));
+    return pfd.readUInt16LE(6);
   },
 };

@@ -84,6 +84,11 @@ export const O_NOCTTY = 0o400;
 export const O_NONBLOCK = 0o4000;
 export const O_CLOEXEC = 0o2000000;
 
+export const POLLIN = 0x1;
+export const POLLOUT = 0x4;
+export const POLLERR = 0x8;
+export const POLLHUP = 0x10;
+
 export const F_GETFD = 1;
 export const F_SETFD = 2;
 export const FD_CLOEXEC = 1;
@@ -166,4 +171,6 @@ export interface Libc {
   /** TIOCSWINSZ / TIOCGWINSZ; pixel sizes are left 0. */
   setWinsize(fd: number, size: Winsize): void;
   getWinsize(fd: number): Winsize;
+  /** poll() of one fd; returns its revents (0 when the timeout passed). timeoutMs 0 never blocks. */
+  poll(fd: number, events: number, timeoutMs: number): number;
 }

@@ -80,4 +80,5 @@ export class RecordingLibc implements Libc {
   ioctlInt(fd: number, req: number, arg: number) { return this.run('ioctlInt', [fd, req, arg], 0); }
   setWinsize(fd: number, size: Winsize) { this.run('setWinsize', [fd, size], undefined); }
   getWinsize(fd: number) { return this.run('getWinsize', [fd], { rows: 0, cols: 0 }); }
+  poll(fd: number, events: number, timeoutMs: number) { return this.run('poll', [fd, events, timeoutMs], 0); }
 }

@@ -25,6 +25,12 @@ export interface SessionOptions {
   onStream?: (stream: YamuxStream) => void;
   /** Debug lines about dropped frames and resets (the session never logs by itself). */
   log?: (message: string) => void;
+  /**
+   * Server only: a SYN for a stream id at or below the highest one the peer has opened means a new
+   * peer started over at stream 1 on the same byte stream, not a protocol error. Only for a
+   * connection that cannot report its peer going away (virtio-serial): see restartForNewPeer.
+   */
+  newPeerOnReusedId?: boolean;
 }
 
 export interface SessionStats {
@@ -36,6 +42,8 @@ export interface SessionStats {
   pingsAnswered: number;
   streamsAccepted: number;
   streamsRefused: number;
+  /** Times a new peer took over the connection (newPeerOnReusedId). */
+  peerRestarts: number;
 }
 
 interface PendingPing {
@@ -49,11 +57,12 @@ interface PendingPing {
  * One multiplexed connection. The server side accepts the peer's streams (odd ids) and hands each
  * to onStream; the client side opens them (odd ids) with open(). Both answer pings, honour
  * go-away and end every stream when the connection ends. Events: 'stream' (YamuxStream),
- * 'close' (Error | undefined: why the session ended; undefined for a clean end).
+ * 'close' (Error | undefined: why the session ended; undefined for a clean end), 'peer-restart'
+ * ({ streamId, reset }: a new peer took over; `reset` old streams were dropped).
  */
 export class YamuxSession extends EventEmitter implements StreamHost {
   readonly stats: SessionStats = {
-    framesIn: 0, framesOut: 0, bytesIn: 0, windowUpdatesIn: 0, windowUpdatesOut: 0, pingsAnswered: 0, streamsAccepted: 0, streamsRefused: 0,
+    framesIn: 0, framesOut: 0, bytesIn: 0, windowUpdatesIn: 0, windowUpdatesOut: 0, pingsAnswered: 0, streamsAccepted: 0, streamsRefused: 0, peerRestarts: 0,
   };
   readonly maxFrame: number;
   private readonly streams = new Map<number, YamuxStream>();
@@ -61,6 +70,9 @@ export class YamuxSession extends EventEmitter implements StreamHost {
   private readonly backlog: number;
   private readonly log: (message: string) => void;
   private nextId: number;
+  /** Highest stream id the peer has opened since it (re)started; 0 before the first. */
+  private highestPeerId = 0;
+  private readonly newPeerOnReusedId: boolean;
   private remoteGoAway = false;
   private localGoAway = false;
   private drainWaiters: (() => void)[] = [];
@@ -80,6 +92,7 @@ export class YamuxSession extends EventEmitter implements StreamHost {
     this.backlog = opts.acceptBacklog ?? 256;
     this.maxFrame = opts.maxFrame ?? 64 * 1024;
     this.log = opts.log ?? (() => undefined);
+    this.newPeerOnReusedId = role === 'server' && opts.newPeerOnReusedId === true;
     if (opts.onStream) this.on('stream', opts.onStream);
     this.closed = new Promise((resolve) => this.once('close', resolve));
     this.reader = new FrameReader(INITIAL_WINDOW, (h, payload) => this.onFrame(h, payload));
@@ -228,6 +241,10 @@ export class YamuxSession extends EventEmitter implements StreamHost {
     if (h.type === FrameType.WindowUpdate) this.stats.windowUpdatesIn++;
     let stream = this.streams.get(h.streamId);
     if (h.flags & SYN) {
+      if (this.newPeerOnReusedId && h.streamId <= this.highestPeerId && h.streamId % 2 === 1) {
+        this.restartForNewPeer(h.streamId);
+        stream = undefined;
+      }
       if (stream) return this.fail(new ProtocolError(`SYN for stream ${h.streamId}, which is already open`), GoAwayCode.ProtocolError);
       const peerParity = this.role === 'server' ? 1 : 0;
       if (h.streamId % 2 !== peerParity) return this.fail(new ProtocolError(`peer opened stream ${h.streamId}, which has our parity`), GoAwayCode.ProtocolError);
@@ -247,7 +264,39 @@ export class YamuxSession extends EventEmitter implements StreamHost {
     }
   }
 
+  /**
+   * A hashicorp client numbers its streams 1, 3, 5... from the start of its session and never
+   * reuses one, so a SYN at or below the highest id seen can only come from a new client. Over
+   * virtio-serial a host that disconnects and reconnects faster than the guest runs is invisible
+   * to it: the port reports "host closed" only as a level (read() of 0 while disconnected), and a
+   * reconnect clears it before the guest reads (measured: test/guest/rpc.test.ts). The old
+   * streams' host is gone, so they are destroyed without RST (an RST would name the new host's
+   * stream of the same id) and their gRPC connections see ECONNRESET; the session then carries on
+   * as if fresh. Limits: bytes the old streams queued before this point may still reach the new
+   * host (hashicorp discards frames for ids it has not opened), and a host that died mid-frame
+   * leaves the frame reader misaligned, which ends the session as a protocol error.
+   */
+  private restartForNewPeer(id: number): void {
+    const err = Object.assign(new Error(`yamux: a new peer opened stream ${id}; the previous peer's streams are gone`), { code: 'ECONNRESET' });
+    const old = [...this.streams.values()];
+    this.streams.clear();
+    for (const s of old) s.abort(err);
+    for (const p of this.pings.values()) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
+    this.pings.clear();
+    this.log(`yamux: SYN for stream ${id} after stream ${this.highestPeerId}: new peer, ${old.length} old stream(s) dropped`);
+    this.highestPeerId = 0;
+    // A go-away the old peer sent bound only itself; one we sent stays (we are shutting down).
+    this.remoteGoAway = false;
+    this.nextId = 2;
+    this.stats.peerRestarts++;
+    this.emit('peer-restart', { streamId: id, reset: old.length });
+  }
+
   private accept(id: number): YamuxStream | undefined {
+    if (id > this.highestPeerId) this.highestPeerId = id;
     let inbound = 0;
     for (const sid of this.streams.keys()) if (sid % 2 === (this.role === 'server' ? 1 : 0)) inbound++;
     if (this.localGoAway || inbound >= this.backlog) {
