@@ -48,6 +48,20 @@ await build({
   logLevel: 'warning',
   plugins: [reflectionProtos()],
 });
+// The container-init helper is its own small program (process/helper.ts finds it beside agent.js):
+// node runs it for every container init and exec, so it must not carry the whole agent.
+await build({
+  entryPoints: [path.join(repo, 'agent', 'src', 'container', 'init', 'main.ts')],
+  outfile: path.join(out, 'container-init.js'),
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  external: ['koffi'],
+  minify: false,
+  legalComments: 'none',
+  logLevel: 'warning',
+});
 // agentVersion reads name and version from a package.json beside the bundle.
 const pkg = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8'));
 fs.writeFileSync(path.join(out, 'package.json'), JSON.stringify({ name: pkg.name, version: pkg.version, private: true }) + '\n');

@@ -17,7 +17,8 @@ export interface AgentProcess {
 export async function startAgent(tag: string): Promise<AgentProcess> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `kata-${tag}-`));
   const socket = path.join(dir, 'agent.sock');
-  const child = spawn(process.execPath, [path.join(repoRoot, 'bin/kata-agent'), '--server-addr', `unix://${socket}`, '--log-level', 'info'], {
+  // A temp state root: a test must never create or remove sandboxes under the real /run/kata-containers.
+  const child = spawn(process.execPath, [path.join(repoRoot, 'bin/kata-agent'), '--server-addr', `unix://${socket}`, '--log-level', 'info', '--state-root', path.join(dir, 'state')], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, KATA_AGENT_SERVER_ADDR: '' },
   });

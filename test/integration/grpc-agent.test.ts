@@ -39,9 +39,9 @@ t.test('agent on a unix socket', async (t) => {
   });
 
   t.test('kata-agent-ctl: a failed call prints the status and exits non-zero', async (t) => {
-    const r = await run(process.execPath, [ctlBin, 'connect', '--server-address', agent.address, '-c', 'CreateSandbox hostname=h1 sandbox_id=s1']);
+    const r = await run(process.execPath, [ctlBin, 'connect', '--server-address', agent.address, '-c', 'CreateContainer container_id=bad/id']);
     t.equal(r.code, 1);
-    t.match(r.stderr, /^CreateSandbox: UNIMPLEMENTED: CreateSandbox is not implemented yet$/m);
+    t.match(r.stderr, /^CreateContainer: INVALID_ARGUMENT: invalid container id "bad\/id"/m);
     const bad = await run(process.execPath, [ctlBin, 'connect', '--server-address', agent.address, '-c', 'NoSuchRpc']);
     t.equal(bad.code, 2);
     t.match(bad.stderr, /unknown command "NoSuchRpc"/);
@@ -83,8 +83,8 @@ service AgentService { rpc CreateContainer(CreateContainerRequest) returns (Noth
     t.same(await call(health, 'Check', {}), { status: 1 }, 'SERVING = 1');
     t.equal((await call(health, 'Version', {})).agent_version, version);
     const err = await call(agentSvc, 'CreateContainer', { container_id: 'c1' }).catch((e) => e);
-    t.equal(err.code, grpc.status.UNIMPLEMENTED);
-    t.equal(err.details, 'CreateContainer is not implemented yet');
+    t.equal(err.code, grpc.status.INVALID_ARGUMENT);
+    t.equal(err.details, 'container c1: request has no OCI spec');
   });
 
   t.test('gRPC server reflection lists and describes the API', async (t) => {
@@ -155,12 +155,11 @@ service AgentService { rpc CreateContainer(CreateContainerRequest) returns (Noth
       .split('\n')
       .filter((l) => l.includes('"msg":"rpc"'))
       .map((l) => JSON.parse(l));
-    const unimpl = lines.find((l) => l.method === 'CreateContainer');
-    t.ok(unimpl, 'CreateContainer logged');
-    t.equal(unimpl.code, 'UNIMPLEMENTED');
-    t.equal(unimpl.container_id, 'c1');
-    t.equal(unimpl.level, 'debug');
-    t.type(unimpl.duration_ms, 'number');
+    const refused = lines.find((l) => l.method === 'CreateContainer' && l.container_id === 'c1');
+    t.ok(refused, 'CreateContainer logged');
+    t.equal(refused.code, 'INVALID_ARGUMENT');
+    t.equal(refused.level, 'debug');
+    t.type(refused.duration_ms, 'number');
   });
 });
 

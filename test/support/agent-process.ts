@@ -31,7 +31,9 @@ export function tempDir(prefix: string): string {
 export async function startAgentProcess(opts: { env?: NodeJS.ProcessEnv; args?: string[]; address?: string } = {}): Promise<AgentProcess> {
   const socketPath = path.join(tempDir('kata-agent-test-'), 'agent.sock');
   const address = opts.address ?? `unix://${socketPath}`;
-  const child = spawn(process.execPath, [agentBin, ...(opts.args ?? [])], {
+  // A temp state root: a test must never create or remove sandboxes under the real /run/kata-containers.
+  const stateRoot = path.join(path.dirname(socketPath), 'state');
+  const child = spawn(process.execPath, [agentBin, '--state-root', stateRoot, ...(opts.args ?? [])], {
     env: { ...process.env, KATA_AGENT_SERVER_ADDR: address, KATA_AGENT_LOG_LEVEL: 'debug', ...opts.env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });

@@ -24,6 +24,8 @@ export interface AgentConfig {
   trace: boolean;
   configFile?: string;
   policyFile?: string;
+  /** Where bundles and sandbox state live (/run/kata-containers); tests use a temp dir. */
+  stateRoot: string;
 }
 
 export const defaults: Readonly<AgentConfig> = {
@@ -38,6 +40,7 @@ export const defaults: Readonly<AgentConfig> = {
   trace: false,
   unifiedCgroupHierarchy: undefined,
   useVsock: undefined,
+  stateRoot: '/run/kata-containers',
 };
 
 type Setter = (cfg: AgentConfig, value: string | undefined) => void;
@@ -68,6 +71,12 @@ const options: Record<string, { set: Setter; toml?: string }> = {
   unified_cgroup_hierarchy: { set: (c, v) => (c.unifiedCgroupHierarchy = parseBool(v)) },
   trace: { set: (c, v) => (c.trace = v === 'isolated' || v === 'collated' ? true : parseBool(v)) },
   config_file: { set: (c, v) => (c.configFile = v) },
+  state_root: {
+    set: (c, v) => {
+      if (!v || !v.startsWith('/')) throw new Error(`state root "${v ?? ''}" must be an absolute path`);
+      c.stateRoot = v;
+    },
+  },
 };
 
 /**
@@ -95,7 +104,7 @@ export interface Loaded {
   action: 'run' | 'help' | 'version';
 }
 
-export const usage = `usage: kata-agent [--server-addr ADDR] [--log-level LEVEL] [--config FILE] [--version] [--help]
+export const usage = `usage: kata-agent [--server-addr ADDR] [--log-level LEVEL] [--config FILE] [--state-root DIR] [--version] [--help]
   ADDR: unix:///path | unix://@abstract | vsock://CID:PORT | serial://agent.channel.0 (default vsock://-1:1024;
         without --server-addr a guest with no vsock but an agent.channel.0 port uses that port)
   Also read: env KATA_AGENT_SERVER_ADDR, KATA_AGENT_LOG_LEVEL, KATA_AGENT_POLICY_FILE; /proc/cmdline agent.* keys.
@@ -104,7 +113,7 @@ export const usage = `usage: kata-agent [--server-addr ADDR] [--log-level LEVEL]
 function parseFlags(argv: string[]): { flags: Map<string, string>; action: Loaded['action'] } {
   const flags = new Map<string, string>();
   let action: Loaded['action'] = 'run';
-  const withValue = new Set(['--server-addr', '--log-level', '--config']);
+  const withValue = new Set(['--server-addr', '--log-level', '--config', '--state-root']);
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--help' || arg === '-h') action = 'help';
@@ -198,6 +207,7 @@ export function loadConfig(input: LoadInput): Loaded {
   if (input.env.KATA_AGENT_POLICY_FILE) cfg.policyFile = input.env.KATA_AGENT_POLICY_FILE;
   fromEnvOrFlag('--server-addr', 'server_addr', flags.get('--server-addr'));
   fromEnvOrFlag('--log-level', 'log', flags.get('--log-level'));
+  fromEnvOrFlag('--state-root', 'state_root', flags.get('--state-root'));
 
   return { config: cfg, warnings, action };
 }

@@ -2,7 +2,7 @@
 // ~1.5 µs instead of ~15 µs (measured in shared/notes/platform.md).
 import koffi from 'koffi';
 import { SyscallError } from './errno.js';
-import { AF_VSOCK, TIOCGWINSZ, TIOCSWINSZ, type Libc, type Winsize } from './libc.js';
+import { AF_VSOCK, TIOCGWINSZ, TIOCSWINSZ, type CapSets, type Libc, type Winsize } from './libc.js';
 
 const lib = koffi.load('libc.so.6');
 
@@ -18,6 +18,7 @@ const c = {
   unshare: lib.func('int unshare(int)'),
   setns: lib.func('int setns(int, int)'),
   sethostname: lib.func('int sethostname(const char *, size_t)'),
+  pipe2: lib.func('int pipe2(_Out_ int *fds, int flags)'),
   waitpid: lib.func('int waitpid(int, _Out_ int *, int)'),
   reboot: lib.func('int reboot(int)'),
   sync: lib.func('void sync()'),
@@ -27,14 +28,42 @@ const c = {
   ioctlBuf: lib.func('int ioctl(int, unsigned long, void *)'),
   eventfd: lib.func('int eventfd(unsigned int, int)'),
   read: lib.func('intptr_t read(int, void *, size_t)'),
-  pipe2: lib.func('int pipe2(int *, int)'),
   fcntl: lib.func('int fcntl(int, int, ...)'),
+  ioctl: lib.func('int ioctl(int, unsigned long, ...)'),
+  capset: lib.func('int capset(void *hdr, void *data)'),
+  setgroups: lib.func('int setgroups(size_t, const uint32_t *)'),
+  setresgid: lib.func('int setresgid(uint32_t, uint32_t, uint32_t)'),
+  setresuid: lib.func('int setresuid(uint32_t, uint32_t, uint32_t)'),
+  setrlimit: lib.func('int setrlimit(int, const void *)'),
+  chdir: lib.func('int chdir(const char *)'),
+  fchdir: lib.func('int fchdir(int)'),
+  chroot: lib.func('int chroot(const char *)'),
+  mknod: lib.func('int mknod(const char *, uint32_t, uint64_t)'),
+  signal: lib.func('void *signal(int, void *)'),
+  execve: lib.func('int execve(const char *, const char **, const char **)'),
+  dup3: lib.func('int dup3(int, int, int)'),
   posix_openpt: lib.func('int posix_openpt(int)'),
   unlockpt: lib.func('int unlockpt(int)'),
-  ioctl: lib.func('int ioctl(int, unsigned long, ...)'),
   poll: lib.func('int poll(void *, unsigned long, int)'),
 };
 
+// Calls glibc 2.36 has no wrapper for. pivot_root's number is per architecture; close_range is
+// one of the syscalls numbered alike on every architecture since 5.x.
+const SYS_pivot_root_by_arch: Partial<Record<string, number>> = { x64: 155, arm64: 41, s390x: 217, ppc64: 203, riscv64: 41 };
+const SYS_close_range = 436;
+
+function sysPivotRoot(): number {
+  const nr = SYS_pivot_root_by_arch[process.arch];
+  if (nr === undefined) throw new SyscallError('pivot_root', 38 /* ENOSYS */, `no pivot_root syscall number for ${process.arch}`);
+  return nr;
+}
+
+/** glibc's makedev(). */
+function makedev(major: number, minor: number): bigint {
+  const ma = BigInt(major);
+  const mi = BigInt(minor);
+  return ((ma & 0xfffn) << 8n) | ((ma & ~0xfffn) << 32n) | (mi & 0xffn) | ((mi & ~0xffn) << 12n);
+}
 // glibc has no finit_module() wrapper either.
 const SYS_finit_module: Partial<Record<string, number>> = { x64: 313, arm64: 273 };
 
@@ -109,9 +138,75 @@ export const koffiLibc: Libc = {
   sethostname(name) {
     check('sethostname', name, c.sethostname(name, Buffer.byteLength(name)));
   },
+  read(fd, buf) {
+    return check('read', `fd=${fd}, ${buf.length}`, Number(c.read(fd, buf, buf.length)));
+  },
+  pipe2(flags) {
+    const fds = new Int32Array(2);
+    check('pipe2', `0x${flags.toString(16)}`, c.pipe2(fds, flags));
+    return [fds[0], fds[1]];
+  },
+  setsid: () => check('setsid', '', c.setsid()),
+  prctl(option, arg2, arg3 = 0) {
+    return check('prctl', `${option}, ${arg2}, ${arg3}`, c.prctl(option, arg2, arg3, 0, 0));
+  },
+  capset(sets: CapSets) {
+    // _LINUX_CAPABILITY_VERSION_3, pid 0 = this thread.
+    const hdr = Buffer.alloc(8);
+    hdr.writeUInt32LE(0x20080522, 0);
+    const data = Buffer.alloc(24);
+    const words = [sets.effective, sets.permitted, sets.inheritable];
+    for (let half = 0; half < 2; half++) {
+      words.forEach((w, i) => data.writeUInt32LE(Number((w >> BigInt(32 * half)) & 0xffffffffn), half * 12 + i * 4));
+    }
+    check('capset', `eff=0x${sets.effective.toString(16)} prm=0x${sets.permitted.toString(16)}`, c.capset(hdr, data));
+  },
+  setgroups(gids) {
+    check('setgroups', gids.join(','), c.setgroups(gids.length, Uint32Array.from(gids)));
+  },
+  setresgid(gid) {
+    check('setresgid', String(gid), c.setresgid(gid, gid, gid));
+  },
+  setresuid(uid) {
+    check('setresuid', String(uid), c.setresuid(uid, uid, uid));
+  },
+  setrlimit(resource, soft, hard) {
+    const lim = Buffer.alloc(16);
+    lim.writeBigUInt64LE(soft, 0);
+    lim.writeBigUInt64LE(hard, 8);
+    check('setrlimit', `${resource}, ${soft}, ${hard}`, c.setrlimit(resource, lim));
+  },
+  chdir(path) {
+    check('chdir', path, c.chdir(path));
+  },
+  fchdir(fd) {
+    check('fchdir', `fd=${fd}`, c.fchdir(fd));
+  },
+  chroot(path) {
+    check('chroot', path, c.chroot(path));
+  },
+  pivotRoot(newRoot, putOld) {
+    check('pivot_root', `${newRoot}, ${putOld}`, Number(c.syscall(sysPivotRoot(), 'const char *', newRoot, 'const char *', putOld)));
+  },
+  mknod(path, mode, major, minor) {
+    check('mknod', `${path}, 0o${mode.toString(8)}, ${major}:${minor}`, c.mknod(path, mode, makedev(major, minor)));
+  },
+  closeRange(first, last, flags) {
+    check('close_range', `${first}, ${last}, ${flags}`, Number(c.syscall(SYS_close_range, 'uint', first, 'uint', last >>> 0, 'uint', flags)));
+  },
+  resetSignal(signo) {
+    c.signal(signo, null);
+  },
+  execve(path, argv, envp) {
+    c.execve(path, [...argv, null], [...envp, null]);
+    throw new SyscallError('execve', koffi.errno(), path);
+  },
+  dup3(oldFd, newFd, flags) {
+    check('dup3', `${oldFd}, ${newFd}, ${flags}`, c.dup3(oldFd, newFd, flags));
+  },
   waitpid(pid, options) {
-    const status = [0];
-    const r = check('waitpid', `${pid}, 0x${options.toString(16)}`, c.waitpid(pid, status, options));
+    const status = new Int32Array(1);
+    const r = check('waitpid', `${pid}, ${options}`, c.waitpid(pid, status, options));
     return { pid: r, status: status[0] };
   },
   reboot(cmd) {
@@ -124,12 +219,6 @@ export const koffiLibc: Libc = {
     const nr = SYS_finit_module[process.arch];
     if (nr === undefined) throw new SyscallError('finit_module', 38 /* ENOSYS */, `no finit_module syscall number for ${process.arch}`);
     check('finit_module', `fd=${fd}`, Number(c.syscall(nr, 'int', fd, 'str', params, 'int', flags)));
-  },
-  prctl(option, arg2) {
-    check('prctl', `${option}, ${arg2}`, c.prctl(option, arg2, 0, 0, 0));
-  },
-  setsid() {
-    return check('setsid', '', c.setsid());
   },
   ioctlBuf(fd, request, buf) {
     return check('ioctl', `fd=${fd}, 0x${request.toString(16)}`, c.ioctlBuf(fd, request, buf));
@@ -180,14 +269,6 @@ export const koffiLibc: Libc = {
   },
   eventfd(initval, flags) {
     return check('eventfd', `${initval}, 0x${flags.toString(16)}`, c.eventfd(initval, flags));
-  },
-  read(fd, buf) {
-    return check('read', `fd=${fd}, ${buf.length}`, Number(c.read(fd, buf, buf.length)));
-  },
-  pipe2(flags) {
-    const fds = new Int32Array(2);
-    check('pipe2', `0x${flags.toString(16)}`, c.pipe2(fds, flags));
-    return [fds[0], fds[1]];
   },
   fcntl(fd, cmd, arg = 0) {
     return check('fcntl', `fd=${fd}, cmd=${cmd}, ${arg}`, c.fcntl(fd, cmd, 'int', arg));

@@ -33,14 +33,42 @@ export const MS_SHARED = 1 << 20;
 
 export const MNT_DETACH = 2;
 
+export const F_GETFL = 3;
+export const F_SETFL = 4;
+export const CLOSE_RANGE_CLOEXEC = 1 << 2;
+
+export const SIGPIPE = 13;
+export const SIGXFSZ = 25;
+
+export const PR_SET_KEEPCAPS = 8;
+export const PR_CAPBSET_DROP = 24;
+export const PR_SET_CHILD_SUBREAPER = 36;
+export const PR_SET_NO_NEW_PRIVS = 38;
+export const PR_CAP_AMBIENT = 47;
+export const PR_CAP_AMBIENT_RAISE = 2;
+export const PR_CAP_AMBIENT_CLEAR_ALL = 4;
+
+export const WNOHANG = 1;
+export const __WALL = 0x40000000;
+
+/** Capability sets as 64-bit masks (bit n = capability n). */
+export interface CapSets {
+  effective: bigint;
+  permitted: bigint;
+  inheritable: bigint;
+}
+
+/** waitpid() result: the pid (0 when WNOHANG found nothing) and its raw status word. */
+export interface WaitResult {
+  pid: number;
+  status: number;
+}
 // PID-1 duties (init/src): power, reaping, modules, the console and `lo`.
 export const AF_INET = 2;
 export const SOCK_DGRAM = 2;
-export const WNOHANG = 1;
 export const WALL = 0x40000000;
 export const RB_AUTOBOOT = 0x01234567;
 export const RB_POWER_OFF = 0x4321fedc;
-export const PR_SET_CHILD_SUBREAPER = 36;
 export const SIOCGIFFLAGS = 0x8913;
 export const SIOCSIFFLAGS = 0x8914;
 export const IFF_UP = 0x1;
@@ -94,14 +122,32 @@ export interface Libc {
   unshare(flags: number): void;
   setns(fd: number, nstype: number): void;
   sethostname(name: string): void;
-  /** waitpid(); `pid` 0 means no child changed state (WNOHANG). `status` is the raw wait status. */
-  waitpid(pid: number, options: number): { pid: number; status: number };
+  setsid(): number;
+  prctl(option: number, arg2: number, arg3?: number): number;
+  /** capset() for the calling thread, version 3 (two 32-bit words per set). */
+  capset(sets: CapSets): void;
+  setgroups(gids: number[]): void;
+  setresgid(gid: number): void;
+  setresuid(uid: number): void;
+  /** setrlimit(); `Infinity` means RLIM_INFINITY. */
+  setrlimit(resource: number, soft: bigint, hard: bigint): void;
+  chdir(path: string): void;
+  fchdir(fd: number): void;
+  chroot(path: string): void;
+  pivotRoot(newRoot: string, putOld: string): void;
+  mknod(path: string, mode: number, major: number, minor: number): void;
+  closeRange(first: number, last: number, flags: number): void;
+  /** Restores the default disposition (Node ignores SIGPIPE and SIGXFSZ; ignored signals survive exec). */
+  resetSignal(signo: number): void;
+  /** Replaces the process image; returns only by throwing. */
+  execve(path: string, argv: string[], envp: string[]): never;
+  waitpid(pid: number, options: number): WaitResult;
+  /** dup3(): `oldFd` also as `newFd` (replacing what was there). */
+  dup3(oldFd: number, newFd: number, flags: number): void;
   reboot(cmd: number): void;
   sync(): void;
   /** finit_module(2) (no glibc wrapper: raw syscall). */
   finitModule(fd: number, params: string, flags: number): void;
-  prctl(option: number, arg2: number): void;
-  setsid(): number;
   /** ioctl() with a pointer to `buf`, which the kernel may read and write in place. */
   ioctlBuf(fd: number, request: number, buf: Buffer): number;
   /** A new eventfd (cgroup v1 OOM notifications are delivered through one). */

@@ -1,5 +1,5 @@
 import { SyscallError } from './errno.js';
-import type { Libc, Winsize } from './libc.js';
+import type { CapSets, Libc, WaitResult, Winsize } from './libc.js';
 
 export interface RecordedCall {
   name: keyof Libc;
@@ -44,12 +44,29 @@ export class RecordingLibc implements Libc {
   unshare(fl: number) { this.run('unshare', [fl], undefined); }
   setns(fd: number, t: number) { this.run('setns', [fd, t], undefined); }
   sethostname(n: string) { this.run('sethostname', [n], undefined); }
-  waitpid(pid: number, o: number) { return this.run('waitpid', [pid, o], { pid: 0, status: 0 }); }
+  setsid() { return this.run('setsid', [], 4242); }
+  prctl(o: number, a2: number, a3?: number) { return this.run('prctl', [o, a2, a3], 0); }
+  capset(sets: CapSets) { this.run('capset', [sets], undefined); }
+  setgroups(gids: number[]) { this.run('setgroups', [gids], undefined); }
+  setresgid(gid: number) { this.run('setresgid', [gid], undefined); }
+  setresuid(uid: number) { this.run('setresuid', [uid], undefined); }
+  setrlimit(r: number, soft: bigint, hard: bigint) { this.run('setrlimit', [r, soft, hard], undefined); }
+  chdir(p: string) { this.run('chdir', [p], undefined); }
+  fchdir(fd: number) { this.run('fchdir', [fd], undefined); }
+  chroot(p: string) { this.run('chroot', [p], undefined); }
+  pivotRoot(n: string, o: string) { this.run('pivotRoot', [n, o], undefined); }
+  mknod(p: string, mode: number, ma: number, mi: number) { this.run('mknod', [p, mode, ma, mi], undefined); }
+  closeRange(f: number, l: number, fl: number) { this.run('closeRange', [f, l, fl], undefined); }
+  resetSignal(s: number) { this.run('resetSignal', [s], undefined); }
+  execve(p: string, argv: string[], envp: string[]): never {
+    this.run('execve', [p, argv, envp], undefined as never);
+    throw new SyscallError('execve', 38, p);
+  }
+  dup3(o: number, n: number, fl: number) { this.run('dup3', [o, n, fl], undefined); }
+  waitpid(pid: number, o: number): WaitResult { return this.run('waitpid', [pid, o], { pid: 0, status: 0 }); }
   reboot(cmd: number) { this.run('reboot', [cmd], undefined); }
   sync() { this.run('sync', [], undefined); }
   finitModule(fd: number, p: string, fl: number) { this.run('finitModule', [fd, p, fl], undefined); }
-  prctl(o: number, a: number) { this.run('prctl', [o, a], undefined); }
-  setsid() { return this.run('setsid', [], 1); }
   ioctlBuf(fd: number, r: number, b: Buffer) { return this.run('ioctlBuf', [fd, r, b], 0); }
   eventfd(i: number, fl: number) { return this.run('eventfd', [i, fl], this.nextFd++); }
   bpfProgLoad(t: number, insns: Uint8Array, lic: string) { return this.run('bpfProgLoad', [t, insns, lic], this.nextFd++); }

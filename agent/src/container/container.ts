@@ -1,0 +1,35 @@
+import type { Spec } from '../../../protos/gen/oci_pb.js';
+import type { Cgroup } from '../cgroups/cgroup.js';
+import type { MountedStorage } from '../storage/storages.js';
+import type { ContainerProcess } from './process.js';
+
+export type ContainerState = 'created' | 'running' | 'stopped';
+
+export class Container {
+  state: ContainerState = 'created';
+  readonly execs = new Map<string, ContainerProcess>();
+  stopOomWatch: (() => void) | undefined;
+  /** True when the init is PID 1 of a pid namespace of its own (SIGTERM rule, kill-all semantics). */
+  ownPidns = false;
+
+  constructor(
+    readonly id: string,
+    readonly bundle: string,
+    /** Host path of the container's root. */
+    readonly rootfs: string,
+    readonly spec: Spec,
+    readonly cgroup: Cgroup,
+    readonly init: ContainerProcess,
+    readonly storages: MountedStorage[],
+  ) {}
+
+  /** exec id "" is the init process; a process is forgotten once WaitProcess returned for it. */
+  process(execId: string): ContainerProcess | undefined {
+    const p = execId === '' ? this.init : this.execs.get(execId);
+    return p && !p.waited ? p : undefined;
+  }
+
+  allProcesses(): ContainerProcess[] {
+    return [this.init, ...this.execs.values()];
+  }
+}

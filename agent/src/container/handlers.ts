@@ -1,0 +1,65 @@
+import type { AgentHandlers } from '../rpc/service.js';
+import type { Sandbox } from '../sandbox/sandbox.js';
+import type { ContainerManager } from './manager.js';
+import { listProcesses } from './ps.js';
+
+/** Container, process and sandbox lifecycle RPCs. Stdio RPCs live with the io domain. */
+export function containerHandlers(m: ContainerManager, sandbox: Sandbox): AgentHandlers {
+  return {
+    async createSandbox(req) {
+      await sandbox.create(req);
+      return {};
+    },
+    async destroySandbox() {
+      await m.removeAll();
+      sandbox.destroy();
+      return {};
+    },
+    async createContainer(req, ctx) {
+      await m.create(req, ctx.legacy.agentPidns ?? false);
+      return {};
+    },
+    async startContainer(req) {
+      await m.start(req.containerId);
+      return {};
+    },
+    async execProcess(req) {
+      await m.exec(req);
+      return {};
+    },
+    async signalProcess(req, ctx) {
+      // kata 1.x treats exec id "" as every process of the container for any signal.
+      await m.signal(req.containerId, req.execId, req.signal, ctx.dialect.name === 'kata-1.x');
+      return {};
+    },
+    async waitProcess(req) {
+      return { status: await m.wait(req.containerId, req.execId) };
+    },
+    async removeContainer(req) {
+      await m.remove(req.containerId, req.timeout);
+      return {};
+    },
+    async listProcesses(req) {
+      const c = m.get(req.containerId);
+      return { processList: await listProcesses(c.cgroup.pids(), req.format, req.args) };
+    },
+    async pauseContainer(req) {
+      await m.pause(req.containerId);
+      return {};
+    },
+    async resumeContainer(req) {
+      await m.resume(req.containerId);
+      return {};
+    },
+    updateContainer(req) {
+      m.update(req.containerId, req.resources);
+      return {};
+    },
+    statsContainer(req) {
+      return { cgroupStats: m.get(req.containerId).cgroup.stats(), networkStats: [] };
+    },
+    async getOOMEvent(_req, ctx) {
+      return { containerId: await m.oomEvents.next(ctx.signal) };
+    },
+  };
+}

@@ -1,0 +1,83 @@
+// Entry of the container-init helper: a short-lived node process the agent spawns (already inside the
+// container's pid namespace and cgroup) for every container init and exec. It reads its plan on fd 3,
+// enters/creates the namespaces, builds the root, reports "ready" on fd 4, waits on fd 5 for
+// StartContainer (init only) and execve()s the container's program, which keeps this pid.
+// Everything here is synchronous: the helper's libuv threads never join the new namespaces.
+import fs from 'node:fs';
+import { libc as realLibc } from '../../linux/index.js';
+import { CLONE_FS, CLONE_NEWNS, type Libc } from '../../linux/libc.js';
+import type { ExecPlan, HelperStatus, InitPlan, StdioSource } from './plan.js';
+import { PLAN_FD, START_FD, STATUS_FD } from './plan.js';
+import { applyAndExec, resolveExecutable, SetupError } from './process-settings.js';
+import { setupRootfs } from './rootfs.js';
+
+function report(status: HelperStatus): void {
+  fs.writeSync(STATUS_FD, JSON.stringify(status) + '\n');
+}
+
+function joinNamespaces(libc: Libc, join: { type: number; path: string }[]): void {
+  // Open every path first: once the mount namespace changes, /proc paths mean something else.
+  const fds = join.map((j) => ({ ...j, fd: fs.openSync(j.path, 'r') }));
+  if (fds.some((j) => j.type === CLONE_NEWNS)) libc.unshare(CLONE_FS);
+  for (const j of fds) {
+    libc.setns(j.fd, j.type);
+    fs.closeSync(j.fd);
+  }
+}
+
+function enterExisting(libc: Libc, plan: ExecPlan): void {
+  const rootFd = fs.openSync(`${plan.initProc}/root`, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  joinNamespaces(libc, plan.join);
+  // The mount namespace's root is not the container's root when it was entered by MS_MOVE+chroot.
+  libc.fchdir(rootFd);
+  libc.chroot('.');
+  libc.chdir('/');
+  fs.closeSync(rootFd);
+}
+
+/** Takes the process's stdio from the agent (pooled helpers start with /dev/null). */
+function adoptStdio(libc: Libc, s: StdioSource): void {
+  const { O_RDONLY, O_WRONLY, O_RDWR, O_NOCTTY } = fs.constants;
+  const modes = s.terminal ? [O_RDWR | O_NOCTTY, O_RDWR | O_NOCTTY, O_RDWR | O_NOCTTY] : [O_RDONLY, O_WRONLY, O_WRONLY];
+  s.fds.forEach((agentFd, i) => {
+    const fd = fs.openSync(`/proc/${s.pid}/fd/${agentFd}`, modes[i]);
+    libc.dup3(fd, i, 0);
+    fs.closeSync(fd);
+  });
+}
+
+function run(libc: Libc): never {
+  // Node and every module are loaded: the agent moves us into the container's cgroup only now, so
+  // start-up memory stays charged to the agent rather than counting against the container's limit.
+  report({ state: 'booted' });
+  const plan = JSON.parse(fs.readFileSync(PLAN_FD, 'utf8')) as InitPlan;
+  if (plan.stdio) adoptStdio(libc, plan.stdio);
+  if (plan.kind === 'create') {
+    joinNamespaces(libc, plan.join);
+    libc.unshare(plan.unshare);
+    if (plan.hostname !== undefined) libc.sethostname(plan.hostname);
+    setupRootfs(libc, plan);
+  } else {
+    enterExisting(libc, plan);
+  }
+  const exe = resolveExecutable(plan.process);
+  report({ state: 'ready' });
+  // The agent writes one byte: at StartContainer for an init, and for an exec once it has moved us
+  // into the container's cgroup (joining only now keeps this node process's memory out of the
+  // container's limit). EOF means the container was removed before it started.
+  const buf = Buffer.alloc(1);
+  if (fs.readSync(START_FD, buf, 0, 1, null) === 0) process.exit(0);
+  return applyAndExec(libc, plan.process, exe);
+}
+
+try {
+  run(realLibc());
+} catch (err) {
+  const code = err instanceof SetupError ? err.code : 'INTERNAL';
+  try {
+    report({ state: 'error', code, message: (err as Error).message });
+  } catch {
+    // The agent is gone; nothing to tell.
+  }
+  process.exit(127);
+}

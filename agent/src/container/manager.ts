@@ -1,0 +1,281 @@
+// The container and process registry and the lifecycle operations the RPC handlers call. Every step
+// that creates something registers its undo, so a CreateContainer that fails leaves no process,
+// cgroup, mount or bundle behind.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { CreateContainerRequest, ExecProcessRequest } from '../../../protos/gen/agent_pb.js';
+import type { LinuxResources } from '../../../protos/gen/oci_pb.js';
+import type { CgroupManager } from '../cgroups/cgroup.js';
+import { signalAll } from '../cgroups/signal-all.js';
+import type { Libc } from '../linux/libc.js';
+import { CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUTS } from '../linux/libc.js';
+import type { Logger } from '../log/logger.js';
+import type { PidNamespaceChoice } from '../namespace/pid-namespace.js';
+import { Helper } from '../process/helper.js';
+import type { HelperPool } from '../process/helper-pool.js';
+import type { CreateProcessIO, ProcessIO } from '../process/io-contract.js';
+import { alreadyExists, Code, failedPrecondition, invalidArgument, notFound, RpcError } from '../rpc/status.js';
+import type { Sandbox } from '../sandbox/sandbox.js';
+import { mountStorages, releaseStorages } from '../storage/storages.js';
+import { bundleRootfs, removeBundle, writeBundle } from './bundle.js';
+import { v1Hierarchies } from './cgroup-hierarchies.js';
+import { Container } from './container.js';
+import { checkId } from './id.js';
+import type { ExecPlan } from './init/plan.js';
+import { OomEvents } from './oom-events.js';
+import { createPlan, processPlan, resolveRootfs } from './plan-builder.js';
+import { ContainerProcess } from './process.js';
+
+export interface ContainerDeps {
+  libc: Libc;
+  log: Logger;
+  /** /run/kata-containers in a guest; bundles live in <stateRoot>/<container id>. */
+  stateRoot: string;
+  pipeSize: number;
+  cgroups: CgroupManager;
+  createIO: CreateProcessIO;
+  sandbox: Sandbox;
+  /** Helpers started ahead of need for containers with a new pid namespace. */
+  pool?: HelperPool;
+}
+
+const SIGKILL = 9;
+const SIGTERM = 15;
+
+function signalCaught(pid: number, signal: number): boolean {
+  try {
+    const m = /^SigCgt:\s*([0-9a-f]+)$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? ((BigInt('0x' + m[1]) >> BigInt(signal - 1)) & 1n) === 1n : false;
+  } catch {
+    return false;
+  }
+}
+
+export class ContainerManager {
+  private readonly containers = new Map<string, Container>();
+  /** Ids between the start and the end of CreateContainer, so a concurrent duplicate fails too. */
+  private readonly creating = new Set<string>();
+  readonly oomEvents = new OomEvents();
+
+  constructor(private readonly deps: ContainerDeps) {}
+
+  get(id: string): Container {
+    const c = this.containers.get(id);
+    if (!c) throw notFound(`container ${id} not found`);
+    return c;
+  }
+
+  ids(): string[] {
+    return [...this.containers.keys()];
+  }
+
+  process(containerId: string, execId: string): ContainerProcess {
+    const p = this.get(containerId).process(execId);
+    if (!p) throw notFound(`process ${execId || '(init)'} of container ${containerId} not found`);
+    return p;
+  }
+
+  io(containerId: string, execId: string): ProcessIO {
+    return this.process(containerId, execId).io;
+  }
+
+  async create(req: CreateContainerRequest, agentPidns: boolean): Promise<void> {
+    const id = checkId('container', req.containerId);
+    if (this.containers.has(id) || this.creating.has(id)) throw alreadyExists(`container ${id} already exists`);
+    const spec = req.OCI;
+    if (!spec) throw invalidArgument(`container ${id}: request has no OCI spec`);
+    if (spec.Linux?.Seccomp) this.deps.log.warn({ container_id: id }, 'seccomp profile ignored: this agent is built without seccomp support');
+    this.creating.add(id);
+    const undo: (() => void | Promise<void>)[] = [];
+    try {
+      const { libc, sandbox } = this.deps;
+      const bundle = path.join(this.deps.stateRoot, id);
+      const rootfs = resolveRootfs(spec, bundle);
+      const storages = mountStorages(libc, req.storages);
+      undo.push(() => releaseStorages(storages));
+      const { plan, pidns: specPidns } = createPlan({
+        spec,
+        rootfs,
+        rootfsMount: bundleRootfs(bundle),
+        shared: sandbox.sharedNamespaces,
+        cgroupV1Hierarchies: this.deps.cgroups.version === 'v1' ? v1Hierarchies() : [],
+      });
+      // As kata does: the pod's shared pid namespace wins over whatever the spec asks for.
+      let pidns: PidNamespaceChoice;
+      if (sandbox.sandboxPidns && sandbox.pidnsPath) pidns = { kind: 'join', path: sandbox.pidnsPath };
+      else if (agentPidns) pidns = { kind: 'agent' };
+      else if (specPidns !== 'unset') pidns = specPidns;
+      else pidns = { kind: 'new' };
+
+      undo.push(() => removeBundle(libc, this.deps.log, bundle, rootfs));
+      writeBundle(bundle, spec);
+
+      const cgroup = this.deps.cgroups.create(`kata-${id}`, spec.Linux?.Resources);
+      undo.push(() => cgroup.destroy());
+      const io = this.deps.createIO({ terminal: plan.process.terminal, pipeSize: this.deps.pipeSize, libc });
+      undo.push(() => io.dispose());
+      const pooled = pidns.kind === 'new' ? this.deps.pool?.take() : undefined;
+      const helper = pooled ?? this.spawn(pidns, io);
+      undo.push(async () => {
+        helper.child.kill('SIGKILL');
+        await helper.exited;
+      });
+      // Only a booted helper joins: node's start-up memory must not count against the container's limit.
+      await helper.booted(`CreateContainer ${id}`);
+      cgroup.addProcess(helper.pid);
+      helper.sendPlan(pooled ? { ...plan, stdio: { pid: process.pid, fds: io.childFds, terminal: plan.process.terminal } } : plan);
+      await helper.ready(`CreateContainer ${id}`);
+      // A pooled helper reopened the child ends through /proc during its setup; now they can go.
+      if (pooled) io.closeChildEnds();
+
+      const c = new Container(id, bundle, rootfs, spec, cgroup, new ContainerProcess('', helper, io), storages);
+      c.ownPidns = pidns.kind === 'new';
+      if (sandbox.sandboxPidns && !sandbox.pidnsPath && pidns.kind === 'new') sandbox.pidnsPath = `/proc/${helper.pid}/ns/pid`;
+      void helper.exited.then(() => (c.state = 'stopped'));
+      this.containers.set(id, c);
+    } catch (err) {
+      for (const f of undo.reverse()) {
+        try {
+          await f();
+        } catch (e) {
+          this.deps.log.warn({ container_id: id, err: (e as Error).message }, 'cleanup after failed CreateContainer');
+        }
+      }
+      throw err;
+    } finally {
+      this.creating.delete(id);
+    }
+  }
+
+  private spawn(pidns: PidNamespaceChoice, io: ProcessIO): Helper {
+    try {
+      return Helper.spawn(this.deps.libc, pidns, io.childFds);
+    } finally {
+      io.closeChildEnds();
+    }
+  }
+
+  async start(id: string): Promise<void> {
+    const c = this.get(id);
+    if (c.state !== 'created') throw failedPrecondition(`container ${id} is ${c.state}, not created`);
+    c.state = 'running';
+    try {
+      await c.init.helper.start(`StartContainer ${id}`);
+    } catch (err) {
+      c.state = 'stopped';
+      c.init.kill(SIGKILL);
+      throw err;
+    }
+    // The watch outlives the init (stopped at RemoveContainer): the kill that ended it is reported after its exit.
+    if (c.init.running) {
+      c.stopOomWatch = c.cgroup.watchOom(() => {
+        this.deps.log.warn({ container_id: id }, 'OOM kill in container');
+        this.oomEvents.push(id);
+      });
+    }
+  }
+
+  async exec(req: ExecProcessRequest): Promise<void> {
+    const c = this.get(req.containerId);
+    const execId = checkId('exec', req.execId);
+    if (c.execs.has(execId)) throw alreadyExists(`exec id ${execId} already exists in container ${c.id}`);
+    if (!c.init.running) throw failedPrecondition(`container ${c.id} is not running`);
+    const initProc = `/proc/${c.init.pid}`;
+    // mnt last: the helper opens every path before it joins any, and needs its old /proc until then.
+    const types: [string, number][] = [['ipc', CLONE_NEWIPC], ['uts', CLONE_NEWUTS], ['net', CLONE_NEWNET], ['cgroup', CLONE_NEWCGROUP], ['mnt', CLONE_NEWNS]];
+    const plan: ExecPlan = {
+      kind: 'exec',
+      initProc,
+      join: types.map(([name, type]) => ({ type, path: `${initProc}/ns/${name}` })),
+      process: processPlan(req.process, `ExecProcess ${execId}`),
+    };
+    const io = this.deps.createIO({ terminal: plan.process.terminal, pipeSize: this.deps.pipeSize, libc: this.deps.libc });
+    let helper: Helper | undefined;
+    try {
+      helper = this.spawn({ kind: 'join', path: `${initProc}/ns/pid` }, io);
+      await helper.booted(`ExecProcess ${execId}`);
+      helper.sendPlan(plan);
+      await helper.ready(`ExecProcess ${execId}`);
+      // Joined only now, just before execve, so the helper's own memory is not charged to the container.
+      c.cgroup.addProcess(helper.pid);
+      await helper.start(`ExecProcess ${execId}`);
+    } catch (err) {
+      if (helper) {
+        helper.child.kill('SIGKILL');
+        await helper.exited;
+      }
+      io.dispose();
+      throw err;
+    }
+    c.execs.set(execId, new ContainerProcess(execId, helper, io));
+  }
+
+  async signal(containerId: string, execId: string, signal: number, allWhenInit: boolean): Promise<void> {
+    const c = this.get(containerId);
+    const p = c.process(execId);
+    if (!p) throw notFound(`process ${execId || '(init)'} of container ${containerId} not found`);
+    // A pid-namespace init without a SIGTERM handler ignores SIGTERM from outside; the host means "stop".
+    if (p === c.init && c.ownPidns && signal === SIGTERM && !signalCaught(p.pid, SIGTERM)) signal = SIGKILL;
+    if (p === c.init && (signal === SIGKILL || allWhenInit)) return this.signalAll(c, signal);
+    p.kill(signal);
+  }
+
+  /** Every process in the cgroup (race-free, see cgroups/signal-all.ts), and helpers not in it yet. */
+  private async signalAll(c: Container, signal: number): Promise<void> {
+    await signalAll(c.cgroup, signal);
+    for (const p of c.allProcesses()) p.kill(signal);
+  }
+
+  async wait(containerId: string, execId: string): Promise<number> {
+    const c = this.get(containerId);
+    const p = this.process(containerId, execId);
+    const status = await p.helper.exited;
+    if (!p.waited) {
+      p.waited = true;
+      p.io.dispose();
+      if (p !== c.init) c.execs.delete(p.execId);
+    }
+    return status;
+  }
+
+  /** timeoutS 0 = wait as long as it takes; otherwise DEADLINE_EXCEEDED after that many seconds. */
+  async remove(id: string, timeoutS: number): Promise<void> {
+    const c = this.get(id);
+    const exited = Promise.all(c.allProcesses().map((p) => p.helper.exited));
+    c.init.helper.abandon();
+    await this.signalAll(c, SIGKILL);
+    if (timeoutS > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutS * 1000)));
+      const r = await Promise.race([exited, deadline]);
+      clearTimeout(timer);
+      if (r === 'timeout') throw new RpcError(Code.DEADLINE_EXCEEDED, `container ${id}: processes still running after ${timeoutS} s`);
+    } else {
+      await exited;
+    }
+    c.stopOomWatch?.();
+    for (const p of c.allProcesses()) if (!p.waited) p.io.dispose();
+    await c.cgroup.destroy();
+    releaseStorages(c.storages);
+    removeBundle(this.deps.libc, this.deps.log, c.bundle, c.rootfs);
+    this.containers.delete(id);
+  }
+
+  async removeAll(): Promise<void> {
+    for (const id of this.ids()) await this.remove(id, 0);
+  }
+
+  pause(id: string): Promise<void> {
+    return this.get(id).cgroup.freeze();
+  }
+
+  resume(id: string): Promise<void> {
+    return this.get(id).cgroup.thaw();
+  }
+
+  update(id: string, resources: LinuxResources | undefined): void {
+    const c = this.get(id);
+    if (!resources) throw invalidArgument(`UpdateContainer ${id}: no resources given`);
+    c.cgroup.update(resources);
+  }
+}

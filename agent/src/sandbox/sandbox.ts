@@ -1,0 +1,116 @@
+// Pod-wide state CreateSandbox sets up and DestroySandbox undoes: shared IPC/UTS namespaces, DNS,
+// storages, kernel modules, and the choice of a shared pid namespace.
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { CreateSandboxRequest } from '../../../protos/gen/agent_pb.js';
+import type { Libc } from '../linux/libc.js';
+import { MNT_DETACH, MS_BIND } from '../linux/libc.js';
+import { failedPrecondition, RpcError, Code } from '../rpc/status.js';
+import { checkId } from '../container/id.js';
+import { mountStorages, releaseStorages, type MountedStorage } from '../storage/storages.js';
+import { pinSharedNamespaces, unpinSharedNamespaces, type PinnedNamespaces } from './shared-namespaces.js';
+
+export interface SandboxDeps {
+  libc: Libc;
+  stateRoot: string;
+  /** Where the pod's DNS config is bind-mounted: /etc/resolv.conf in a guest, a temp file in tests. */
+  resolvConfTarget: string;
+}
+
+interface Active {
+  id: string;
+  dir: string;
+  namespaces: PinnedNamespaces;
+  storages: MountedStorage[];
+  resolvConfMounted: boolean;
+  sandboxPidns: boolean;
+  /** /proc/<pid>/ns/pid of the first container when sandbox_pidns is set. */
+  pidnsPath?: string;
+}
+
+function modprobe(name: string, params: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('modprobe', [name, ...params], (err, _out, stderr) => {
+      if (err) reject(new RpcError(Code.INTERNAL, `modprobe ${name}: ${stderr.trim() || err.message}`));
+      else resolve();
+    });
+  });
+}
+
+export class Sandbox {
+  private active: Active | undefined;
+
+  constructor(private readonly deps: SandboxDeps) {}
+
+  get exists(): boolean {
+    return this.active !== undefined;
+  }
+
+  get sharedNamespaces(): { ipc?: string; uts?: string } {
+    return this.active ? { ipc: this.active.namespaces.ipc, uts: this.active.namespaces.uts } : {};
+  }
+
+  get sandboxPidns(): boolean {
+    return this.active?.sandboxPidns ?? false;
+  }
+
+  get pidnsPath(): string | undefined {
+    return this.active?.pidnsPath;
+  }
+
+  set pidnsPath(p: string | undefined) {
+    if (this.active) this.active.pidnsPath = p;
+  }
+
+  async create(req: CreateSandboxRequest): Promise<void> {
+    if (this.active) throw new RpcError(Code.ALREADY_EXISTS, `sandbox ${this.active.id} already exists`);
+    if (req.sandboxId) checkId('sandbox', req.sandboxId);
+    const libc = this.deps.libc;
+    const dir = path.join(this.deps.stateRoot, 'sandbox');
+    const undo: (() => void)[] = [];
+    try {
+      for (const m of req.kernelModules) await modprobe(m.name, m.parameters);
+      if (!fs.existsSync(dir)) undo.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+      fs.mkdirSync(dir, { recursive: true });
+      const namespaces = pinSharedNamespaces(libc, path.join(dir, 'ns'), req.hostname);
+      undo.push(() => unpinSharedNamespaces(libc, namespaces));
+      let resolvConfMounted = false;
+      if (req.dns.length > 0) {
+        const resolv = path.join(dir, 'resolv.conf');
+        fs.writeFileSync(resolv, req.dns.map((l) => l.trim()).join('\n') + '\n');
+        // A bind mount needs an existing file to cover.
+        if (!fs.existsSync(this.deps.resolvConfTarget)) {
+          fs.mkdirSync(path.dirname(this.deps.resolvConfTarget), { recursive: true });
+          fs.writeFileSync(this.deps.resolvConfTarget, '');
+        }
+        libc.mount(resolv, this.deps.resolvConfTarget, null, MS_BIND, null);
+        resolvConfMounted = true;
+        undo.push(() => libc.umount2(this.deps.resolvConfTarget, MNT_DETACH));
+      }
+      const storages = mountStorages(libc, req.storages);
+      this.active = { id: req.sandboxId, dir, namespaces, storages, resolvConfMounted, sandboxPidns: req.sandboxPidns };
+    } catch (err) {
+      for (const f of undo.reverse()) f();
+      throw err;
+    }
+  }
+
+  /** Undoes everything create() did; the caller has removed the containers first. */
+  destroy(): void {
+    const a = this.active;
+    if (!a) throw failedPrecondition('no sandbox to destroy');
+    const libc = this.deps.libc;
+    releaseStorages(a.storages);
+    if (a.resolvConfMounted) {
+      try {
+        libc.umount2(this.deps.resolvConfTarget, MNT_DETACH);
+      } catch {
+        // Unmounted behind our back.
+      }
+    }
+    unpinSharedNamespaces(libc, a.namespaces);
+    fs.rmSync(a.dir, { recursive: true, force: true });
+    this.active = undefined;
+  }
+}

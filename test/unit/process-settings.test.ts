@@ -1,0 +1,55 @@
+import t from 'tap';
+import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
+import { applyAndExec, resolveExecutable } from '../../agent/src/container/init/process-settings.js';
+import type { ProcessPlan } from '../../agent/src/container/init/plan.js';
+import { PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS, SIGPIPE, SIGXFSZ, TIOCSCTTY } from '../../agent/src/linux/libc.js';
+
+const base: ProcessPlan = {
+  args: ['/bin/sh', '-c', 'true'],
+  env: ['PATH=/bin'],
+  cwd: '/work',
+  uid: 1000,
+  gid: 100,
+  additionalGids: [5, 6],
+  terminal: true,
+  caps: { bounding: String(1n << 5n), effective: String(1n << 5n), permitted: String(1n << 5n), inheritable: '0', ambient: [5] },
+  rlimits: [{ resource: 7, soft: '10', hard: '20' }],
+  noNewPrivileges: true,
+};
+
+t.test('process settings are applied in the order the kernel needs, execve last', async (t) => {
+  const libc = new RecordingLibc();
+  t.throws(() => applyAndExec(libc, base, '/bin/sh'), /^execve/);
+  const names = libc.calls.map((c) => c.name);
+  const idx = (n: string) => names.indexOf(n as never);
+  t.equal(names[0], 'setsid');
+  t.same(libc.calls[1], { name: 'ioctlInt', args: [0, TIOCSCTTY, 0] }, 'controlling terminal right after setsid');
+  t.same(libc.calls.find((c) => c.name === 'setrlimit')?.args, [7, 10n, 20n]);
+  const drops = libc.calls.filter((c) => c.name === 'prctl' && c.args[0] === PR_CAPBSET_DROP).map((c) => c.args[1]);
+  t.notOk(drops.includes(5), 'CAP_KILL stays in the bounding set');
+  t.ok(drops.includes(21), 'CAP_SYS_ADMIN dropped from it');
+  const keepcaps = libc.calls.findIndex((c) => c.name === 'prctl' && c.args[0] === PR_SET_KEEPCAPS && c.args[1] === 1);
+  t.ok(keepcaps < idx('setgroups') && idx('setgroups') < idx('setresgid') && idx('setresgid') < idx('setresuid'), 'keep-caps, groups, gid, then uid');
+  t.ok(idx('setresuid') < idx('capset'), 'capset after the uid change');
+  t.same(libc.calls.find((c) => c.name === 'setgroups')?.args, [[5, 6]]);
+  const ambient = libc.calls.filter((c) => c.name === 'prctl' && c.args[0] === PR_CAP_AMBIENT).map((c) => c.args.slice(1));
+  t.same(ambient, [[4, undefined], [2, 5]], 'ambient cleared, then raised');
+  t.ok(libc.calls.some((c) => c.name === 'prctl' && c.args[0] === PR_SET_NO_NEW_PRIVS));
+  t.same(libc.calls.filter((c) => c.name === 'resetSignal').map((c) => c.args[0]), [SIGPIPE, SIGXFSZ]);
+  t.same(libc.calls.find((c) => c.name === 'chdir')?.args, ['/work']);
+  t.ok(idx('closeRange') < idx('execve'));
+  t.same(libc.calls.at(-1), { name: 'execve', args: ['/bin/sh', base.args, base.env] });
+});
+
+t.test('no caps in the spec: root keeps its sets, nothing is dropped', async (t) => {
+  const libc = new RecordingLibc();
+  t.throws(() => applyAndExec(libc, { ...base, caps: undefined, terminal: false, uid: 0, gid: 0, additionalGids: [] }, '/bin/sh'));
+  t.notOk(libc.calls.some((c) => c.name === 'capset' || c.name === 'ioctlInt'));
+  t.same(libc.calls.find((c) => c.name === 'setgroups')?.args, [[]], 'supplementary groups always reset');
+});
+
+t.test('executables are looked up like execvp', async (t) => {
+  t.equal(resolveExecutable({ ...base, args: ['sh'], env: ['PATH=/nonexistent:/bin'] }), '/bin/sh');
+  t.throws(() => resolveExecutable({ ...base, args: ['no-such-tool-here'] }), /not found in the container's PATH \(\/bin\)/);
+  t.throws(() => resolveExecutable({ ...base, args: ['/etc/passwd'] }), /not found or not executable/);
+});
