@@ -223,3 +223,27 @@ t.test('vsock listener: binds VMADDR_CID_ANY, a busy port is a clear exit 2', as
   t.equal(r.stderr.trim().split('\n').length, 1);
   t.match(r.stderr, new RegExp(`cannot listen on vsock://-1:${port}: bind\\(vsock cid=4294967295 port=${port}\\): EADDRINUSE`));
 });
+
+t.test('SIGTERM with a host connection still open: the agent exits and leaves no helper behind', async (t) => {
+  const agent = await startAgentProcess();
+  const client = new GrpcClient(await connect(agent.address, 2000));
+  await client.call('grpc.Health', 'Check', new Uint8Array(0), 2000);
+  const childrenOf = (pid: number) => {
+    try {
+      return fs
+        .readdirSync(`/proc/${pid}/task`)
+        .flatMap((tid) => fs.readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/))
+        .filter(Boolean)
+        .map(Number);
+    } catch {
+      return [];
+    }
+  };
+  const helpers = childrenOf(agent.pid);
+  const exited = new Promise<number | null>((resolve) => agent.child.once('exit', (code) => resolve(code)));
+  process.kill(agent.pid, 'SIGTERM');
+  // The connection stays open on our side: shutdown must not wait for the host to hang up.
+  t.equal(await exited, 0, 'agent exited cleanly');
+  client.close();
+  for (const pid of helpers) t.notOk(fs.existsSync(`/proc/${pid}`) && !fs.readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z'), `helper ${pid} is gone`);
+});

@@ -19,6 +19,8 @@ function socketInUse(path: string): Promise<boolean> {
 
 export class UnixListener implements Listener {
   private server?: net.Server;
+  /** Accepted connections still open: close() ends them instead of waiting for the host to. */
+  private readonly open = new Set<net.Socket>();
   readonly address: string;
 
   constructor(
@@ -40,7 +42,11 @@ export class UnixListener implements Listener {
       if (!fs.existsSync(dir)) throw new ConfigError(`cannot listen on ${this.address}: directory ${dir} does not exist`);
       await this.removeStale();
     }
-    const server = net.createServer((sock) => onConnection(sock));
+    const server = net.createServer((sock) => {
+      this.open.add(sock);
+      sock.once('close', () => this.open.delete(sock));
+      onConnection(sock);
+    });
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => {
         const why: Record<string, string> = {
@@ -72,7 +78,11 @@ export class UnixListener implements Listener {
     const s = this.server;
     this.server = undefined;
     if (!s) return;
-    await new Promise<void>((resolve) => s.close(() => resolve()));
+    // net.Server.close waits for every connection to end, and a host (or a helper process that holds
+    // a copy of a connection) may keep one open indefinitely: end them so shutdown cannot hang.
+    const closed = new Promise<void>((resolve) => s.close(() => resolve()));
+    for (const sock of this.open) sock.destroy();
+    await closed;
     // net.Server unlinks its own path on close; nothing else to clean.
   }
 }
