@@ -128,6 +128,17 @@ cp "$x/lib/modules/$KVER/modules.order" "$x/lib/modules/$KVER/modules.builtin"* 
 depmod -b "$ROOT" "$KVER"
 printf '%s\n' $BOOT_MODULES >"$ROOT/etc/kata-agent/modules"
 
+# A minimal container rootfs for `npm run demo` and the in-VM container tests: busybox hard-linked
+# (no second copy in the image) plus the empty mount points an OCI spec expects.
+CROOT="$ROOT/usr/share/kata-agent/busybox-rootfs"
+mkdir -p "$CROOT/bin" "$CROOT/proc" "$CROOT/sys" "$CROOT/dev" "$CROOT/tmp" "$CROOT/etc" "$CROOT/root"
+ln "$ROOT/bin/busybox" "$CROOT/bin/busybox"
+"$ROOT/bin/busybox" --list | while read -r applet; do
+  [ "$applet" = busybox ] || ln -sf busybox "$CROOT/bin/$applet"
+done
+echo "root:x:0:0:root:/root:/bin/sh" >"$CROOT/etc/passwd"
+echo "root:x:0:" >"$CROOT/etc/group"
+
 # Baseline for bench/boot.bench.ts: the cheapest init that can say "ready" (busybox sh), booted
 # from the same kernel and image so the comparison isolates what the agent's start costs.
 mkdir -p "$ROOT/usr/share/kata-agent"

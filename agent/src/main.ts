@@ -51,6 +51,8 @@ export interface DomainDeps {
    * of start-up, which a pooled one has already paid, so CreateContainer stays below runc's latency.
    */
   helperPoolSize?: number;
+  /** Called once DestroySandbox has undone the pod (init mode powers the VM off after answering). */
+  onSandboxDestroyed?: () => void;
 }
 
 interface Domains {
@@ -87,7 +89,7 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
     sandbox,
     pool,
   });
-  handlers.push(containerHandlers(containers, sandbox), (deps.ioHandlers ?? ioHandlers)((c, e) => containers.io(c, e)));
+  handlers.push(containerHandlers(containers, sandbox, deps.onSandboxDestroyed), (deps.ioHandlers ?? ioHandlers)((c, e) => containers.io(c, e)));
   return {
     handlers,
     start: () => pool.start(),
@@ -177,6 +179,8 @@ export interface MainHooks {
   beforeStart?: (config: AgentConfig, log: Logger) => Promise<void>;
   /** Replaces process.exit: PID 1 must power off instead of exiting. */
   exit?: (code: number) => void;
+  /** kata 3.x in init mode: the VM has no work left once its sandbox is destroyed, so it powers off. */
+  stopAfterDestroySandbox?: boolean;
 }
 
 /** Entry point of bin/kata-agent in standalone mode, and of init after its boot duties. */
@@ -210,16 +214,19 @@ export async function main(argv: string[], hooks: MainHooks = {}): Promise<void>
 
   if (hooks.beforeStart) await hooks.beforeStart(loaded.config, log);
   let agent: RunningAgent;
+  // Answer DestroySandbox first, then stop: the reply is already queued on the host's stream when
+  // this fires, and stop() ends every connection.
+  const afterDestroy = hooks.stopAfterDestroySandbox ? () => setTimeout(() => shutdown('DestroySandbox'), 100) : undefined;
   try {
-    agent = await startAgent(loaded.config, log);
+    agent = await startAgent(loaded.config, log, { onSandboxDestroyed: afterDestroy });
   } catch (err) {
     if (err instanceof ConfigError) return fail(err.message);
     throw err;
   }
-  const shutdown = (signal: string) => {
-    log.info({ signal }, 'shutting down');
+  function shutdown(reason: string) {
+    log.info({ reason }, 'shutting down');
     agent.stop().finally(() => exit(0));
-  };
+  }
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
 }

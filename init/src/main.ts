@@ -23,6 +23,7 @@ async function run(): Promise<void> {
   await agentMain(argv, {
     beforeStart: (config, log) => bootServices(c, config, log),
     exit: () => powerOff(c),
+    stopAfterDestroySandbox: true,
   });
 }
 

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { toJson } from '@bufbuild/protobuf';
 import { GuestDetailsRequestSchema, GuestDetailsResponseSchema } from '../../protos/gen/agent_pb.js';
 import { CheckRequestSchema, HealthCheckResponseSchema, VersionCheckResponseSchema } from '../../protos/gen/health_pb.js';
+import { runGuestContainer } from '../../test/support/guest-container.js';
 import { GuestRpc } from '../../test/support/guest-rpc.js';
 import { accelerator, agentReady, assetsIn, bootGuest, guestSkipReason } from '../../test/support/qemu.js';
 import { build } from './main.js';
@@ -32,10 +33,16 @@ async function demo(): Promise<void> {
       show('Version', toJson(VersionCheckResponseSchema, await rpc.call('grpc.Health', 'Version', CheckRequestSchema, {}, VersionCheckResponseSchema)));
       const details = await rpc.call('grpc.AgentService', 'GetGuestDetails', GuestDetailsRequestSchema, { memBlockSize: true }, GuestDetailsResponseSchema);
       show('GetGuestDetails', toJson(GuestDetailsResponseSchema, details));
+      console.log(`== running a busybox container in the VM (CreateSandbox, CreateContainer, StartContainer, ReadStdout, WaitProcess)`);
+      const run = await runGuestContainer(rpc, { memoryLimit: 64n << 20n, destroySandbox: true });
+      console.log(`container output:\n${run.stdout.replace(/^/gm, '  | ')}`);
+      console.log(`container exit status: ${run.status}`);
+      if (run.status !== 0) process.exitCode = 1;
     } finally {
       rpc.close();
     }
-    console.log('== container run inside the VM: not yet (needs the containers work merged)');
+    const code = await vm.waitExit(120_000);
+    console.log(`== DestroySandbox: the VM powered itself off (QEMU exit ${code})`);
   } catch (err) {
     console.error(`demo failed: ${(err as Error).message}\n--- guest console (${vm.consoleFile}) ---\n${vm.console.slice(-4000)}`);
     process.exitCode = 1;

@@ -4,7 +4,7 @@ import type { ContainerManager } from './manager.js';
 import { listProcesses } from './ps.js';
 
 /** Container, process and sandbox lifecycle RPCs. Stdio RPCs live with the io domain. */
-export function containerHandlers(m: ContainerManager, sandbox: Sandbox): AgentHandlers {
+export function containerHandlers(m: ContainerManager, sandbox: Sandbox, onSandboxDestroyed: () => void = () => undefined): AgentHandlers {
   return {
     async createSandbox(req) {
       await sandbox.create(req);
@@ -13,6 +13,7 @@ export function containerHandlers(m: ContainerManager, sandbox: Sandbox): AgentH
     async destroySandbox() {
       await m.removeAll();
       sandbox.destroy();
+      onSandboxDestroyed();
       return {};
     },
     async createContainer(req, ctx) {
