@@ -115,7 +115,7 @@ t.test('cgroup v1 on request, debug console (console and vport), vsock loopback,
     vm.type('kill -TERM 1\n');
     const code = await vm.waitExit(60_000);
     t.equal(code, 0, 'QEMU exited by itself: the guest powered off');
-    t.match(vm.console, /"signal":"SIGTERM".*shutting down/, 'agent logged the shutdown');
+    t.match(vm.console, /"reason":"SIGTERM".*shutting down/, 'agent logged the shutdown');
     t.notMatch(vm.console, /Kernel panic/, 'no kernel panic (PID 1 did not just exit)');
   });
 });
