@@ -8,7 +8,7 @@ import { createLogger, type Logger } from './log/logger.js';
 import { AgentRpcService } from './rpc/service.js';
 import { chooseServerAddress, probeChannels } from './transport/channel.js';
 import { createListener } from './transport/create-listener.js';
-import { GrpcTransport } from './transport/grpc-transport.js';
+import type { GrpcTransport } from './transport/grpc-transport.js';
 import type { Listener } from './transport/listener.js';
 import { TtrpcTransport } from './transport/ttrpc-transport.js';
 import { routeConnection } from './transport/wire-router.js';
@@ -140,7 +140,17 @@ export async function startAgent(config: AgentConfig, log: Logger, deps: DomainD
     reaper.start();
   }
   const service = buildService(config, log, domains);
-  const grpc = new GrpcTransport(service, log);
+  // kata 2.x/3.x hosts speak only ttrpc, so grpc-js (~5 MB of heap and a noticeable share of
+  // start-up) is loaded when the first gRPC connection arrives, not before.
+  let grpc: GrpcTransport | undefined;
+  const grpcTransport = (): GrpcTransport => {
+    if (!grpc) {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const { GrpcTransport: Transport } = require('./transport/grpc-transport.js') as typeof import('./transport/grpc-transport.js');
+      grpc = new Transport(service, log);
+    }
+    return grpc;
+  };
   const ttrpc = new TtrpcTransport(service, log);
   // kata 1.x guests may offer only the virtio-serial port: pick the channel the way its agent did.
   const address = chooseServerAddress(config, () => probeChannels());
@@ -151,7 +161,7 @@ export async function startAgent(config: AgentConfig, log: Logger, deps: DomainD
   );
   // One listener for both generations: each connection's first bytes pick gRPC (1.x) or ttrpc (3.x).
   // On virtio-serial the listener itself runs yamux, so every yamux stream is routed the same way.
-  const routes = { grpc: (c: Duplex) => grpc.serve(c), ttrpc: (c: Duplex) => ttrpc.serve(c) };
+  const routes = { grpc: (c: Duplex) => grpcTransport().serve(c), ttrpc: (c: Duplex) => ttrpc.serve(c) };
   const routeOpts = {
     onReject: (reason: string) => log.warn({ reason }, 'connection closed: unknown wire'),
     onRoute: (wire: string) => log.debug({ wire }, 'connection routed'),
@@ -165,7 +175,7 @@ export async function startAgent(config: AgentConfig, log: Logger, deps: DomainD
     listener,
     async stop() {
       await listener.close();
-      grpc.close();
+      grpc?.close();
       ttrpc.close();
       await domains.shutdown();
       reaper?.stop();
