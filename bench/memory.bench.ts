@@ -1,46 +1,87 @@
-// Agent memory from /proc: idle, after 1,000 RPCs. Peer: an idle Node process (the runtime's floor).
-import { spawn } from 'node:child_process';
+// Agent memory from /proc: idle after one ttrpc Check (a kata 3.x host), after 1,000 ttrpc RPCs, after
+// 1,000 gRPC RPCs (kata 1.x; loads grpc-js), and with 10 running containers. Peer: an idle Node process.
+import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { GrpcClient } from '../agent-ctl/src/grpc-client.js';
+import { create, toBinary } from '@bufbuild/protobuf';
+import { GrpcClient, type RpcClient } from '../agent-ctl/src/grpc-client.js';
+import { TtrpcClient } from '../agent-ctl/src/ttrpc-client.js';
+import { AgentService } from '../protos/gen/agent_pb.js';
+import { buildBusyboxRootfs, containerTestSkipReason } from '../test/support/busybox-rootfs.js';
+import { busyboxSpec } from '../test/support/oci-spec.js';
 import type { BenchOptions, BenchRow } from './types.js';
 import { agentBin, connectWhenReady, memoryOf, sleep, tempDir } from './support.js';
+
+type Methods = typeof AgentService.method;
+
+async function call<K extends keyof Methods>(c: RpcClient, method: K, req: Parameters<typeof create<Methods[K]['input']>>[1]): Promise<void> {
+  const m = AgentService.method[method];
+  await c.call('grpc.AgentService', m.name, toBinary(m.input, create(m.input, req as never)), 60_000);
+}
+
+async function rpcs(c: RpcClient, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await c.call(i % 2 ? 'grpc.Health' : 'grpc.AgentService', i % 2 ? 'Check' : 'GetGuestDetails', new Uint8Array(0), 5000);
+}
+
+async function stop(c: ChildProcess): Promise<void> {
+  const exited = new Promise((res) => c.once('exit', res));
+  process.kill(c.pid!, 'SIGKILL');
+  await exited;
+}
 
 export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
   const rounds = opts.quick ? 2 : 5;
   const dir = tempDir('kata-bench-mem-');
-  const idle: number[] = [];
-  const busy: number[] = [];
-  const idlePss: number[] = [];
-  const nodeIdle: number[] = [];
+  const canRunContainers = !containerTestSkipReason();
+  const rootfs = canRunContainers ? buildBusyboxRootfs(path.join(dir, 'bb')) : '';
+  const s = { idle: [] as number[], pss: [] as number[], ttrpc: [] as number[], grpc: [] as number[], ctr: [] as number[], node: [] as number[] };
   for (let r = 0; r < rounds; r++) {
     opts.progress(`memory round ${r + 1}/${rounds}`);
     const sock = path.join(dir, `m${r}.sock`);
-    const agent = spawn(process.execPath, [agentBin], { env: { ...process.env, KATA_AGENT_SERVER_ADDR: `unix://${sock}`, KATA_AGENT_LOG_LEVEL: 'warn' }, stdio: 'ignore' });
+    const agent = spawn(process.execPath, [agentBin, '--state-root', path.join(dir, `state${r}`)], {
+      env: { ...process.env, KATA_AGENT_SERVER_ADDR: `unix://${sock}`, KATA_AGENT_LOG_LEVEL: 'warn' },
+      stdio: 'ignore',
+    });
     const peer = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
     try {
-      const client = new GrpcClient(await connectWhenReady(sock, 10_000));
-      await client.call('grpc.Health', 'Check', new Uint8Array(0), 5000);
+      const t = new TtrpcClient(await connectWhenReady(sock, 10_000));
+      await t.call('grpc.Health', 'Check', new Uint8Array(0), 5000);
       await sleep(1000);
       const m = memoryOf(agent.pid!);
-      idle.push(m.rssAnon);
-      idlePss.push(m.pss);
-      nodeIdle.push(memoryOf(peer.pid!).rssAnon);
-      for (let i = 0; i < 1000; i++) await client.call(i % 2 ? 'grpc.Health' : 'grpc.AgentService', i % 2 ? 'Check' : 'GetGuestDetails', new Uint8Array(0), 5000);
+      s.idle.push(m.rssAnon);
+      s.pss.push(m.pss);
+      s.node.push(memoryOf(peer.pid!).rssAnon);
+      await rpcs(t, 1000);
       await sleep(500);
-      busy.push(memoryOf(agent.pid!).rssAnon);
-      client.close();
-    } finally {
-      for (const c of [agent, peer]) {
-        const exited = new Promise((res) => c.once('exit', res));
-        process.kill(c.pid!, 'SIGKILL');
-        await exited;
+      s.ttrpc.push(memoryOf(agent.pid!).rssAnon);
+      const g = new GrpcClient(await connectWhenReady(sock, 10_000));
+      await rpcs(g, 1000);
+      g.close();
+      await sleep(500);
+      s.grpc.push(memoryOf(agent.pid!).rssAnon);
+      if (canRunContainers) {
+        await call(t, 'createSandbox', { hostname: 'mem', sandboxId: `mem${r}` });
+        for (let i = 0; i < 10; i++) {
+          await call(t, 'createContainer', { containerId: `mem-${r}-${i}`, OCI: busyboxSpec(rootfs, ['/bin/sleep', '1000']) });
+          await call(t, 'startContainer', { containerId: `mem-${r}-${i}` });
+        }
+        await sleep(500);
+        s.ctr.push(memoryOf(agent.pid!).rssAnon);
+        await call(t, 'destroySandbox', {});
       }
+      t.close();
+    } finally {
+      await stop(agent);
+      await stop(peer);
     }
   }
-  const peerRow = { name: 'idle node', samples: nodeIdle };
-  return [
-    { measure: 'agent RssAnon idle', unit: 'MB', higherIsBetter: false, ours: { name: 'kata-agent-ts', samples: idle }, peer: peerRow, target: '≤ 15 MB' },
-    { measure: 'agent RssAnon after 1,000 RPCs', unit: 'MB', higherIsBetter: false, ours: { name: 'kata-agent-ts', samples: busy }, peer: peerRow },
-    { measure: 'agent PSS idle', unit: 'MB', higherIsBetter: false, ours: { name: 'kata-agent-ts', samples: idlePss } },
+  const ours = (samples: number[]) => ({ name: 'kata-agent-ts', samples });
+  const peer = { name: 'idle node', samples: s.node };
+  const rows: BenchRow[] = [
+    { measure: 'agent RssAnon idle (after one ttrpc Check)', unit: 'MB', higherIsBetter: false, ours: ours(s.idle), peer, target: '≤ 15 MB' },
+    { measure: 'agent RssAnon after 1,000 ttrpc RPCs', unit: 'MB', higherIsBetter: false, ours: ours(s.ttrpc), peer },
+    { measure: 'agent RssAnon after 1,000 more gRPC RPCs (loads grpc-js)', unit: 'MB', higherIsBetter: false, ours: ours(s.grpc), peer },
+    { measure: 'agent PSS idle', unit: 'MB', higherIsBetter: false, ours: ours(s.pss) },
   ];
+  if (s.ctr.length) rows.push({ measure: 'agent RssAnon with 10 running containers', unit: 'MB', higherIsBetter: false, ours: ours(s.ctr), peer });
+  return rows;
 }

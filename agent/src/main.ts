@@ -131,7 +131,6 @@ export async function startAgent(config: AgentConfig, log: Logger, deps: DomainD
   if (domains.handlers.length > 0) {
     // Before any request: the pid-namespace switch must never be the threadpool's first use.
     await preparePidNamespaces();
-    domains.start();
     // Container processes re-parent to us when their parent dies: reap them, never child_process's own.
     trackAllChildProcesses();
     const l = deps.libc ?? realLibc();
@@ -167,6 +166,9 @@ export async function startAgent(config: AgentConfig, log: Logger, deps: DomainD
     onRoute: (wire: string) => log.debug({ wire }, 'connection routed'),
   };
   await listener.listen((conn) => routeConnection(conn, routes, routeOpts));
+  // Helpers are started ahead of need only once the host can reach us: a node helper starting up
+  // competes for the guest's few CPUs, and the host's first calls (Check, CreateSandbox) need none.
+  domains.start();
   // code_cache says whether V8 started from the bytecode cached in the image (rootfs-builder/loader.js).
   log.info({ address: listener.address, version: agentVersion, code_cache: process.env.KATA_AGENT_CODE_CACHE }, 'agent listening');
   return {
