@@ -97,7 +97,10 @@ cp -a "$BUNDLE/." "$ROOT/usr/lib/kata-agent/"
 cat >"$ROOT/usr/bin/kata-agent" <<'SH'
 #!/bin/sh
 # Node as PID 1 (or standalone): the bundle decides from its pid which duties it has.
-exec /usr/bin/node /usr/lib/kata-agent/loader.js "$@"
+# Guest memory is the pod's overhead: one malloc arena and a 1 MB young generation cut the agent's
+# idle anonymous memory by ~4 MB (bench/memory.bench.ts) at no measurable cost to an agent's load.
+export MALLOC_ARENA_MAX=1
+exec /usr/bin/node --max-semi-space-size=1 /usr/lib/kata-agent/loader.js "$@"
 SH
 chmod 0755 "$ROOT/usr/bin/kata-agent"
 ln -sf /usr/bin/kata-agent "$ROOT/init"
