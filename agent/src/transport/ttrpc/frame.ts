@@ -1,3 +1,4 @@
+import { ByteQueue } from '../byte-queue.js';
 // ttrpc framing (containerd's protocol, used by kata 2.x/3.x hosts): every message is a 10-byte
 // header — data length u32 BE, stream id u32 BE, type u8, flags u8 — followed by the data.
 //
@@ -48,8 +49,7 @@ export type ReadEvent =
  * discarded as it streams past, so a 4 GiB length never costs memory.
  */
 export class FrameReader {
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  private readonly bytes = new ByteQueue();
   private pending?: FrameHeader;
   private skip = 0;
 
@@ -60,27 +60,24 @@ export class FrameReader {
       this.skip -= n;
       chunk = chunk.subarray(n);
     }
-    if (chunk.length) {
-      this.chunks.push(chunk);
-      this.buffered += chunk.length;
-    }
+    this.bytes.push(chunk);
     for (;;) {
       if (!this.pending) {
-        if (this.buffered < HEADER_LENGTH) break;
-        const h = this.take(HEADER_LENGTH);
+        if (this.bytes.length < HEADER_LENGTH) break;
+        const h = this.bytes.take(HEADER_LENGTH);
         const header: FrameHeader = { length: h.readUInt32BE(0), streamId: h.readUInt32BE(4), type: h[8], flags: h[9] };
         if (header.length > MAX_DATA_LENGTH) {
           events.push({ kind: 'oversized', header });
-          const n = Math.min(header.length, this.buffered);
-          this.take(n);
+          const n = Math.min(header.length, this.bytes.length);
+          this.bytes.take(n);
           this.skip = header.length - n;
           if (this.skip > 0) break;
           continue;
         }
         this.pending = header;
       }
-      if (this.buffered < this.pending.length) break;
-      events.push({ kind: 'frame', header: this.pending, data: this.take(this.pending.length) });
+      if (this.bytes.length < this.pending.length) break;
+      events.push({ kind: 'frame', header: this.pending, data: this.bytes.take(this.pending.length) });
       this.pending = undefined;
     }
     return events;
@@ -88,30 +85,6 @@ export class FrameReader {
 
   /** True while part of a frame has arrived but not all of it. */
   get midFrame(): boolean {
-    return this.buffered > 0 || this.pending !== undefined || this.skip > 0;
-  }
-
-  private take(n: number): Buffer {
-    if (n === 0) return Buffer.alloc(0);
-    const first = this.chunks[0];
-    let out: Buffer;
-    if (first.length >= n) {
-      out = first.subarray(0, n);
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-    } else {
-      out = Buffer.allocUnsafe(n);
-      let off = 0;
-      while (off < n) {
-        const c = this.chunks[0];
-        const k = Math.min(c.length, n - off);
-        c.copy(out, off, 0, k);
-        off += k;
-        if (k === c.length) this.chunks.shift();
-        else this.chunks[0] = c.subarray(k);
-      }
-    }
-    this.buffered -= n;
-    return out;
+    return this.bytes.length > 0 || this.pending !== undefined || this.skip > 0;
   }
 }

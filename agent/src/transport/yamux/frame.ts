@@ -1,3 +1,4 @@
+import { ByteQueue } from '../byte-queue.js';
 // The yamux frame header as hashicorp/yamux puts it on the wire (kata 1.x agent and proxy both use
 // that library): 12 bytes, big-endian, version u8 | type u8 | flags u16 | stream id u32 | length u32.
 // For data frames `length` is the payload size; for window updates it is the window delta; for
@@ -78,8 +79,7 @@ export function decodeHeader(buf: Buffer, maxDataLength: number): Header {
 
 /** Splits a byte stream into frames; feed it chunks as they arrive. */
 export class FrameReader {
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  private readonly bytes = new ByteQueue();
   private header?: Header;
 
   constructor(
@@ -89,16 +89,16 @@ export class FrameReader {
 
   /** Throws ProtocolError on a bad header; frames before it have already been delivered. */
   push(chunk: Buffer): void {
-    if (chunk.length > 0) this.chunks.push(chunk);
-    this.buffered += chunk.length;
+    this.bytes.push(chunk);
     for (;;) {
       if (!this.header) {
         // Refuse a wrong version byte at once: a short burst of noise must not sit waiting for 12 bytes.
-        if (this.buffered > 0 && this.chunks[0].length > 0 && this.chunks[0][0] !== VERSION) {
-          throw new ProtocolError(`version ${this.chunks[0][0]} (want ${VERSION}); first bytes ${Buffer.concat(this.chunks).subarray(0, HEADER_SIZE).toString('hex')}`);
+        const first = this.bytes.length > 0 ? this.bytes.peek(HEADER_SIZE) : undefined;
+        if (first && first[0] !== VERSION) {
+          throw new ProtocolError(`version ${first[0]} (want ${VERSION}); first bytes ${first.toString('hex')}`);
         }
-        if (this.buffered < HEADER_SIZE) return;
-        this.header = decodeHeader(this.take(HEADER_SIZE), this.maxDataLength);
+        if (this.bytes.length < HEADER_SIZE) return;
+        this.header = decodeHeader(this.bytes.take(HEADER_SIZE), this.maxDataLength);
       }
       const h = this.header;
       if (h.type !== FrameType.Data) {
@@ -106,35 +106,14 @@ export class FrameReader {
         this.onFrame(h, undefined);
         continue;
       }
-      if (this.buffered < h.length) return;
+      if (this.bytes.length < h.length) return;
       this.header = undefined;
-      this.onFrame(h, this.take(h.length));
+      this.onFrame(h, this.bytes.take(h.length));
     }
   }
 
   /** Bytes received but not yet part of a whole frame. */
   get pending(): number {
-    return this.buffered + (this.header ? HEADER_SIZE : 0);
-  }
-
-  private take(n: number): Buffer {
-    this.buffered -= n;
-    const first = this.chunks[0];
-    if (first && first.length >= n) {
-      if (first.length === n) this.chunks.shift();
-      else this.chunks[0] = first.subarray(n);
-      return first.subarray(0, n);
-    }
-    const out = Buffer.allocUnsafe(n);
-    let off = 0;
-    while (off < n) {
-      const c = this.chunks[0];
-      const k = Math.min(c.length, n - off);
-      c.copy(out, off, 0, k);
-      off += k;
-      if (k === c.length) this.chunks.shift();
-      else this.chunks[0] = c.subarray(k);
-    }
-    return out;
+    return this.bytes.length + (this.header ? HEADER_SIZE : 0);
   }
 }
