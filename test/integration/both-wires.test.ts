@@ -6,6 +6,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { create, fromBinary, toBinary, type DescMethod } from '@bufbuild/protobuf';
+import { buildBusyboxRootfs, containerTestSkipReason } from '../support/busybox-rootfs.js';
+import { busyboxSpec } from '../support/oci-spec.js';
 import { AgentService } from '../../protos/gen/agent_pb.js';
 import { Health, HealthCheckResponse_ServingStatus } from '../../protos/gen/health_pb.js';
 import { Code } from '../../agent/src/rpc/status.js';
@@ -28,7 +30,7 @@ interface Step {
 // CreateSandbox pins namespaces (root only); containers themselves are driven over both wires in
 // test/integration/container-*.test.ts.
 const asRoot = process.getuid?.() === 0;
-const suite: Step[] = [
+const suite: (Step | 'container lifecycle')[] = [
   { method: Health.method.check, expect: (r, t) => t.equal(r.status, HealthCheckResponse_ServingStatus.SERVING) },
   { method: Health.method.version, expect: (r, t) => t.match(r, { grpcVersion: '0.0.1', agentVersion }) },
   {
@@ -38,6 +40,7 @@ const suite: Step[] = [
   },
   { method: AgentService.method.createSandbox, init: { hostname: 'box', sandboxId: 'sb-both-wires' }, expect: asRoot ? (r, t) => t.match(r, { $typeName: 'google.protobuf.Empty' }) : Code.PERMISSION_DENIED },
   { method: AgentService.method.createSandbox, init: { hostname: 'box' }, expect: asRoot ? Code.ALREADY_EXISTS : Code.PERMISSION_DENIED },
+  'container lifecycle',
   { method: AgentService.method.destroySandbox, expect: asRoot ? (r, t) => t.match(r, { $typeName: 'google.protobuf.Empty' }) : Code.FAILED_PRECONDITION },
   // Bad input: a truncated field, and a varint where the message has a string.
   { method: AgentService.method.getGuestDetails, raw: Uint8Array.of(0x0a, 0x05, 0x41), expect: Code.INVALID_ARGUMENT },
@@ -45,8 +48,51 @@ const suite: Step[] = [
   { method: Health.method.check, expect: (r, t) => t.equal(r.status, HealthCheckResponse_ServingStatus.SERVING, 'still serving after bad input') },
 ];
 
-async function runSuite(t: Test, client: RpcClient) {
+/** A busybox container in the sandbox: create, start, its output to end of stream, wait, remove. */
+async function containerLifecycle(t: Test, client: RpcClient, wire: string) {
+  if (!asRoot || containerTestSkipReason()) {
+    t.comment(`container lifecycle over ${wire} not run: ${containerTestSkipReason() ?? 'needs root'}`);
+    return;
+  }
+  const call = async <K extends keyof typeof AgentService.method>(method: K, init: object) => {
+    const m = AgentService.method[method];
+    return fromBinary(m.output, await client.call('grpc.AgentService', m.name, toBinary(m.input, create(m.input, init as never)), 30_000)) as never;
+  };
+  const id = `both-wires-${wire}`;
+  await call('createContainer', { containerId: id, OCI: busyboxSpec(rootfs(), ['sh', '-c', `echo hello over ${wire}`]) });
+  await call('startContainer', { containerId: id });
+  let out = '';
+  for (;;) {
+    try {
+      const r: { data: Uint8Array } = await call('readStdout', { containerId: id, execId: '', len: 1024 });
+      if (r.data.length === 0) break; // 3.x end of stream
+      out += Buffer.from(r.data).toString();
+    } catch (err) {
+      if (err instanceof CallError && err.details === 'EOF') break; // 1.x end of stream
+      throw err;
+    }
+  }
+  t.equal(out, `hello over ${wire}\n`, `container output over ${wire}`);
+  t.equal(((await call('waitProcess', { containerId: id, execId: '' })) as { status: number }).status, 0);
+  await call('removeContainer', { containerId: id });
+}
+
+let rootfsDir: string | undefined;
+const rootfs = () => {
+  if (!rootfsDir) {
+    rootfsDir = buildBusyboxRootfs();
+    const dir = rootfsDir;
+    process.on('exit', () => fs.rmSync(path.dirname(dir), { recursive: true, force: true }));
+  }
+  return rootfsDir;
+};
+
+async function runSuite(t: Test, client: RpcClient, wire: string) {
   for (const step of suite) {
+    if (step === 'container lifecycle') {
+      await containerLifecycle(t, client, wire);
+      continue;
+    }
     const m = step.method;
     const req = step.raw ?? toBinary(m.input, create(m.input, step.init as never));
     try {
@@ -84,7 +130,7 @@ t.test('one agent, one unix socket, both wires', async (t) => {
     t.test(`integration suite over ${wire}`, async (t) => {
       const c = await clients[wire](agent.socket);
       t.teardown(() => c.close());
-      await runSuite(t, c);
+      await runSuite(t, c, wire);
     });
   }
 
