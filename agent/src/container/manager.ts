@@ -220,6 +220,8 @@ export class ContainerManager {
     }
     if (warm) this.deps.log.debug({ container_id: c.id, exec_id: execId, pid: helper.pid }, 'exec served by a warm helper');
     c.execs.set(execId, new ContainerProcess(execId, helper, io));
+    // The next exec's helper is forked only now: a fork of the agent takes milliseconds of its main
+    // thread and a node boot a core, which would otherwise slow this exec's own setup.
     this.deps.warmExec?.prepare(c.id, pidnsPath, () => this.containers.get(c.id) === c && c.init.running && !c.removing);
   }
 
