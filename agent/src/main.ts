@@ -21,6 +21,7 @@ import type { Libc } from './linux/libc.js';
 import { preparePidNamespaces } from './namespace/pid-namespace.js';
 import type { CreateProcessIO, ProcessIO } from './process/io-contract.js';
 import { HelperPool } from './process/helper-pool.js';
+import { WarmExecHelpers } from './process/warm-exec-helpers.js';
 import { OrphanReaper } from './process/reaper.js';
 import { trackAllChildProcesses } from './process/track-children.js';
 import { PR_SET_CHILD_SUBREAPER } from './linux/libc.js';
@@ -53,7 +54,15 @@ export interface DomainDeps {
   helperPoolSize?: number;
   /** Called once DestroySandbox has undone the pod (init mode powers the VM off after answering). */
   onSandboxDestroyed?: () => void;
+  /** Warm exec helpers (default: capped at DEFAULT_WARM_EXEC_MAX); tests pass their own to read its stats. */
+  warmExec?: WarmExecHelpers;
 }
+
+/**
+ * An idle node helper holds ~6 MB of RssAnon. Four bounds that to ~25 MB while covering the usual pod
+ * (one or a few containers with exec probes); containers beyond it exec with a fresh helper.
+ */
+export const DEFAULT_WARM_EXEC_MAX = 4;
 
 interface Domains {
   handlers: AgentHandlers[];
@@ -75,6 +84,7 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
   }
   const libc = deps.libc ?? realLibc();
   const pool = new HelperPool(libc, deps.helperPoolSize ?? 1);
+  const warmExec = deps.warmExec ?? new WarmExecHelpers(libc, DEFAULT_WARM_EXEC_MAX);
   // A state root other than the guest's own means a test or development run on some host: the pod's
   // DNS file must then not be bind-mounted over that host's /etc/resolv.conf.
   const resolvConfTarget = deps.resolvConfTarget ?? (config.stateRoot === defaults.stateRoot ? '/etc/resolv.conf' : `${config.stateRoot}/etc-resolv.conf`);
@@ -88,6 +98,7 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
     createIO: deps.createIO ?? createProcessIO,
     sandbox,
     pool,
+    warmExec,
   });
   handlers.push(containerHandlers(containers, sandbox, deps.onSandboxDestroyed), (deps.ioHandlers ?? ioHandlers)((c, e) => containers.io(c, e)));
   return {
@@ -95,6 +106,7 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
     start: () => pool.start(),
     async shutdown() {
       await pool.close();
+      await warmExec.close();
       await containers.removeAll();
       if (sandbox.exists) sandbox.destroy();
     },

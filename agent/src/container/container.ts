@@ -11,6 +11,8 @@ export class Container {
   stopOomWatch: (() => void) | undefined;
   /** True when the init is PID 1 of a pid namespace of its own (SIGTERM rule, kill-all semantics). */
   ownPidns = false;
+  /** Set when RemoveContainer begins: nothing new (a warm exec helper) may start for it after. */
+  removing = false;
 
   constructor(
     readonly id: string,

@@ -14,6 +14,7 @@ import type { PidNamespaceChoice } from '../namespace/pid-namespace.js';
 import { Helper } from '../process/helper.js';
 import type { HelperPool } from '../process/helper-pool.js';
 import type { CreateProcessIO, ProcessIO } from '../process/io-contract.js';
+import type { WarmExecHelpers } from '../process/warm-exec-helpers.js';
 import { alreadyExists, Code, failedPrecondition, invalidArgument, notFound, RpcError } from '../rpc/status.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import { mountStorages, releaseStorages } from '../storage/storages.js';
@@ -37,6 +38,8 @@ export interface ContainerDeps {
   sandbox: Sandbox;
   /** Helpers started ahead of need for containers with a new pid namespace. */
   pool?: HelperPool;
+  /** Exec helpers started ahead of need inside running containers' pid namespaces. */
+  warmExec?: WarmExecHelpers;
 }
 
 const SIGKILL = 9;
@@ -131,7 +134,11 @@ export class ContainerManager {
       const c = new Container(id, bundle, rootfs, spec, cgroup, new ContainerProcess('', helper, io), storages);
       c.ownPidns = pidns.kind === 'new';
       if (sandbox.sandboxPidns && !sandbox.pidnsPath && pidns.kind === 'new') sandbox.pidnsPath = `/proc/${helper.pid}/ns/pid`;
-      void helper.exited.then(() => (c.state = 'stopped'));
+      void helper.exited.then(() => {
+        c.state = 'stopped';
+        // Its pid namespace may be shared (sandbox pidns) and outlive it: the warm helper must not.
+        void this.deps.warmExec?.discard(id);
+      });
       this.containers.set(id, c);
     } catch (err) {
       for (const f of undo.reverse()) {
@@ -190,12 +197,16 @@ export class ContainerManager {
       process: processPlan(req.process, `ExecProcess ${execId}`),
     };
     const io = this.deps.createIO({ terminal: plan.process.terminal, pipeSize: this.deps.pipeSize, libc: this.deps.libc });
-    let helper: Helper | undefined;
+    const pidnsPath = `${initProc}/ns/pid`;
+    const warm = this.deps.warmExec?.take(c.id);
+    let helper: Helper | undefined = warm;
     try {
-      helper = this.spawn({ kind: 'join', path: `${initProc}/ns/pid` }, io);
+      helper ??= this.spawn({ kind: 'join', path: pidnsPath }, io);
       await helper.booted(`ExecProcess ${execId}`);
-      helper.sendPlan(plan);
+      // A warm helper started with /dev/null: it reopens the real stdio through /proc/<agent>/fd.
+      helper.sendPlan(warm ? { ...plan, stdio: { pid: process.pid, fds: io.childFds, terminal: plan.process.terminal } } : plan);
       await helper.ready(`ExecProcess ${execId}`);
+      if (warm) io.closeChildEnds();
       // Joined only now, just before execve, so the helper's own memory is not charged to the container.
       c.cgroup.addProcess(helper.pid);
       await helper.start(`ExecProcess ${execId}`);
@@ -207,7 +218,11 @@ export class ContainerManager {
       io.dispose();
       throw err;
     }
+    if (warm) this.deps.log.debug({ container_id: c.id, exec_id: execId, pid: helper.pid }, 'exec served by a warm helper');
     c.execs.set(execId, new ContainerProcess(execId, helper, io));
+    // The next exec's helper is forked only now: a fork of the agent takes milliseconds of its main
+    // thread and a node boot a core, which would otherwise slow this exec's own setup.
+    this.deps.warmExec?.prepare(c.id, pidnsPath, () => this.containers.get(c.id) === c && c.init.running && !c.removing);
   }
 
   async signal(containerId: string, execId: string, signal: number, allWhenInit: boolean): Promise<void> {
@@ -241,6 +256,8 @@ export class ContainerManager {
   /** timeoutS 0 = wait as long as it takes; otherwise DEADLINE_EXCEEDED after that many seconds. */
   async remove(id: string, timeoutS: number): Promise<void> {
     const c = this.get(id);
+    c.removing = true;
+    await this.deps.warmExec?.discard(id);
     const exited = Promise.all(c.allProcesses().map((p) => p.helper.exited));
     c.init.helper.abandon();
     await this.signalAll(c, SIGKILL);

@@ -40,6 +40,7 @@ export const CLOSE_RANGE_CLOEXEC = 1 << 2;
 export const SIGPIPE = 13;
 export const SIGXFSZ = 25;
 
+export const PR_SET_DUMPABLE = 4;
 export const PR_SET_KEEPCAPS = 8;
 export const PR_CAPBSET_DROP = 24;
 export const PR_SET_CHILD_SUBREAPER = 36;

@@ -5,7 +5,7 @@
 // Everything here is synchronous: the helper's libuv threads never join the new namespaces.
 import fs from 'node:fs';
 import { libc as realLibc } from '../../linux/index.js';
-import { CLONE_FS, CLONE_NEWNS, type Libc } from '../../linux/libc.js';
+import { CLONE_FS, CLONE_NEWNS, PR_SET_DUMPABLE, type Libc } from '../../linux/libc.js';
 import type { ExecPlan, HelperStatus, InitPlan, StdioSource } from './plan.js';
 import { PLAN_FD, START_FD, STATUS_FD } from './plan.js';
 import { applyAndExec, resolveExecutable, SetupError } from './process-settings.js';
@@ -47,6 +47,10 @@ function adoptStdio(libc: Libc, s: StdioSource): void {
 }
 
 function run(libc: Libc): never {
+  // A warm exec helper waits inside the container's pid namespace, still in the agent's mount
+  // namespace and with all capabilities: not dumpable, so container processes cannot ptrace it or
+  // open its /proc fds and cwd. execve makes the container's program dumpable again.
+  libc.prctl(PR_SET_DUMPABLE, 0);
   // Node and every module are loaded: the agent moves us into the container's cgroup only now, so
   // start-up memory stays charged to the agent rather than counting against the container's limit.
   report({ state: 'booted' });
