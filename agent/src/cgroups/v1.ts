@@ -12,6 +12,7 @@ import { watchOomV1 } from './oom-v1.js';
 import { checkRelPath } from './self-path.js';
 import { v1Stats } from './v1-stats.js';
 import { v1Writes } from './v1-settings.js';
+import { awaitEmpty, OomWatches } from './group-lifecycle.js';
 import { waitUntil } from './wait.js';
 
 export interface V1Hierarchy {
@@ -64,7 +65,7 @@ export class V1Manager implements CgroupManager {
 }
 
 class V1Cgroup implements Cgroup {
-  private readonly watches = new Set<() => void>();
+  private readonly watches = new OomWatches();
 
   constructor(
     readonly relPath: string,
@@ -141,16 +142,6 @@ class V1Cgroup implements Cgroup {
     return parsePids(this.deps.files.read(path.join(this.dirs.get(c)!, 'cgroup.procs')));
   }
 
-  /** pids(), or none once the group is gone (a repeated destroy). */
-  private pidsIfPresent(): number[] {
-    try {
-      return this.pids();
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw err;
-    }
-  }
-
   stats(): CgroupStats {
     return v1Stats({
       has: (c) => this.dirs.has(c),
@@ -162,21 +153,12 @@ class V1Cgroup implements Cgroup {
   watchOom(onOom: () => void): () => void {
     const dir = this.dir('memory', 'OOM watch');
     const stop = watchOomV1(dir, this.deps.libc(), this.deps.files, onOom, (err) => this.deps.log.warn({ cgroup: this.relPath, err: err.message }, 'OOM watch ended'));
-    const remove = () => {
-      this.watches.delete(remove);
-      stop();
-    };
-    this.watches.add(remove);
-    return remove;
+    return this.watches.add(stop);
   }
 
   async destroy(): Promise<void> {
-    // Callers kill and wait for the processes they know; others killed with them (a shared pid
-    // namespace's orphans) may still be exiting, so give them a moment before refusing.
-    await waitUntil(() => this.pidsIfPresent().length === 0, `emptying ${this.relPath}`, this.deps.destroyGraceMs).catch(() => undefined);
-    const left = this.pidsIfPresent();
-    if (left.length > 0) throw failedPrecondition(`cgroup ${this.relPath} still has processes: ${left.join(' ')}`);
-    for (const stop of [...this.watches]) stop();
+    await awaitEmpty(this.relPath, () => this.pids(), this.deps.destroyGraceMs);
+    this.watches.stopAll();
     await removeGroupDirs(this.deps.files, this.leaves.map((l) => l.leaf));
     for (const { leaf, base } of this.leaves) this.parents.prune(this.deps.files, leaf, base);
   }

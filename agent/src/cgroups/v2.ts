@@ -14,6 +14,7 @@ import { checkRelPath } from './self-path.js';
 import type { DriverDeps } from './deps.js';
 import { v2Stats } from './v2-stats.js';
 import { v2Writes } from './v2-settings.js';
+import { awaitEmpty, OomWatches } from './group-lifecycle.js';
 import { waitUntil } from './wait.js';
 
 export class V2Manager implements CgroupManager {
@@ -70,7 +71,7 @@ export class V2Manager implements CgroupManager {
 }
 
 class V2Cgroup implements Cgroup {
-  private readonly watches = new Set<() => void>();
+  private readonly watches = new OomWatches();
   /** fd of the attached device filter program, -1 while none is. */
   private devicesProg = -1;
 
@@ -184,16 +185,6 @@ class V2Cgroup implements Cgroup {
     return parsePids(this.deps.files.read(this.file('cgroup.procs')));
   }
 
-  /** pids(), or none once the group is gone (a repeated destroy). */
-  private pidsIfPresent(): number[] {
-    try {
-      return this.pids();
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw err;
-    }
-  }
-
   stats(): CgroupStats {
     return v2Stats({ read: (f) => this.deps.files.readOptional(this.file(f)), list: () => this.deps.files.fs.readdir(this.dir) });
   }
@@ -201,21 +192,12 @@ class V2Cgroup implements Cgroup {
   watchOom(onOom: () => void): () => void {
     if (!this.deps.files.exists(this.file('memory.events'))) throw failedPrecondition(`OOM watch: the memory controller is not enabled for ${this.dir}`);
     const stop = watchOomV2(this.dir, this.deps.files, onOom, (err) => this.deps.log.warn({ cgroup: this.relPath, err: err.message }, 'OOM watch ended'));
-    const remove = () => {
-      this.watches.delete(remove);
-      stop();
-    };
-    this.watches.add(remove);
-    return remove;
+    return this.watches.add(stop);
   }
 
   async destroy(): Promise<void> {
-    // Callers kill and wait for the processes they know; others killed with them (a shared pid
-    // namespace's orphans) may still be exiting, so give them a moment before refusing.
-    await waitUntil(() => this.pidsIfPresent().length === 0, `emptying ${this.relPath}`, this.deps.destroyGraceMs).catch(() => undefined);
-    const left = this.pidsIfPresent();
-    if (left.length > 0) throw failedPrecondition(`cgroup ${this.relPath} still has processes: ${left.join(' ')}`);
-    for (const stop of [...this.watches]) stop();
+    await awaitEmpty(this.relPath, () => this.pids(), this.deps.destroyGraceMs);
+    this.watches.stopAll();
     await removeGroupDirs(this.deps.files, [this.dir]);
     this.parents.prune(this.deps.files, this.dir, this.base);
     // The kernel detached the filter with the group; our fd was the program's last reference.
