@@ -6,37 +6,40 @@ import { agentReady, bootGuest, type GuestVm } from '../support/qemu.js';
 
 const skip = guestSkip;
 
-const vsockClient = [
-  "const koffi = require('/usr/lib/kata-agent/node_modules/koffi');",
-  "const lib = koffi.load('libc.so.6');",
-  "const socket = lib.func('int socket(int, int, int)');",
-  "const connect = lib.func('int connect(int, const void *, uint32_t)');",
-  "const fs = require('fs');",
-  'const fd = socket(40, 1, 0);',
-  'const sa = Buffer.alloc(16); sa.writeUInt16LE(40, 0); sa.writeUInt32LE(1024, 4); sa.writeUInt32LE(1, 8);',
-  "if (connect(fd, sa, 16) < 0) { console.log('vsock connect failed, errno ' + koffi.errno()); process.exit(1); }",
+/**
+ * A script for node inside the guest: connect to vsock loopback (CID 1) on `port` through koffi, then
+ * run `exchange` with `fd` open. `label` names the step in the failure line.
+ */
+function vsockScript(port: number, label: string, exchange: string[]): string {
+  return [
+    "const koffi = require('/usr/lib/kata-agent/node_modules/koffi');",
+    "const lib = koffi.load('libc.so.6');",
+    "const socket = lib.func('int socket(int, int, int)');",
+    "const connect = lib.func('int connect(int, const void *, uint32_t)');",
+    "const fs = require('fs');",
+    'const fd = socket(40, 1, 0);',
+    `const sa = Buffer.alloc(16); sa.writeUInt16LE(40, 0); sa.writeUInt32LE(${port}, 4); sa.writeUInt32LE(1, 8);`,
+    `if (connect(fd, sa, 16) < 0) { console.log('${label} connect failed, errno ' + koffi.errno()); process.exit(1); }`,
+    ...exchange,
+  ].join('\n');
+}
+
+// The agent's own listener over vsock loopback: an HTTP/2 preface and SETTINGS get a SETTINGS back.
+const vsockClient = vsockScript(1024, 'vsock', [
   "fs.writeSync(fd, Buffer.from('PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n'));",
   'fs.writeSync(fd, Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]));',
   'const b = Buffer.alloc(64); const n = fs.readSync(fd, b);',
   "console.log('vsock-reply type=' + b[3] + ' bytes=' + n);",
-].join('\n');
+]);
 
 // A pty shell per vsock connection (agent.debug_console_vport): run one command and look for its
 // computed output in what comes back.
-const vportClient = [
-  "const koffi = require('/usr/lib/kata-agent/node_modules/koffi');",
-  "const lib = koffi.load('libc.so.6');",
-  "const socket = lib.func('int socket(int, int, int)');",
-  "const connect = lib.func('int connect(int, const void *, uint32_t)');",
-  "const fs = require('fs');",
-  'const fd = socket(40, 1, 0);',
-  'const sa = Buffer.alloc(16); sa.writeUInt16LE(40, 0); sa.writeUInt32LE(1026, 4); sa.writeUInt32LE(1, 8);',
-  "if (connect(fd, sa, 16) < 0) { console.log('vport connect failed, errno ' + koffi.errno()); process.exit(1); }",
+const vportClient = vsockScript(1026, 'vport', [
   "fs.writeSync(fd, 'echo vport-$((6*7)); exit\\n');",
   "let got = ''; const b = Buffer.alloc(4096);",
   "for (;;) { let n = 0; try { n = fs.readSync(fd, b); } catch (e) { break; } if (n <= 0) break; got += b.toString('utf8', 0, n); if (got.includes('vport-42')) break; }",
   "console.log('vport-result ' + (got.includes('vport-42') ? 'ok' : 'missing: ' + JSON.stringify(got)));",
-].join('\n');
+]);
 if (mustRunButCannot) t.fail(`CI must run the in-VM tests: ${mustRunButCannot}`);
 // Under TCG on a busy 2-core machine a boot takes 10-30 s; the bound only stops a hung VM.
 const bootTimeout = 180_000;
