@@ -15,7 +15,7 @@ import { connect } from '../../agent-ctl/src/connect.js';
 import { CallError, GrpcClient, type RpcClient } from '../../agent-ctl/src/grpc-client.js';
 import { TtrpcClient } from '../../agent-ctl/src/ttrpc-client.js';
 import { agentVersion } from '../../agent/src/version.js';
-import { repoRoot, startAgent } from '../helpers/agent-process.js';
+import { repoRoot, startAgentProcess } from '../support/agent-process.js';
 
 interface Step {
   method: DescMethod;
@@ -123,19 +123,19 @@ function ctl(args: string[]): Promise<{ code: number | null; out: string; err: s
 }
 
 t.test('one agent, one unix socket, both wires', async (t) => {
-  const agent = await startAgent('both-wires');
+  const agent = await startAgentProcess({ env: { KATA_AGENT_LOG_LEVEL: 'info' } });
   t.teardown(() => agent.stop());
 
   for (const wire of ['grpc', 'ttrpc']) {
     t.test(`integration suite over ${wire}`, async (t) => {
-      const c = await clients[wire](agent.socket);
+      const c = await clients[wire](agent.socketPath);
       t.teardown(() => c.close());
       await runSuite(t, c, wire);
     });
   }
 
   t.test('both wires at once, each with calls in flight', async (t) => {
-    const [g, tt] = await Promise.all([clients.grpc(agent.socket), clients.ttrpc(agent.socket)]);
+    const [g, tt] = await Promise.all([clients.grpc(agent.socketPath), clients.ttrpc(agent.socketPath)]);
     t.teardown(() => (g.close(), tt.close()));
     const m = Health.method.check;
     const req = toBinary(m.input, create(m.input));
@@ -144,24 +144,24 @@ t.test('one agent, one unix socket, both wires', async (t) => {
   });
 
   t.test('kata-agent-ctl connect --proto ttrpc -c Check', async (t) => {
-    const r = await ctl(['connect', '--server-address', `unix://${agent.socket}`, '--proto', 'ttrpc', '-c', 'Check']);
+    const r = await ctl(['connect', '--server-address', `unix://${agent.socketPath}`, '--proto', 'ttrpc', '-c', 'Check']);
     t.equal(r.code, 0, r.err);
     t.same(JSON.parse(r.out), { status: 'SERVING' });
   });
 
   t.test('kata-agent-ctl --proto grpc and auto', async (t) => {
     for (const proto of ['grpc', 'auto']) {
-      const r = await ctl(['connect', '--server-address', `unix://${agent.socket}`, '--proto', proto, '-c', 'Version']);
+      const r = await ctl(['connect', '--server-address', `unix://${agent.socketPath}`, '--proto', proto, '-c', 'Version']);
       t.equal(r.code, 0, r.err);
       t.match(JSON.parse(r.out), { grpc_version: '0.0.1', agent_version: agentVersion });
     }
-    const bad = await ctl(['connect', '--server-address', `unix://${agent.socket}`, '--proto', 'http', '-c', 'Check']);
+    const bad = await ctl(['connect', '--server-address', `unix://${agent.socketPath}`, '--proto', 'http', '-c', 'Check']);
     t.equal(bad.code, 2);
     t.match(bad.err, /--proto takes ttrpc, grpc or auto/);
   });
 
   t.test('kata-agent-ctl reports an agent error with its status', async (t) => {
-    const r = await ctl(['connect', '--server-address', `unix://${agent.socket}`, '--proto', 'ttrpc', '-c', 'DestroySandbox']);
+    const r = await ctl(['connect', '--server-address', `unix://${agent.socketPath}`, '--proto', 'ttrpc', '-c', 'DestroySandbox']);
     t.equal(r.code, 1);
     t.match(r.err, /DestroySandbox: FAILED_PRECONDITION: no sandbox to destroy/);
   });
@@ -169,7 +169,7 @@ t.test('one agent, one unix socket, both wires', async (t) => {
   t.test('--hybrid-vsock: CONNECT handshake through a fake VMM socket', async (t) => {
     // Plays Firecracker/Cloud Hypervisor: reads "CONNECT <port>\n", answers "OK <host port>\n", then
     // pipes the stream to the agent.
-    const vmmSock = path.join(path.dirname(agent.socket), 'vmm.sock');
+    const vmmSock = path.join(path.dirname(agent.socketPath), 'vmm.sock');
     const seen: string[] = [];
     const open = new Set<net.Socket>();
     const vmm = net.createServer((host) => {
@@ -182,7 +182,7 @@ t.test('one agent, one unix socket, both wires', async (t) => {
         host.off('data', onData);
         seen.push(line.slice(0, nl));
         const rest = Buffer.from(line.slice(nl + 1), 'latin1');
-        const guest = net.connect(agent.socket, () => {
+        const guest = net.connect(agent.socketPath, () => {
           open.add(guest);
           host.write('OK 1073741824\n');
           if (rest.length) guest.write(rest);
@@ -208,7 +208,7 @@ t.test('one agent, one unix socket, both wires', async (t) => {
   });
 
   t.test('--hybrid-vsock: a VMM that refuses is reported', async (t) => {
-    const vmmSock = path.join(path.dirname(agent.socket), 'vmm-refuse.sock');
+    const vmmSock = path.join(path.dirname(agent.socketPath), 'vmm-refuse.sock');
     const vmm = net.createServer((host) => host.once('data', () => host.end('FAILURE no listener\n')));
     await new Promise<void>((r) => vmm.listen(vmmSock, r));
     t.teardown(() => new Promise<void>((r) => vmm.close(() => r())));
@@ -220,7 +220,7 @@ t.test('one agent, one unix socket, both wires', async (t) => {
   t.test('on the real socket: garbage is closed, a preface split across packets reaches gRPC', async (t) => {
     const open = () =>
       new Promise<net.Socket>((resolve) => {
-        const s = net.connect({ path: agent.socket, allowHalfOpen: true }, () => resolve(s));
+        const s = net.connect({ path: agent.socketPath, allowHalfOpen: true }, () => resolve(s));
       });
     const firstBytes = (s: net.Socket) =>
       new Promise<Buffer>((resolve) => {
@@ -251,7 +251,7 @@ t.test('one agent, one unix socket, both wires', async (t) => {
   });
 
   t.test('the agent logged no uncaught errors', async (t) => {
-    t.notMatch(agent.log(), /uncaught|unhandled/);
-    t.ok(fs.existsSync(agent.socket));
+    t.notMatch(agent.logs(), /uncaught|unhandled/);
+    t.ok(fs.existsSync(agent.socketPath));
   });
 });

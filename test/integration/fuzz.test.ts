@@ -12,7 +12,7 @@ import { HTTP2_PREFACE } from '../../agent/src/transport/wire-router.js';
 import { connect } from '../../agent-ctl/src/connect.js';
 import { GrpcClient, type RpcClient } from '../../agent-ctl/src/grpc-client.js';
 import { TtrpcClient } from '../../agent-ctl/src/ttrpc-client.js';
-import { startAgent } from '../helpers/agent-process.js';
+import { startAgentProcess } from '../support/agent-process.js';
 
 const FRAMES_PER_WIRE = 10_000;
 const FRAMES_PER_CONNECTION = 50;
@@ -153,12 +153,12 @@ async function stillAnswers(t: Test, socket: string) {
 
 
 t.test(`fuzz: mutated frames on every wire (seed ${SEED})`, async (t) => {
-  const agent = await startAgent('fuzz');
+  const agent = await startAgentProcess({ env: { KATA_AGENT_LOG_LEVEL: 'info' } });
   t.teardown(() => agent.stop());
   const rand = prng(SEED);
 
   const tt = ttrpcSeeds();
-  const sentTtrpc = await fuzz(agent.socket, () => ({
+  const sentTtrpc = await fuzz(agent.socketPath, () => ({
     first: Buffer.alloc(0),
     frames: Array.from({ length: FRAMES_PER_CONNECTION }, () => {
       const s = tt[Math.floor(rand() * tt.length)];
@@ -169,19 +169,19 @@ t.test(`fuzz: mutated frames on every wire (seed ${SEED})`, async (t) => {
   t.ok(sentTtrpc >= FRAMES_PER_WIRE, `ttrpc: ${sentTtrpc} mutated frames sent`);
   t.ok(answeredConnections > 0, `ttrpc: the agent answered on ${answeredConnections} fuzzed connections (the frames were read)`);
   answeredConnections = 0;
-  await stillAnswers(t, agent.socket);
+  await stillAnswers(t, agent.socketPath);
 
   const h2 = await grpcSeeds();
   t.ok(h2.length >= 3, `captured ${h2.length} HTTP/2 frames from a real client`);
-  const sentGrpc = await fuzz(agent.socket, () => ({
+  const sentGrpc = await fuzz(agent.socketPath, () => ({
     // Mostly a correct preface so the frames reach the HTTP/2 server; sometimes a mutated one.
     first: rand() < 0.9 ? HTTP2_PREFACE : mutate(rand, HTTP2_PREFACE, 0),
     frames: Array.from({ length: FRAMES_PER_CONNECTION }, () => mutate(rand, h2[Math.floor(rand() * h2.length)], 9)),
   }));
   t.ok(sentGrpc >= FRAMES_PER_WIRE, `gRPC: ${sentGrpc} mutated frames sent`);
   t.ok(answeredConnections > 0, `gRPC: the agent answered on ${answeredConnections} fuzzed connections`);
-  await stillAnswers(t, agent.socket);
+  await stillAnswers(t, agent.socketPath);
 
   t.equal(agent.child.exitCode, null, 'agent still running');
-  t.notMatch(agent.log(), /uncaught exception|unhandled rejection/, 'no uncaught errors logged');
+  t.notMatch(agent.logs(), /uncaught exception|unhandled rejection/, 'no uncaught errors logged');
 });

@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { repoRoot, startAgent } from '../helpers/agent-process.js';
+import { repoRoot, startAgentProcess } from '../support/agent-process.js';
 
 const GOPATH = '/usr/share/gocode';
 const haveGo = spawnSync('go', ['version']).status === 0;
@@ -28,9 +28,9 @@ t.test('containerd/ttrpc Go client calls the agent', { skip }, async (t) => {
   t.equal(build.status, 0, `go build: ${build.stderr}`);
   if (build.status !== 0) return;
 
-  const agent = await startAgent('go-ttrpc');
+  const agent = await startAgentProcess({ env: { KATA_AGENT_LOG_LEVEL: 'info' } });
   t.teardown(() => agent.stop());
-  const run = spawnSync(bin, [agent.socket], { encoding: 'utf8', timeout: 60_000 });
+  const run = spawnSync(bin, [agent.socketPath], { encoding: 'utf8', timeout: 60_000 });
   t.equal(run.status, 0, run.stderr);
   const results = new Map((JSON.parse(run.stdout) as Result[]).map((r) => [r.name, r]));
   t.match(results.get('check'), { code: 0, payload: '0801' }, 'Check → HealthCheckResponse{status: SERVING}');

@@ -3,7 +3,7 @@
 // by hand. If it can call the agent, a host that knows only the protocol can too.
 import t from 'tap';
 import net from 'node:net';
-import { startAgent } from '../helpers/agent-process.js';
+import { startAgentProcess } from '../support/agent-process.js';
 
 // --- protobuf by hand: varints, and fields of wire type 0 (varint) and 2 (length-delimited) ---
 function varint(n: bigint): number[] {
@@ -95,10 +95,10 @@ class KataWireClient {
 }
 
 t.test('a ttrpc client that knows only the kata wire facts can call the agent', async (t) => {
-  const agent = await startAgent('kata-wire');
+  const agent = await startAgentProcess({ env: { KATA_AGENT_LOG_LEVEL: 'info' } });
   t.teardown(() => agent.stop());
   const sock = await new Promise<net.Socket>((resolve, reject) => {
-    const s = net.connect(agent.socket, () => resolve(s));
+    const s = net.connect(agent.socketPath, () => resolve(s));
     s.once('error', reject);
   });
   t.teardown(() => sock.destroy());
