@@ -1,17 +1,9 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 
-export const repoRoot = path.resolve(__dirname, '../..');
-export const agentBin = path.join(repoRoot, 'bin/kata-agent');
-
-export function tempDir(prefix: string): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+// The agent binary and temp dirs exactly as the tests use them.
+export { agentBin, repoRoot, tempDir } from '../test/support/agent-process.js';
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
