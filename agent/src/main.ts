@@ -122,7 +122,7 @@ function readCmdline(): string {
 }
 
 /** Builds the one service implementation from every domain's handlers. */
-export function buildService(config: AgentConfig, log: Logger, domains: Domains = buildDomains(config, log, {})): AgentRpcService {
+function buildService(log: Logger, domains: Domains): AgentRpcService {
   const agent = [
     ...domains.handlers,
     guestDetailsHandlers({
@@ -133,7 +133,6 @@ export function buildService(config: AgentConfig, log: Logger, domains: Domains 
       supportsSeccomp: false,
     }),
   ];
-  void config;
   return new AgentRpcService(log, agent, healthHandlers());
 }
 
@@ -150,7 +149,7 @@ export async function startAgent(config: AgentConfig, log: Logger, deps: DomainD
     reaper = new OrphanReaper({ libc: l, onReaped: (c) => log.debug({ pid: c.pid, code: c.code }, 'reaped orphan') });
     reaper.start();
   }
-  const service = buildService(config, log, domains);
+  const service = buildService(log, domains);
   // kata 2.x/3.x hosts speak only ttrpc, so grpc-js (~5 MB of heap and a noticeable share of
   // start-up) is loaded when the first gRPC connection arrives, not before.
   let grpc: GrpcTransport | undefined;
