@@ -83,14 +83,17 @@ copy('@koromix/koffi-linux-x64', (r) => !r.startsWith('musl_x64'));
 // node-pty: lib/ and the addon built for this Node; no prebuilds for other systems, no tests.
 copy('node-pty', (r) => r === '' || r === 'package.json' || r === 'lib' || (r.startsWith('lib/') && !r.endsWith('.map') && !r.includes('.test.')) || r === 'build' || r === 'build/Release' || r === 'build/Release/pty.node');
 
-{
+// One cache per way node is started (loader.js cacheFileFor): plain on the host, and with the
+// guest's flags and environment as the image's /usr/bin/kata-agent starts it.
+const guestNode = JSON.parse(fs.readFileSync(path.join(repo, 'rootfs-builder', 'guest-node.json'), 'utf8'));
+for (const { flags, env } of [{ flags: [], env: {} }, guestNode]) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kata-cache-'));
-  const r = spawnSync(process.execPath, [path.join(out, 'loader.js')], {
-    env: { ...process.env, KATA_AGENT_MAKE_CODE_CACHE: '1500', KATA_AGENT_SERVER_ADDR: `unix://${tmp}/a.sock`, KATA_AGENT_LOG_LEVEL: 'error' },
+  const r = spawnSync(process.execPath, [...flags, path.join(out, 'loader.js')], {
+    env: { ...process.env, ...env, KATA_AGENT_MAKE_CODE_CACHE: '1500', KATA_AGENT_SERVER_ADDR: `unix://${tmp}/a.sock`, KATA_AGENT_LOG_LEVEL: 'error' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   fs.rmSync(tmp, { recursive: true, force: true });
-  if (r.status !== 0) throw new Error(`making the V8 code cache failed (status ${r.status})`);
+  if (r.status !== 0) throw new Error(`making the V8 code cache for node ${flags.join(' ')} failed (status ${r.status})`);
 }
 
 let total = 0;

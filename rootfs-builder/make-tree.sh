@@ -94,13 +94,17 @@ if [ -z "$BUNDLE" ]; then
   node "$REPO/rootfs-builder/bundle.mjs" "$BUNDLE"
 fi
 cp -a "$BUNDLE/." "$ROOT/usr/lib/kata-agent/"
-cat >"$ROOT/usr/bin/kata-agent" <<'SH'
+# Node as PID 1 (or standalone): the bundle decides from its pid which duties it has. The flags and
+# environment come from guest-node.json, which bundle.mjs also reads to make the matching code cache.
+GUEST_ENV=$(node -p "Object.entries(require('$REPO/rootfs-builder/guest-node.json').env).map(([k, v]) => 'export ' + k + '=' + v).join('\\n')")
+GUEST_FLAGS=$(node -p "require('$REPO/rootfs-builder/guest-node.json').flags.join(' ')")
+cat >"$ROOT/usr/bin/kata-agent" <<SH
 #!/bin/sh
-# Node as PID 1 (or standalone): the bundle decides from its pid which duties it has.
-# Guest memory is the pod's overhead: one malloc arena and a 1 MB young generation cut the agent's
-# idle anonymous memory by ~4 MB (bench/memory.bench.ts) at no measurable cost to an agent's load.
-export MALLOC_ARENA_MAX=1
-exec /usr/bin/node --max-semi-space-size=1 /usr/lib/kata-agent/loader.js "$@"
+# Written by rootfs-builder/make-tree.sh from rootfs-builder/guest-node.json. Guest memory is the
+# pod's overhead: one malloc arena and a 1 MB young generation cut the agent's idle anonymous memory
+# by ~4 MB (bench/memory.bench.ts).
+$GUEST_ENV
+exec /usr/bin/node $GUEST_FLAGS /usr/lib/kata-agent/loader.js "\$@"
 SH
 chmod 0755 "$ROOT/usr/bin/kata-agent"
 ln -sf /usr/bin/kata-agent "$ROOT/init"

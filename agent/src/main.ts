@@ -32,6 +32,9 @@ import { cgroupVersionFromConfig, createCgroupManager } from './cgroups/detect.j
 import { createProcessIO } from './io/process-io.js';
 import { ioHandlers } from './io/handlers.js';
 
+// When this module's imports had all been evaluated: logged with "agent listening".
+const modulesLoadedMs = performance.now();
+
 export interface RunningAgent {
   config: AgentConfig;
   log: Logger;
@@ -181,7 +184,19 @@ export async function startAgent(config: AgentConfig, log: Logger, deps: DomainD
   // competes for the guest's few CPUs, and the host's first calls (Check, CreateSandbox) need none.
   domains.start();
   // code_cache says whether V8 started from the bytecode cached in the image (rootfs-builder/loader.js).
-  log.info({ address: listener.address, version: agentVersion, code_cache: process.env.KATA_AGENT_CODE_CACHE }, 'agent listening');
+  // compiled_ms, modules_ms and uptime_ms (since the process started) split a slow start into node, loading the
+  // bundle and the agent's own steps.
+  log.info(
+    {
+      address: listener.address,
+      version: agentVersion,
+      code_cache: process.env.KATA_AGENT_CODE_CACHE,
+      compiled_ms: Number(process.env.KATA_AGENT_COMPILED_MS) || undefined,
+      modules_ms: Math.round(modulesLoadedMs),
+      uptime_ms: Math.round(performance.now()),
+    },
+    'agent listening',
+  );
   return {
     config,
     log,

@@ -46,9 +46,10 @@ export const defaultBootPaths = (): BootPaths => ({
  */
 export async function bootServices(libc: Libc, config: AgentConfig, log: Logger, paths = defaultBootPaths()): Promise<void> {
   const step = async (name: string, fn: () => unknown) => {
+    const t0 = performance.now();
     try {
       const r = await fn();
-      log.debug({ step: name, result: r }, 'boot step done');
+      log.debug({ step: name, result: r, ms: Math.round(performance.now() - t0), uptime_ms: Math.round(performance.now()) }, 'boot step done');
     } catch (err) {
       log.error({ step: name, err: (err as Error).message }, 'boot step failed');
     }
