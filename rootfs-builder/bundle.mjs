@@ -35,6 +35,23 @@ function reflectionProtos() {
   };
 }
 
+/**
+ * The agent require()s @bufbuild/protobuf where it loads it lazily (agent/src/rpc/lazy-protos.ts)
+ * and imports it everywhere else. The package maps the two kinds to its CJS and ESM builds, which
+ * would put both in the bundle: resolve every kind as an import so there is one copy.
+ */
+function oneProtobufBuild() {
+  return {
+    name: 'one-protobuf-build',
+    setup(b) {
+      b.onResolve({ filter: /^@bufbuild\/protobuf(\/.*)?$/ }, (args) => {
+        if (args.kind !== 'require-call' || args.pluginData?.oneProtobufBuild) return undefined;
+        return b.resolve(args.path, { kind: 'import-statement', resolveDir: args.resolveDir, importer: args.importer, pluginData: { oneProtobufBuild: true } });
+      });
+    },
+  };
+}
+
 await build({
   entryPoints: [path.join(repo, 'init', 'src', 'main.ts')],
   outfile: path.join(out, 'agent.js'),
@@ -43,10 +60,13 @@ await build({
   target: 'node20',
   format: 'cjs',
   external: ['koffi', 'node-pty'],
-  minify: false,
+  // The agent's start reads the whole file: without whitespace it is ~40% smaller and its read ~25 ms
+  // shorter under TCG. Identifiers keep their names so stack traces in the logs stay readable.
+  minifyWhitespace: true,
+  minifySyntax: true,
   legalComments: 'none',
   logLevel: 'warning',
-  plugins: [reflectionProtos()],
+  plugins: [reflectionProtos(), oneProtobufBuild()],
 });
 // The container-init helper is its own small program (process/helper.ts finds it beside agent.js):
 // node runs it for every container init and exec, so it must not carry the whole agent.

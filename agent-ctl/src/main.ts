@@ -1,7 +1,7 @@
 import { create, fromBinary, toBinary, toJson, type DescMethod } from '@bufbuild/protobuf';
 import { CheckRequestSchema } from '../../protos/gen/health_pb.js';
 import { parseDurationMs } from '../../agent/src/config/values.js';
-import { services } from '../../agent/src/rpc/service.js';
+import { serviceDescs } from '../../agent/src/rpc/service.js';
 import { Code } from '../../agent/src/rpc/status.js';
 import { connect } from './connect.js';
 import { CallError, GrpcClient, type RpcClient } from './grpc-client.js';
@@ -23,7 +23,7 @@ interface Command {
 }
 
 function allMethods(): DescMethod[] {
-  return services.flatMap((s) => s.methods);
+  return serviceDescs().flatMap((s) => s.methods);
 }
 
 function findMethod(name: string): DescMethod | undefined {

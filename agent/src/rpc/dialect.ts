@@ -1,9 +1,8 @@
-import { fromBinary, fromJson, toJson, type DescMessage, type Message } from '@bufbuild/protobuf';
-import { CreateContainerRequestSchema, ReadStreamResponseSchema, type ReadStreamResponse } from '../../../protos/gen/agent_pb.js';
-import { CreateContainerRequestSchema as CreateContainerRequest1xSchema } from '../../../protos/gen/compat_1x_pb.js';
+import type { DescMessage, Message } from '@bufbuild/protobuf';
+import type { ReadStreamResponse } from '../../../protos/gen/agent_pb.js';
 import type { LegacyFields } from './handlers.js';
+import { agentProtos, compat1xProtos, protobufRuntime } from './lazy-protos.js';
 import { Code, RpcError } from './status.js';
-import { create } from '@bufbuild/protobuf';
 
 /**
  * Everything that differs between the kata wire generations, decided once per connection by the
@@ -19,7 +18,7 @@ export interface Dialect {
 
 function decodeStrict(schema: DescMessage, bytes: Uint8Array): Message {
   try {
-    return fromBinary(schema, bytes);
+    return protobufRuntime().fromBinary(schema, bytes);
   } catch (err) {
     throw new RpcError(Code.INVALID_ARGUMENT, `cannot decode ${schema.typeName}: ${(err as Error).message}`);
   }
@@ -28,13 +27,16 @@ function decodeStrict(schema: DescMessage, bytes: Uint8Array): Message {
 export const dialect3x: Dialect = {
   name: 'kata-3.x',
   decode: (schema, bytes) => decodeStrict(schema, bytes),
-  endOfStream: () => create(ReadStreamResponseSchema, { data: new Uint8Array(0) }),
+  endOfStream: () => protobufRuntime().create(agentProtos().ReadStreamResponseSchema, { data: new Uint8Array(0) }),
 };
 
 export const dialect1x: Dialect = {
   name: 'kata-1.x',
   decode(schema, bytes, legacy) {
-    if (schema.typeName !== CreateContainerRequestSchema.typeName) return decodeStrict(schema, bytes);
+    if (schema.typeName !== 'grpc.CreateContainerRequest') return decodeStrict(schema, bytes);
+    const { fromJson, toJson } = protobufRuntime();
+    const { CreateContainerRequestSchema } = agentProtos();
+    const CreateContainerRequest1xSchema = compat1xProtos().CreateContainerRequestSchema;
     // 1.x numbers field 8 (agent_pidns) and the seccomp syscall lists differently. Field names are the
     // same in both, so the 1.x message converts to the 3.x one through its JSON form.
     const old = decodeStrict(CreateContainerRequest1xSchema, bytes) as Message & { agentPidns: boolean };

@@ -1,21 +1,32 @@
-import { create, toBinary, type DescMessage, type DescMethod, type DescService, type Message } from '@bufbuild/protobuf';
-import { AgentService } from '../../../protos/gen/agent_pb.js';
-import { Health } from '../../../protos/gen/health_pb.js';
+import type { DescService, Message } from '@bufbuild/protobuf';
+import type { AgentService } from '../../../protos/gen/agent_pb.js';
+import type { Health } from '../../../protos/gen/health_pb.js';
+import { healthMethods } from '../health/wire.js';
 import type { Logger } from '../log/logger.js';
 import type { Dialect } from './dialect.js';
 import type { CallContext, Handlers, LegacyFields } from './handlers.js';
+import { agentProtos, healthProtos } from './lazy-protos.js';
+import type { MethodCodec } from './method-codec.js';
 import { Code, RpcError, toRpcError, unimplemented } from './status.js';
 
-export const services: readonly DescService[] = [AgentService, Health];
+export const agentServiceName = 'grpc.AgentService';
+export const healthServiceName = 'grpc.Health';
+
+/** Both services' descriptors (for gRPC, reflection and agent-ctl), loaded by this call if need be. */
+export function serviceDescs(): readonly DescService[] {
+  return [agentProtos().AgentService, healthProtos().Health];
+}
 
 export type AgentHandlers = Handlers<typeof AgentService>;
 export type HealthHandlers = Handlers<typeof Health>;
 
+/** The agent service's handlers, or how to build them on its first call. */
+export type AgentHandlersSource = AgentHandlers[] | (() => Promise<AgentHandlers[]>);
+
 export interface MethodEntry {
   readonly service: string;
   readonly name: string;
-  readonly input: DescMessage;
-  readonly output: DescMessage;
+  readonly codec: MethodCodec;
   readonly implemented: boolean;
   readonly call: (req: Message, ctx: CallContext) => Promise<unknown> | unknown;
 }
@@ -32,24 +43,31 @@ export interface DispatchOptions {
  */
 export class AgentRpcService {
   private readonly methods = new Map<string, MethodEntry>();
+  private pendingAgent?: () => Promise<AgentHandlers[]>;
+  private loadingAgent?: Promise<void>;
 
+  /**
+   * `agent` may be a function: the agent service's descriptors and domains are then loaded on its
+   * first call, so an agent that has only been health-checked has paid for neither (they are most of
+   * its start-up under emulation and of its idle memory: bench/boot.bench.ts, bench/memory.bench.ts).
+   */
   constructor(
     private readonly log: Logger,
-    agent: AgentHandlers[],
+    agent: AgentHandlersSource,
     health: HealthHandlers,
   ) {
-    this.register(AgentService, Object.assign({}, ...agent));
-    this.register(Health, health);
+    this.register(healthServiceName, healthMethods, health);
+    if (typeof agent === 'function') this.pendingAgent = agent;
+    else this.register(agentServiceName, agentMethodCodecs(), Object.assign({}, ...agent));
   }
 
-  private register(service: DescService, handlers: Record<string, unknown>): void {
-    for (const m of service.methods) {
+  private register(service: string, codecs: readonly MethodCodec[], handlers: Record<string, unknown>): void {
+    for (const m of codecs) {
       const h = handlers[m.localName] as MethodEntry['call'] | undefined;
-      this.methods.set(`${service.typeName}/${m.name}`, {
-        service: service.typeName,
+      this.methods.set(`${service}/${m.name}`, {
+        service,
         name: m.name,
-        input: m.input,
-        output: m.output,
+        codec: m,
         implemented: h !== undefined,
         call: h ?? (() => {
           throw unimplemented(m.name);
@@ -58,7 +76,30 @@ export class AgentRpcService {
     }
   }
 
-  /** "grpc.AgentService", "CreateContainer" → the entry, or undefined. */
+  /**
+   * The entry for a call, building the agent service first if this is its first call. Concurrent
+   * first calls share one build; if the build fails each waiting call fails with it, and the next
+   * call tries again.
+   */
+  async resolve(service: string, method: string): Promise<MethodEntry | undefined> {
+    if (service === agentServiceName && this.pendingAgent) {
+      this.loadingAgent ??= this.loadAgent(this.pendingAgent).finally(() => (this.loadingAgent = undefined));
+      try {
+        await this.loadingAgent;
+      } catch (err) {
+        throw new RpcError(Code.INTERNAL, `agent service failed to start: ${(err as Error).message}`);
+      }
+    }
+    return this.lookup(service, method);
+  }
+
+  private async loadAgent(build: () => Promise<AgentHandlers[]>): Promise<void> {
+    const handlers = await build();
+    this.register(agentServiceName, agentMethodCodecs(), Object.assign({}, ...handlers));
+    this.pendingAgent = undefined;
+  }
+
+  /** "grpc.AgentService", "CreateContainer" → the entry, or undefined (also while not built yet). */
   lookup(service: string, method: string): MethodEntry | undefined {
     return this.methods.get(`${service}/${method}`);
   }
@@ -74,10 +115,10 @@ export class AgentRpcService {
     let req: Message | undefined;
     let code = Code.OK;
     try {
-      req = opts.dialect.decode(entry.input, payload, legacy);
+      req = entry.codec.decode(payload, opts.dialect, legacy);
       const ctx: CallContext = { method: entry.name, dialect: opts.dialect, signal: opts.signal, log: this.log, legacy };
       const init = await entry.call(req, ctx);
-      return toBinary(entry.output, create(entry.output, init as never));
+      return entry.codec.encode(init);
     } catch (err) {
       const rpcErr = toRpcError(err);
       code = rpcErr.code;
@@ -102,4 +143,11 @@ export class AgentRpcService {
   }
 }
 
-export type { DescMethod, RpcError };
+/** The agent service's methods coded through protobuf-es descriptors (loaded with them). */
+function agentMethodCodecs(): readonly MethodCodec[] {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { schemaCodecs } = require('./schema-codec.js') as typeof import('./schema-codec.js');
+  return schemaCodecs(agentProtos().AgentService);
+}
+
+export type { RpcError };

@@ -1,7 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { toBinary, type DescFile } from '@bufbuild/protobuf';
 import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
-import { services } from '../rpc/service.js';
+import { serviceDescs } from '../rpc/service.js';
 
 /** All files our services need, dependencies first, as gRPC reflection wants them. */
 function descriptorFiles(): DescFile[] {
@@ -11,7 +11,7 @@ function descriptorFiles(): DescFile[] {
     f.dependencies.forEach(visit);
     seen.set(f.name, f);
   };
-  services.forEach((s) => visit(s.file));
+  serviceDescs().forEach((s) => visit(s.file));
   return [...seen.values()];
 }
 
@@ -32,7 +32,7 @@ export function addLazyReflection(server: grpc.Server): void {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { ReflectionService } = require('@grpc/reflection') as typeof import('@grpc/reflection');
     const fileDescriptorProtos = descriptorFiles().map((f) => Buffer.from(toBinary(FileDescriptorProtoSchema, f.proto)));
-    const pkg = Object.fromEntries(services.map((s) => [s.typeName, { fileDescriptorProtos }]));
+    const pkg = Object.fromEntries(serviceDescs().map((s) => [s.typeName, { fileDescriptorProtos }]));
     const captured: Captured[] = [];
     const recorder = { addService: (definition: grpc.ServiceDefinition, handlers: grpc.UntypedServiceImplementation) => captured.push({ definition, handlers }) };
     new ReflectionService(pkg as never).addToServer(recorder as unknown as grpc.Server);

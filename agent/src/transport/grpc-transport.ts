@@ -1,8 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Duplex } from 'node:stream';
 import { dialect1x } from '../rpc/dialect.js';
-import { services, type AgentRpcService } from '../rpc/service.js';
-import type { RpcError } from '../rpc/status.js';
+import { serviceDescs, type AgentRpcService } from '../rpc/service.js';
+import { Code, RpcError, toRpcError } from '../rpc/status.js';
 import type { Logger } from '../log/logger.js';
 import { addLazyReflection } from './grpc-reflection.js';
 
@@ -28,11 +28,10 @@ export class GrpcTransport {
       'grpc.max_receive_message_length': MAX_MESSAGE,
       'grpc.max_send_message_length': MAX_MESSAGE,
     });
-    for (const svc of services) {
+    for (const svc of serviceDescs()) {
       const definition: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {};
       const impl: grpc.UntypedServiceImplementation = {};
       for (const m of svc.methods) {
-        const entry = service.lookup(svc.typeName, m.name)!;
         definition[m.name] = {
           path: `/${svc.typeName}/${m.name}`,
           requestStream: false,
@@ -45,10 +44,19 @@ export class GrpcTransport {
         impl[m.name] = (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
           const abort = new AbortController();
           call.once('cancelled', () => abort.abort());
-          service.dispatch(entry, call.request, { dialect: dialect1x, signal: abort.signal }).then(
-            (bytes) => callback(null, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)),
-            (err: RpcError) => callback({ code: err.code as number, details: err.message }),
-          );
+          service
+            .resolve(svc.typeName, m.name)
+            .then((entry) => {
+              if (!entry) throw new RpcError(Code.UNIMPLEMENTED, `unknown method /${svc.typeName}/${m.name}`);
+              return service.dispatch(entry, call.request, { dialect: dialect1x, signal: abort.signal });
+            })
+            .then(
+              (bytes) => callback(null, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)),
+              (err: unknown) => {
+                const e = toRpcError(err);
+                callback({ code: e.code as number, details: e.message });
+              },
+            );
         };
       }
       this.server.addService(definition, impl);

@@ -15,7 +15,7 @@ export class TtrpcTransport {
   constructor(service: AgentRpcService, log: Logger) {
     this.server = new TtrpcServer(
       async (call) => {
-        const entry = service.lookup(call.service, call.method);
+        const entry = await service.resolve(call.service, call.method);
         if (!entry) throw new RpcError(Code.UNIMPLEMENTED, `unknown method /${call.service}/${call.method}`);
         return service.dispatch(entry, call.payload, { dialect: dialect3x, signal: call.signal });
       },

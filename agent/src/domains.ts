@@ -1,0 +1,139 @@
+// The agent service's domains: sandbox, containers (cgroups, helpers, I/O), storage and guest
+// details. startAgent builds them on the host's first AgentService call, not at start: with the
+// agent.proto descriptors they import they were most of the agent's start-up under QEMU TCG and
+// most of an idle agent's memory, and a host's first call (Check) needs none of them.
+import { defaults, type AgentConfig } from './config/config.js';
+import type { CgroupManager } from './cgroups/cgroup.js';
+import { cgroupVersionFromConfig, createCgroupManager } from './cgroups/detect.js';
+import { containerHandlers } from './container/handlers.js';
+import { ContainerManager } from './container/manager.js';
+import { guestDetailsHandlers } from './guest/details.js';
+import { ioHandlers } from './io/handlers.js';
+import { createProcessIO } from './io/process-io.js';
+import { libc as realLibc } from './linux/index.js';
+import { PR_SET_CHILD_SUBREAPER, type Libc } from './linux/libc.js';
+import type { Logger } from './log/logger.js';
+import { preparePidNamespaces } from './namespace/pid-namespace.js';
+import { HelperPool } from './process/helper-pool.js';
+import type { CreateProcessIO, ProcessIO } from './process/io-contract.js';
+import { OrphanReaper } from './process/reaper.js';
+import { trackAllChildProcesses } from './process/track-children.js';
+import { WarmExecHelpers } from './process/warm-exec-helpers.js';
+import type { AgentHandlers } from './rpc/service.js';
+import { Sandbox } from './sandbox/sandbox.js';
+import { storageDrivers } from './storage/storages.js';
+
+/** What the container domain is built from; tests substitute parts (a temp resolv.conf, for one). */
+export interface DomainDeps {
+  libc?: Libc;
+  cgroups?: CgroupManager;
+  createIO?: CreateProcessIO;
+  ioHandlers?: (lookup: (containerId: string, execId: string) => ProcessIO) => AgentHandlers;
+  /** /etc/resolv.conf unless a test says otherwise. */
+  resolvConfTarget?: string;
+  /**
+   * Container-init helpers kept started ahead of need (default 1). A fresh node helper costs ~40 ms
+   * of start-up, which a pooled one has already paid, so CreateContainer stays below runc's latency.
+   */
+  helperPoolSize?: number;
+  /** Called once DestroySandbox has undone the pod (init mode powers the VM off after answering). */
+  onSandboxDestroyed?: () => void;
+  /** Warm exec helpers (default: capped at DEFAULT_WARM_EXEC_MAX); tests pass their own to read its stats. */
+  warmExec?: WarmExecHelpers;
+}
+
+/**
+ * An idle node helper holds ~6 MB of RssAnon. Four bounds that to ~25 MB while covering the usual pod
+ * (one or a few containers with exec probes); containers beyond it exec with a fresh helper.
+ */
+export const DEFAULT_WARM_EXEC_MAX = 4;
+
+interface Domains {
+  handlers: AgentHandlers[];
+  /** Starts background work (the helper pool) once pid namespaces are prepared. */
+  start(): void;
+  /** Removes every container and the sandbox (agent shutdown). */
+  shutdown(): Promise<void>;
+}
+
+function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domains {
+  const handlers: AgentHandlers[] = [];
+  let cgroups = deps.cgroups;
+  try {
+    cgroups ??= createCgroupManager({ forceVersion: cgroupVersionFromConfig(config.unifiedCgroupHierarchy) });
+  } catch (err) {
+    // Without a cgroup driver the container RPCs stay UNIMPLEMENTED rather than half work.
+    log.error({ err: (err as Error).message }, 'no cgroup driver: container RPCs are unavailable');
+    return { handlers, start: () => undefined, shutdown: async () => undefined };
+  }
+  const libc = deps.libc ?? realLibc();
+  const pool = new HelperPool(libc, deps.helperPoolSize ?? 1);
+  const warmExec = deps.warmExec ?? new WarmExecHelpers(libc, DEFAULT_WARM_EXEC_MAX);
+  // A state root other than the guest's own means a test or development run on some host: the pod's
+  // DNS file must then not be bind-mounted over that host's /etc/resolv.conf.
+  const resolvConfTarget = deps.resolvConfTarget ?? (config.stateRoot === defaults.stateRoot ? '/etc/resolv.conf' : `${config.stateRoot}/etc-resolv.conf`);
+  const sandbox = new Sandbox({ libc, stateRoot: config.stateRoot, resolvConfTarget });
+  const containers = new ContainerManager({
+    libc,
+    log,
+    stateRoot: config.stateRoot,
+    pipeSize: config.containerPipeSize,
+    cgroups,
+    createIO: deps.createIO ?? createProcessIO,
+    sandbox,
+    pool,
+    warmExec,
+  });
+  handlers.push(containerHandlers(containers, sandbox, deps.onSandboxDestroyed), (deps.ioHandlers ?? ioHandlers)((c, e) => containers.io(c, e)));
+  return {
+    handlers,
+    start: () => pool.start(),
+    async shutdown() {
+      await pool.close();
+      await warmExec.close();
+      await containers.removeAll();
+      if (sandbox.exists) sandbox.destroy();
+    },
+  };
+}
+
+export interface AgentDomains {
+  handlers: AgentHandlers[];
+  /** Removes every container and the sandbox, stops helpers and the orphan reaper (agent shutdown). */
+  shutdown(): Promise<void>;
+}
+
+/** Builds and starts the domains; their handlers plus GetGuestDetails make up the agent service. */
+export async function startDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Promise<AgentDomains> {
+  const domains = buildDomains(config, log, deps);
+  let reaper: OrphanReaper | undefined;
+  if (domains.handlers.length > 0) {
+    // Before any container request: the pid-namespace switch must never be the threadpool's first use.
+    await preparePidNamespaces();
+    // Container processes re-parent to us when their parent dies: reap them, never child_process's own.
+    trackAllChildProcesses();
+    const l = deps.libc ?? realLibc();
+    l.prctl(PR_SET_CHILD_SUBREAPER, 1);
+    reaper = new OrphanReaper({ libc: l, onReaped: (c) => log.debug({ pid: c.pid, code: c.code }, 'reaped orphan') });
+    reaper.start();
+  }
+  const handlers = [
+    ...domains.handlers,
+    guestDetailsHandlers({
+      sysfs: '/sys',
+      isInit: process.pid === 1,
+      storageHandlers: () => (domains.handlers.length > 0 ? storageDrivers : []),
+      deviceHandlers: () => [],
+      supportsSeccomp: false,
+    }),
+  ];
+  // The host can already reach us (this runs on its first call), so helpers start ahead of need now.
+  domains.start();
+  return {
+    handlers,
+    async shutdown() {
+      await domains.shutdown();
+      reaper?.stop();
+    },
+  };
+}
