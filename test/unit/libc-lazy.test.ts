@@ -7,7 +7,7 @@ import path from 'node:path';
 import t from 'tap';
 import { SyscallError } from '../../agent/src/linux/errno.js';
 import { libc } from '../../agent/src/linux/index.js';
-import { bindAll, boundSoFar } from '../../agent/src/linux/koffi-libc.js';
+import { bindAll, boundSoFar, loadKoffi } from '../../agent/src/linux/koffi-libc.js';
 import { lazyTable, lazyValue } from '../../agent/src/linux/lazy-table.js';
 import { F_GETFD, FD_CLOEXEC, MNT_DETACH } from '../../agent/src/linux/libc.js';
 
@@ -60,8 +60,10 @@ t.test('the real Libc loads koffi and defines functions only when called', async
   t.same(koffiModulesLoaded(), []);
 
   t.equal(c.getpid(), process.pid);
-  t.same(boundSoFar(), { koffi: true, library: true, functions: ['getpid'] }, 'the first call binds its own function only');
-  t.not(koffiModulesLoaded().length, 0);
+  t.same(boundSoFar(), { koffi: 'addon', library: true, functions: ['getpid'] }, 'the first call binds its own function only');
+  const loaded = koffiModulesLoaded();
+  t.ok(loaded.some((p) => p.endsWith('koffi.node')), 'the native addon is loaded');
+  t.same(loaded.filter((p) => /[\\/]node_modules[\\/]koffi[\\/]/.test(p)), [], "koffi's probing entry point was not needed (glibc addon loaded directly)");
 
   t.equal(c.getpid(), process.pid);
   t.same(boundSoFar().functions, ['getpid'], 'a second call reuses the first definition');
@@ -82,6 +84,13 @@ t.test('the real Libc loads koffi and defines functions only when called', async
   t.equal(c.fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC, 'libuv opens every fd with O_CLOEXEC');
   c.fcntl(fd, F_GETFD);
   t.same(boundSoFar().functions, ['getpid', 'umount2', 'fcntl']);
+});
+
+t.test("without the per-platform package koffi's own entry point loads it", async (t) => {
+  const { k, via } = loadKoffi('@koromix/koffi-no-such-platform');
+  t.equal(via, 'entry');
+  t.equal(typeof k.load, 'function');
+  t.equal(k.load('libc.so.6').func('int getpid()')(), process.pid);
 });
 
 t.test('every prototype in the table is accepted by koffi', async (t) => {

@@ -6,14 +6,36 @@ import { lazyTable, lazyValue } from './lazy-table.js';
 import { AF_VSOCK, TIOCGWINSZ, TIOCSWINSZ, type CapSets, type Libc, type Winsize } from './libc.js';
 
 // Nothing FFI happens when this module loads: koffi (its native addon), libc.so.6 and each C
-// function are loaded on first use. Under TCG the eager version cost ~190 ms of the guest's boot,
-// and the container-init helper, a fresh node per container start, uses only a few functions.
-const bound: { koffi: boolean; library: boolean; functions: string[] } = { koffi: false, library: false, functions: [] };
+// function are loaded on first use. A process binds only what it calls: the container-init helper,
+// a fresh node for every container start, needs about half of these functions.
+type Koffi = typeof import('koffi');
+const bound: { koffi: false | 'addon' | 'entry'; library: boolean; functions: string[] } = { koffi: false, library: false, functions: [] };
+
+/**
+ * koffi's entry point finds its addon by probing: it reads node's ELF headers to tell glibc from musl
+ * and tries several folders. Measured in the TCG guest, that JavaScript took ~60 ms of the ~85 ms a
+ * require('koffi') costs (dlopen of the addon is the rest), paid at boot and by every container-init
+ * helper. The prebuilt glibc addon sits at a fixed path in koffi's per-platform package, and it is
+ * the whole API used here (the entry point only adds deprecated aliases), so load it directly when
+ * it is there and its version is its package's; anything else (musl, another layout) takes the
+ * documented entry point.
+ */
+export function loadKoffi(pkg = `@koromix/koffi-${process.platform}-${process.arch}`): { k: Koffi; via: 'addon' | 'entry' } {
+  try {
+    /* eslint-disable @typescript-eslint/no-require-imports */
+    const { version } = require(`${pkg}/package.json`) as { version: string };
+    const addon = require(`${pkg}/${process.platform}_${process.arch}/koffi.node`) as Koffi & { version: string };
+    if (addon.version === version && typeof addon.load === 'function') return { k: addon, via: 'addon' };
+  } catch {
+    // not this layout, or not a glibc system (a musl node cannot dlopen it): koffi's own loader decides
+  }
+  return { k: require('koffi') as Koffi, via: 'entry' };
+  /* eslint-enable @typescript-eslint/no-require-imports */
+}
 
 const ffi = lazyValue(() => {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const k = require('koffi') as typeof import('koffi');
-  bound.koffi = true;
+  const { k, via } = loadKoffi();
+  bound.koffi = via;
   return k;
 });
 
@@ -72,10 +94,10 @@ const c = lazyTable(prototypes, (prototype, name) => {
 });
 
 /**
- * What has been loaded so far: koffi, libc.so.6, and one entry per function definition in the
- * order they happened (a name twice would mean a definition was not reused).
+ * What has been loaded so far: koffi (and how), libc.so.6, and one entry per function definition in
+ * the order they happened (a name twice would mean a definition was not reused).
  */
-export function boundSoFar(): { koffi: boolean; library: boolean; functions: readonly string[] } {
+export function boundSoFar(): { koffi: false | 'addon' | 'entry'; library: boolean; functions: readonly string[] } {
   return { koffi: bound.koffi, library: bound.library, functions: [...bound.functions] };
 }
 
