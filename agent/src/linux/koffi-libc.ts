@@ -15,22 +15,22 @@ const bound: { koffi: false | 'addon' | 'entry'; library: boolean; functions: st
  * koffi's entry point finds its addon by probing: it reads node's ELF headers to tell glibc from musl
  * and tries several folders. Measured in the TCG guest, that JavaScript took ~60 ms of the ~85 ms a
  * require('koffi') costs (dlopen of the addon is the rest), paid at boot and by every container-init
- * helper. The prebuilt glibc addon sits at a fixed path in koffi's per-platform package, and it is
- * the whole API used here (the entry point only adds deprecated aliases), so load it directly when
- * it is there and its version is its package's; anything else (musl, another layout) takes the
- * documented entry point.
+ * helper. The prebuilt glibc addon sits at a fixed path in koffi's per-platform package (which koffi
+ * pins to its own version), and it is the whole API used here (the entry point only adds deprecated
+ * aliases), so load it directly when it is there; anything else (musl, another layout) takes the
+ * documented entry point. No version check through package.json: resolving and parsing it cost
+ * another ~16 ms in the guest.
  */
 export function loadKoffi(pkg = `@koromix/koffi-${process.platform}-${process.arch}`): { k: Koffi; via: 'addon' | 'entry' } {
   try {
-    /* eslint-disable @typescript-eslint/no-require-imports */
-    const { version } = require(`${pkg}/package.json`) as { version: string };
-    const addon = require(`${pkg}/${process.platform}_${process.arch}/koffi.node`) as Koffi & { version: string };
-    if (addon.version === version && typeof addon.load === 'function') return { k: addon, via: 'addon' };
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const addon = require(`${pkg}/${process.platform}_${process.arch}/koffi.node`) as Partial<Koffi>;
+    if (typeof addon.load === 'function' && typeof addon.errno === 'function' && typeof addon.address === 'function') return { k: addon as Koffi, via: 'addon' };
   } catch {
     // not this layout, or not a glibc system (a musl node cannot dlopen it): koffi's own loader decides
   }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
   return { k: require('koffi') as Koffi, via: 'entry' };
-  /* eslint-enable @typescript-eslint/no-require-imports */
 }
 
 const ffi = lazyValue(() => {
