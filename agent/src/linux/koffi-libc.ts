@@ -1,51 +1,112 @@
 // The real Libc. koffi was chosen over ffi-napi: it installs prebuilt on Node 20 and a call costs
 // ~1.5 µs instead of ~15 µs (measured in shared/notes/platform.md).
-import koffi from 'koffi';
+import type { LibraryHandle } from 'koffi';
 import { SyscallError } from './errno.js';
+import { lazyTable, lazyValue } from './lazy-table.js';
 import { AF_VSOCK, TIOCGWINSZ, TIOCSWINSZ, type CapSets, type Libc, type Winsize } from './libc.js';
 
-const lib = koffi.load('libc.so.6');
+// Nothing FFI happens when this module loads: koffi (its native addon), libc.so.6 and each C
+// function are loaded on first use. A process binds only what it calls: the container-init helper,
+// a fresh node for every container start, calls at most 22 of these 38 functions.
+type Koffi = typeof import('koffi');
+const bound: { koffi: false | 'addon' | 'entry'; library: boolean; functions: string[] } = { koffi: false, library: false, functions: [] };
 
-const c = {
-  getpid: lib.func('int getpid()'),
-  socket: lib.func('int socket(int, int, int)'),
-  bind: lib.func('int bind(int, const void *, uint32_t)'),
-  connect: lib.func('int connect(int, const void *, uint32_t)'),
-  listen: lib.func('int listen(int, int)'),
-  close: lib.func('int close(int)'),
-  mount: lib.func('int mount(const char *, const char *, const char *, unsigned long, const char *)'),
-  umount2: lib.func('int umount2(const char *, int)'),
-  unshare: lib.func('int unshare(int)'),
-  setns: lib.func('int setns(int, int)'),
-  sethostname: lib.func('int sethostname(const char *, size_t)'),
-  pipe2: lib.func('int pipe2(_Out_ int *fds, int flags)'),
-  waitpid: lib.func('int waitpid(int, _Out_ int *, int)'),
-  reboot: lib.func('int reboot(int)'),
-  sync: lib.func('void sync()'),
-  syscall: lib.func('long syscall(long, ...)'),
-  prctl: lib.func('int prctl(int, unsigned long, unsigned long, unsigned long, unsigned long)'),
-  setsid: lib.func('int setsid()'),
-  ioctlBuf: lib.func('int ioctl(int, unsigned long, void *)'),
-  eventfd: lib.func('int eventfd(unsigned int, int)'),
-  read: lib.func('intptr_t read(int, void *, size_t)'),
-  fcntl: lib.func('int fcntl(int, int, ...)'),
-  ioctl: lib.func('int ioctl(int, unsigned long, ...)'),
-  capset: lib.func('int capset(void *hdr, void *data)'),
-  setgroups: lib.func('int setgroups(size_t, const uint32_t *)'),
-  setresgid: lib.func('int setresgid(uint32_t, uint32_t, uint32_t)'),
-  setresuid: lib.func('int setresuid(uint32_t, uint32_t, uint32_t)'),
-  setrlimit: lib.func('int setrlimit(int, const void *)'),
-  chdir: lib.func('int chdir(const char *)'),
-  fchdir: lib.func('int fchdir(int)'),
-  chroot: lib.func('int chroot(const char *)'),
-  mknod: lib.func('int mknod(const char *, uint32_t, uint64_t)'),
-  signal: lib.func('void *signal(int, void *)'),
-  execve: lib.func('int execve(const char *, const char **, const char **)'),
-  dup3: lib.func('int dup3(int, int, int)'),
-  posix_openpt: lib.func('int posix_openpt(int)'),
-  unlockpt: lib.func('int unlockpt(int)'),
-  poll: lib.func('int poll(void *, unsigned long, int)'),
+/**
+ * koffi's entry point finds its addon by probing: it reads node's ELF headers to tell glibc from musl
+ * and tries several folders. Measured in the TCG guest, that JavaScript took ~60 ms of the ~85 ms a
+ * require('koffi') costs (dlopen of the addon is the rest), paid at boot and by every container-init
+ * helper. The prebuilt glibc addon sits at a fixed path in koffi's per-platform package (which koffi
+ * pins to its own version), and it is the whole API used here (the entry point only adds deprecated
+ * aliases), so load it directly when it is there; anything else (musl, another layout) takes the
+ * documented entry point. No version check through package.json: resolving and parsing it cost
+ * another ~16 ms in the guest.
+ */
+export function loadKoffi(pkg = `@koromix/koffi-${process.platform}-${process.arch}`): { k: Koffi; via: 'addon' | 'entry' } {
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const addon = require(`${pkg}/${process.platform}_${process.arch}/koffi.node`) as Partial<Koffi>;
+    if (typeof addon.load === 'function' && typeof addon.errno === 'function' && typeof addon.address === 'function') return { k: addon as Koffi, via: 'addon' };
+  } catch {
+    // not this layout, or not a glibc system (a musl node cannot dlopen it): koffi's own loader decides
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return { k: require('koffi') as Koffi, via: 'entry' };
+}
+
+const ffi = lazyValue(() => {
+  const { k, via } = loadKoffi();
+  bound.koffi = via;
+  return k;
+});
+
+const lib = lazyValue((): LibraryHandle => {
+  const l = ffi().load('libc.so.6');
+  bound.library = true;
+  return l;
+});
+
+/** The C prototype of every libc function used here, as koffi parses it. */
+const prototypes = {
+  getpid: 'int getpid()',
+  socket: 'int socket(int, int, int)',
+  bind: 'int bind(int, const void *, uint32_t)',
+  connect: 'int connect(int, const void *, uint32_t)',
+  listen: 'int listen(int, int)',
+  close: 'int close(int)',
+  mount: 'int mount(const char *, const char *, const char *, unsigned long, const char *)',
+  umount2: 'int umount2(const char *, int)',
+  unshare: 'int unshare(int)',
+  setns: 'int setns(int, int)',
+  sethostname: 'int sethostname(const char *, size_t)',
+  pipe2: 'int pipe2(_Out_ int *fds, int flags)',
+  waitpid: 'int waitpid(int, _Out_ int *, int)',
+  reboot: 'int reboot(int)',
+  sync: 'void sync()',
+  syscall: 'long syscall(long, ...)',
+  prctl: 'int prctl(int, unsigned long, unsigned long, unsigned long, unsigned long)',
+  setsid: 'int setsid()',
+  ioctlBuf: 'int ioctl(int, unsigned long, void *)',
+  eventfd: 'int eventfd(unsigned int, int)',
+  read: 'intptr_t read(int, void *, size_t)',
+  fcntl: 'int fcntl(int, int, ...)',
+  ioctl: 'int ioctl(int, unsigned long, ...)',
+  capset: 'int capset(void *hdr, void *data)',
+  setgroups: 'int setgroups(size_t, const uint32_t *)',
+  setresgid: 'int setresgid(uint32_t, uint32_t, uint32_t)',
+  setresuid: 'int setresuid(uint32_t, uint32_t, uint32_t)',
+  setrlimit: 'int setrlimit(int, const void *)',
+  chdir: 'int chdir(const char *)',
+  fchdir: 'int fchdir(int)',
+  chroot: 'int chroot(const char *)',
+  mknod: 'int mknod(const char *, uint32_t, uint64_t)',
+  signal: 'void *signal(int, void *)',
+  execve: 'int execve(const char *, const char **, const char **)',
+  dup3: 'int dup3(int, int, int)',
+  posix_openpt: 'int posix_openpt(int)',
+  unlockpt: 'int unlockpt(int)',
+  poll: 'int poll(void *, unsigned long, int)',
 };
+
+const c = lazyTable(prototypes, (prototype, name) => {
+  const f = lib().func(prototype);
+  bound.functions.push(name);
+  return f;
+});
+
+/**
+ * What has been loaded so far: koffi (and how), libc.so.6, and one entry per function definition in
+ * the order they happened (a name twice would mean a definition was not reused).
+ */
+export function boundSoFar(): { koffi: false | 'addon' | 'entry'; library: boolean; functions: readonly string[] } {
+  return { koffi: bound.koffi, library: bound.library, functions: [...bound.functions] };
+}
+
+/** Defines every function now: checks every prototype at once (a process may also warm up this way). */
+export function bindAll(): string[] {
+  const names = Object.keys(prototypes) as (keyof typeof prototypes)[];
+  for (const n of names) void c[n];
+  return names;
+}
 
 // Calls glibc 2.36 has no wrapper for. pivot_root's number is per architecture; close_range is
 // one of the syscalls numbered alike on every architecture since 5.x.
@@ -100,7 +161,7 @@ function bpf(cmd: number, attr: Buffer): number {
 
 /** Runs a libc call and turns -1 into a SyscallError that names the call and its arguments. */
 function check(name: string, detail: string, ret: number): number {
-  if (ret < 0) throw new SyscallError(name, koffi.errno(), detail);
+  if (ret < 0) throw new SyscallError(name, ffi().errno(), detail);
   return ret;
 }
 
@@ -199,7 +260,7 @@ export const koffiLibc: Libc = {
   },
   execve(path, argv, envp) {
     c.execve(path, [...argv, null], [...envp, null]);
-    throw new SyscallError('execve', koffi.errno(), path);
+    throw new SyscallError('execve', ffi().errno(), path);
   },
   dup3(oldFd, newFd, flags) {
     check('dup3', `${oldFd}, ${newFd}, ${flags}`, c.dup3(oldFd, newFd, flags));
@@ -232,18 +293,18 @@ export const koffiLibc: Libc = {
       const attr = Buffer.alloc(BPF_ATTR_SIZE);
       attr.writeUInt32LE(progType, 0);
       attr.writeUInt32LE(code.length / 8, 4);
-      attr.writeBigUInt64LE(koffi.address(code), 8);
-      attr.writeBigUInt64LE(koffi.address(lic), 16);
+      attr.writeBigUInt64LE(ffi().address(code), 8);
+      attr.writeBigUInt64LE(ffi().address(lic), 16);
       if (log) {
         attr.writeUInt32LE(1, 24);
         attr.writeUInt32LE(log.length, 28);
-        attr.writeBigUInt64LE(koffi.address(log), 32);
+        attr.writeBigUInt64LE(ffi().address(log), 32);
       }
       return bpf(BPF_PROG_LOAD, attr);
     };
     const fd = load();
     if (fd >= 0) return fd;
-    const errno = koffi.errno();
+    const errno = ffi().errno();
     // Load again with the verifier log only to explain the refusal (a log that does not fit fails a load).
     const log = Buffer.alloc(64 * 1024);
     const again = load(log);
