@@ -1,6 +1,10 @@
-// Agent memory from /proc: idle after one ttrpc Check (a kata 3.x host), after 1,000 ttrpc RPCs, after
-// 1,000 gRPC RPCs (kata 1.x; loads grpc-js), and with 10 running containers. Peer: an idle Node process.
+// Agent memory from /proc: idle after one ttrpc Check (a kata 3.x host), after its first AgentService
+// call (which builds the agent service: descriptors and domains), after 1,000 ttrpc RPCs, after 1,000
+// gRPC RPCs (kata 1.x; loads grpc-js), and with 10 running containers. The idle and first-call figures
+// are also taken with node started as the guest image starts it (rootfs-builder/guest-node.json).
+// Peer: an idle Node process.
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { GrpcClient, type RpcClient } from '../agent-ctl/src/grpc-client.js';
@@ -9,7 +13,9 @@ import { AgentService } from '../protos/gen/agent_pb.js';
 import { buildBusyboxRootfs, containerTestSkipReason } from '../test/support/busybox-rootfs.js';
 import { busyboxSpec } from '../test/support/oci-spec.js';
 import type { BenchOptions, BenchRow } from './types.js';
-import { agentBin, connectWhenReady, memoryOf, sleep, tempDir } from './support.js';
+import { agentBin, connectWhenReady, memoryOf, repoRoot, sleep, tempDir } from './support.js';
+
+const guestNode = JSON.parse(fs.readFileSync(path.join(repoRoot, 'rootfs-builder', 'guest-node.json'), 'utf8')) as { env: Record<string, string>; flags: string[] };
 
 type Methods = typeof AgentService.method;
 
@@ -33,22 +39,54 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
   const dir = tempDir('kata-bench-mem-');
   const canRunContainers = !containerTestSkipReason();
   const rootfs = canRunContainers ? buildBusyboxRootfs(path.join(dir, 'bb')) : '';
-  const s = { idle: [] as number[], pss: [] as number[], ttrpc: [] as number[], grpc: [] as number[], ctr: [] as number[], node: [] as number[] };
-  for (let r = 0; r < rounds; r++) {
-    opts.progress(`memory round ${r + 1}/${rounds}`);
-    const sock = path.join(dir, `m${r}.sock`);
-    const agent = spawn(process.execPath, [agentBin, '--state-root', path.join(dir, `state${r}`)], {
-      env: { ...process.env, KATA_AGENT_SERVER_ADDR: `unix://${sock}`, KATA_AGENT_LOG_LEVEL: 'warn' },
+  const s = {
+    idle: [] as number[],
+    pss: [] as number[],
+    first: [] as number[],
+    guestIdle: [] as number[],
+    guestFirst: [] as number[],
+    ttrpc: [] as number[],
+    grpc: [] as number[],
+    ctr: [] as number[],
+    node: [] as number[],
+  };
+  const startAgent = (name: string, flags: string[] = [], env: Record<string, string> = {}) => {
+    const sock = path.join(dir, `${name}.sock`);
+    const child = spawn(process.execPath, [...flags, agentBin, '--state-root', path.join(dir, `state-${name}`)], {
+      env: { ...process.env, ...env, KATA_AGENT_SERVER_ADDR: `unix://${sock}`, KATA_AGENT_LOG_LEVEL: 'warn' },
       stdio: 'ignore',
     });
+    return { child, sock };
+  };
+  /** Idle after one Check, then after one GetGuestDetails (the agent service's first call). */
+  const idleThenFirstCall = async (pid: number, t: RpcClient) => {
+    await t.call('grpc.Health', 'Check', new Uint8Array(0), 5000);
+    await sleep(1000);
+    const idle = memoryOf(pid);
+    await t.call('grpc.AgentService', 'GetGuestDetails', new Uint8Array(0), 30_000);
+    await sleep(1000);
+    return { idle, first: memoryOf(pid).rssAnon };
+  };
+  for (let r = 0; r < rounds; r++) {
+    opts.progress(`memory round ${r + 1}/${rounds}`);
+    const guest = startAgent(`g${r}`, guestNode.flags, guestNode.env);
+    try {
+      const t = new TtrpcClient(await connectWhenReady(guest.sock, 10_000));
+      const m = await idleThenFirstCall(guest.child.pid!, t);
+      s.guestIdle.push(m.idle.rssAnon);
+      s.guestFirst.push(m.first);
+      t.close();
+    } finally {
+      await stop(guest.child);
+    }
+    const { child: agent, sock } = startAgent(`m${r}`);
     const peer = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
     try {
       const t = new TtrpcClient(await connectWhenReady(sock, 10_000));
-      await t.call('grpc.Health', 'Check', new Uint8Array(0), 5000);
-      await sleep(1000);
-      const m = memoryOf(agent.pid!);
-      s.idle.push(m.rssAnon);
-      s.pss.push(m.pss);
+      const m = await idleThenFirstCall(agent.pid!, t);
+      s.idle.push(m.idle.rssAnon);
+      s.pss.push(m.idle.pss);
+      s.first.push(m.first);
       s.node.push(memoryOf(peer.pid!).rssAnon);
       await rpcs(t, 1000);
       await sleep(500);
@@ -78,6 +116,9 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
   const peer = { name: 'idle node', samples: s.node };
   const rows: BenchRow[] = [
     { measure: 'agent RssAnon idle (after one ttrpc Check)', unit: 'MB', higherIsBetter: false, ours: ours(s.idle), peer, target: '≤ 15 MB' },
+    { measure: 'agent RssAnon idle, node started as the guest image does', unit: 'MB', higherIsBetter: false, ours: ours(s.guestIdle), peer, target: '≤ 15 MB' },
+    { measure: 'agent RssAnon after its first AgentService call (service built)', unit: 'MB', higherIsBetter: false, ours: ours(s.first), peer },
+    { measure: 'agent RssAnon after its first AgentService call, node started as the guest image does', unit: 'MB', higherIsBetter: false, ours: ours(s.guestFirst), peer },
     { measure: 'agent RssAnon after 1,000 ttrpc RPCs', unit: 'MB', higherIsBetter: false, ours: ours(s.ttrpc), peer },
     { measure: 'agent RssAnon after 1,000 more gRPC RPCs (loads grpc-js)', unit: 'MB', higherIsBetter: false, ours: ours(s.grpc), peer },
     { measure: 'agent PSS idle', unit: 'MB', higherIsBetter: false, ours: ours(s.pss) },
