@@ -4,11 +4,11 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
-import pino from 'pino';
 import { ReadStreamRequestSchema, ReadStreamResponseSchema, WriteStreamRequestSchema } from '../protos/gen/agent_pb.js';
 import { ioHandlers } from '../agent/src/io/handlers.js';
 import { createProcessIO, type ProcessIO } from '../agent/src/io/process-io.js';
 import { libc } from '../agent/src/linux/index.js';
+import { createLogger } from '../agent/src/log/logger.js';
 import { dialect3x } from '../agent/src/rpc/dialect.js';
 import { AgentRpcService } from '../agent/src/rpc/service.js';
 import { notFound } from '../agent/src/rpc/status.js';
@@ -26,7 +26,7 @@ function oneProcessService(io: ProcessIO): AgentRpcService {
     if (cid !== 'bench' || eid !== '') throw notFound(`process ${cid}/${eid}`);
     return io;
   };
-  return new AgentRpcService(pino({ level: 'silent' }), [ioHandlers(lookup)], {});
+  return new AgentRpcService(createLogger('silent'), [ioHandlers(lookup)], {});
 }
 
 function spawnOn(io: ProcessIO, script: string) {

@@ -3,8 +3,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import pino from 'pino';
 import { healthHandlers } from '../../agent/src/health/handlers.js';
+import { createLogger } from '../../agent/src/log/logger.js';
 import { AgentRpcService, type AgentHandlers } from '../../agent/src/rpc/service.js';
 import { GrpcTransport } from '../../agent/src/transport/grpc-transport.js';
 import { TtrpcTransport } from '../../agent/src/transport/ttrpc-transport.js';
@@ -16,7 +16,7 @@ export interface Served {
 }
 
 export async function serveInProcess(tag: string, handlers: AgentHandlers): Promise<Served> {
-  const log = pino({ level: 'silent' });
+  const log = createLogger('silent');
   const service = new AgentRpcService(log, [handlers], healthHandlers());
   const grpc = new GrpcTransport(service, log);
   const ttrpc = new TtrpcTransport(service, log);

@@ -1,4 +1,3 @@
-import pino from 'pino';
 import t from 'tap';
 import { EmptySchema } from '@bufbuild/protobuf/wkt';
 import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape } from '@bufbuild/protobuf';
@@ -13,6 +12,7 @@ import {
 import { ioHandlers } from '../../agent/src/io/handlers.js';
 import { createProcessIO, type ProcessIO } from '../../agent/src/io/process-io.js';
 import { libc } from '../../agent/src/linux/index.js';
+import { createLogger } from '../../agent/src/log/logger.js';
 import { dialect1x, dialect3x, type Dialect } from '../../agent/src/rpc/dialect.js';
 import { AgentRpcService } from '../../agent/src/rpc/service.js';
 import { Code, RpcError, notFound } from '../../agent/src/rpc/status.js';
@@ -26,7 +26,7 @@ function setup() {
     if (!io) throw notFound(`process ${cid}/${eid} not found`);
     return io;
   };
-  const service = new AgentRpcService(pino({ level: 'silent' }), [ioHandlers(lookup)], {});
+  const service = new AgentRpcService(createLogger('silent'), [ioHandlers(lookup)], {});
   async function call<I extends DescMessage, O extends DescMessage>(method: string, input: I, output: O, req: MessageInitShape<I>, dialect: Dialect = dialect3x, signal = new AbortController().signal) {
     const entry = service.lookup('grpc.AgentService', method)!;
     const bytes = await service.dispatch(entry, toBinary(input, create(input, req)), { dialect, signal });

@@ -4,10 +4,10 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import pino from 'pino';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { CheckRequestSchema, HealthCheckResponseSchema, HealthCheckResponse_ServingStatus } from '../../protos/gen/health_pb.js';
 import { healthHandlers } from '../../agent/src/health/handlers.js';
+import { createLogger } from '../../agent/src/log/logger.js';
 import { AgentRpcService } from '../../agent/src/rpc/service.js';
 import { GrpcTransport } from '../../agent/src/transport/grpc-transport.js';
 import { TtrpcTransport } from '../../agent/src/transport/ttrpc-transport.js';
@@ -28,7 +28,7 @@ async function singleWireServer(t: { teardown(f: () => unknown): void }, serve: 
   return socket;
 }
 
-const log = pino({ level: 'silent' });
+const log = createLogger('silent');
 const service = new AgentRpcService(log, [], healthHandlers());
 const check = toBinary(CheckRequestSchema, create(CheckRequestSchema));
 

@@ -1,13 +1,12 @@
 import { parse as parseToml } from 'smol-toml';
-import type pino from 'pino';
-import { parseLogLevel } from '../log/logger.js';
+import { parseLogLevel, type LogLevel } from '../log/logger.js';
 import { parseAddress } from '../transport/address.js';
 import { ConfigError } from './errors.js';
 import { parseBool, parseDurationMs, parseUint, splitCmdline } from './values.js';
 
 export interface AgentConfig {
   serverAddr: string;
-  logLevel: pino.Level;
+  logLevel: LogLevel;
   devMode: boolean;
   debugConsole: boolean;
   /** vsock port of the debug console; 0 = none. */
@@ -45,7 +44,7 @@ export const defaults: Readonly<AgentConfig> = {
 
 type Setter = (cfg: AgentConfig, value: string | undefined) => void;
 
-function level(v: string | undefined): pino.Level {
+function level(v: string | undefined): LogLevel {
   const l = v === undefined ? undefined : parseLogLevel(v);
   if (!l) throw new Error(`"${v ?? ''}" is not a log level (trace, debug, info, warn, error, critical)`);
   return l;
