@@ -4,7 +4,8 @@
 // stay external and only their Linux x64 parts are copied.
 // usage: node rootfs-builder/bundle.mjs OUT_DIR
 import { build } from 'esbuild';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,6 +15,7 @@ const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const out = path.resolve(process.argv[2] ?? path.join(repo, 'build', 'bundle'));
 const nm = path.join(repo, 'node_modules');
 
+const pkg = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8'));
 fs.rmSync(out, { recursive: true, force: true });
 fs.mkdirSync(out, { recursive: true });
 
@@ -52,6 +54,26 @@ function oneProtobufBuild() {
   };
 }
 
+/**
+ * gRPC (kata 1.x) is loaded on a host's first gRPC connection, and @grpc/grpc-js with
+ * @grpc/reflection and protobufjs is ~60% of the bundle. They go in grpc-deps.js beside agent.js so
+ * that a booting agent reads (and keeps in memory) only the code it starts with. The agent's imports
+ * of the two packages become requires of that file; its other modules stay in agent.js (one copy).
+ */
+const grpcPackages = ['@grpc/grpc-js', '@grpc/reflection'];
+function grpcDepsFile() {
+  return {
+    name: 'grpc-deps-file',
+    setup(b) {
+      b.onResolve({ filter: /^@grpc\/(grpc-js|reflection)$/ }, (args) => ({ path: args.path, namespace: 'grpc-deps' }));
+      b.onLoad({ filter: /.*/, namespace: 'grpc-deps' }, (args) => ({
+        contents: `module.exports = require(require('path').join(__dirname, 'grpc-deps.js'))[${JSON.stringify(args.path)}];`,
+        loader: 'js',
+      }));
+    },
+  };
+}
+
 await build({
   entryPoints: [path.join(repo, 'init', 'src', 'main.ts')],
   outfile: path.join(out, 'agent.js'),
@@ -66,7 +88,25 @@ await build({
   minifySyntax: true,
   legalComments: 'none',
   logLevel: 'warning',
-  plugins: [reflectionProtos(), oneProtobufBuild()],
+  plugins: [grpcDepsFile(), oneProtobufBuild()],
+  define: { __KATA_AGENT_VERSION__: JSON.stringify(pkg.version) },
+});
+await build({
+  stdin: {
+    contents: `module.exports = { ${grpcPackages.map((p) => `${JSON.stringify(p)}: require(${JSON.stringify(p)})`).join(', ')} };`,
+    resolveDir: repo,
+    sourcefile: 'grpc-deps-entry.js',
+  },
+  outfile: path.join(out, 'grpc-deps.js'),
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  minifyWhitespace: true,
+  minifySyntax: true,
+  legalComments: 'none',
+  logLevel: 'warning',
+  plugins: [reflectionProtos()],
 });
 // The container-init helper is its own small program (process/helper.ts finds it beside agent.js):
 // node runs it for every container init and exec, so it must not carry the whole agent.
@@ -82,8 +122,7 @@ await build({
   legalComments: 'none',
   logLevel: 'warning',
 });
-// agentVersion reads name and version from a package.json beside the bundle.
-const pkg = JSON.parse(fs.readFileSync(path.join(repo, 'package.json'), 'utf8'));
+// agentVersion reads name and version from a package.json beside the bundle unless built in (define).
 fs.writeFileSync(path.join(out, 'package.json'), JSON.stringify({ name: pkg.name, version: pkg.version, private: true }) + '\n');
 // The .proto files @grpc/reflection reads at run time sit beside the bundle.
 fs.cpSync(path.join(nm, '@grpc', 'reflection', 'build', 'proto', 'grpc'), path.join(out, 'proto', 'grpc'), { recursive: true });
@@ -104,16 +143,49 @@ copy('@koromix/koffi-linux-x64', (r) => !r.startsWith('musl_x64'));
 copy('node-pty', (r) => r === '' || r === 'package.json' || r === 'lib' || (r.startsWith('lib/') && !r.endsWith('.map') && !r.includes('.test.')) || r === 'build' || r === 'build/Release' || r === 'build/Release/pty.node');
 
 // One cache per way node is started (loader.js cacheFileFor): plain on the host, and with the
-// guest's flags and environment as the image's /usr/bin/kata-agent starts it.
+// guest's flags and environment as the image's /usr/bin/kata-agent starts it. While the cache is
+// made, one ttrpc Check is answered, so the code a host's first call runs (ttrpc framing, dispatch,
+// the Health codec) is cached too instead of compiled on that call (slow under TCG).
 const guestNode = JSON.parse(fs.readFileSync(path.join(repo, 'rootfs-builder', 'guest-node.json'), 'utf8'));
-for (const { flags, env } of [{ flags: [], env: {} }, guestNode]) {
+const flagSets = [...new Map([[], guestNode.flags].map((f) => [f.join(' '), f])).values()];
+for (const flags of flagSets) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kata-cache-'));
-  const r = spawnSync(process.execPath, [...flags, path.join(out, 'loader.js')], {
-    env: { ...process.env, ...env, KATA_AGENT_MAKE_CODE_CACHE: '1500', KATA_AGENT_SERVER_ADDR: `unix://${tmp}/a.sock`, KATA_AGENT_LOG_LEVEL: 'error' },
+  const sock = path.join(tmp, 'a.sock');
+  const child = spawn(process.execPath, [...flags, path.join(out, 'loader.js')], {
+    env: { ...process.env, ...guestNode.env, KATA_AGENT_MAKE_CODE_CACHE: '1500', KATA_AGENT_SERVER_ADDR: `unix://${sock}`, KATA_AGENT_LOG_LEVEL: 'error' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  const answered = await ttrpcCheck(sock, 1200);
+  const status = await exited;
   fs.rmSync(tmp, { recursive: true, force: true });
-  if (r.status !== 0) throw new Error(`making the V8 code cache for node ${flags.join(' ')} failed (status ${r.status})`);
+  if (status !== 0) throw new Error(`making the V8 code cache for node ${flags.join(' ')} failed (status ${status})`);
+  if (!answered) throw new Error(`making the V8 code cache: the agent did not answer a ttrpc Check within 1.2 s`);
+}
+
+/** Sends one ttrpc grpc.Health/Check (frame header + ttrpc.Request by hand) once the socket exists. */
+async function ttrpcCheck(sock, withinMs) {
+  const deadline = Date.now() + withinMs;
+  const str = (no, v) => Buffer.concat([Buffer.from([(no << 3) | 2, v.length]), Buffer.from(v)]);
+  const request = Buffer.concat([str(1, 'grpc.Health'), str(2, 'Check')]);
+  const header = Buffer.alloc(10);
+  header.writeUInt32BE(request.length, 0);
+  header.writeUInt32BE(1, 4);
+  header[8] = 1; // request
+  while (Date.now() < deadline) {
+    const ok = await new Promise((resolve) => {
+      const c = net.connect(sock);
+      c.once('error', () => resolve(false));
+      c.once('connect', () => c.write(Buffer.concat([header, request])));
+      c.once('data', (d) => {
+        c.destroy();
+        resolve(d.length >= 10 && d[8] === 2); // a response frame
+      });
+    });
+    if (ok) return true;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return false;
 }
 
 let total = 0;

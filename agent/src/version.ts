@@ -1,8 +1,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
+/** Set by the bundle (rootfs-builder/bundle.mjs) so a booting guest does not read package.json. */
+declare const __KATA_AGENT_VERSION__: string | undefined;
+
 /** The agent version is package.json's, read once from the install (dist/agent/src → repo root). */
-export const agentVersion: string = (() => {
+export const agentVersion: string = typeof __KATA_AGENT_VERSION__ === 'string' ? __KATA_AGENT_VERSION__ : (() => {
   for (const rel of ['../../..', '../..', '..', '.']) {
     try {
       const pkg = JSON.parse(fs.readFileSync(path.join(__dirname, rel, 'package.json'), 'utf8'));
