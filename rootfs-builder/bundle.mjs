@@ -67,7 +67,7 @@ function grpcDepsFile() {
     setup(b) {
       b.onResolve({ filter: /^@grpc\/(grpc-js|reflection)$/ }, (args) => ({ path: args.path, namespace: 'grpc-deps' }));
       b.onLoad({ filter: /.*/, namespace: 'grpc-deps' }, (args) => ({
-        contents: `module.exports = require(require('path').join(__dirname, 'grpc-deps.js'))[${JSON.stringify(args.path)}];`,
+        contents: `const path = require('path');\nmodule.exports = require(path.join(__dirname, 'cached-script.js')).requireCached(path.join(__dirname, 'grpc-deps.js'))[${JSON.stringify(args.path)}];`,
         loader: 'js',
       }));
     },
@@ -129,7 +129,7 @@ fs.cpSync(path.join(nm, '@grpc', 'reflection', 'build', 'proto', 'grpc'), path.j
 
 // The loader and the V8 code cache it starts from (see loader.js). The cache is made by running the
 // agent briefly on a throwaway unix socket with this machine's node, which is the image's node too.
-fs.copyFileSync(path.join(repo, 'rootfs-builder', 'loader.js'), path.join(out, 'loader.js'));
+for (const f of ['loader.js', 'cached-script.js']) fs.copyFileSync(path.join(repo, 'rootfs-builder', f), path.join(out, f));
 
 function copy(rel, filter = () => true) {
   const src = path.join(nm, rel);
@@ -142,7 +142,7 @@ copy('@koromix/koffi-linux-x64', (r) => !r.startsWith('musl_x64'));
 // node-pty: lib/ and the addon built for this Node; no prebuilds for other systems, no tests.
 copy('node-pty', (r) => r === '' || r === 'package.json' || r === 'lib' || (r.startsWith('lib/') && !r.endsWith('.map') && !r.includes('.test.')) || r === 'build' || r === 'build/Release' || r === 'build/Release/pty.node');
 
-// One cache per way node is started (loader.js cacheFileFor): plain on the host, and with the
+// One cache per way node is started (cached-script.js cacheFileFor): plain on the host, and with the
 // guest's flags and environment as the image's /usr/bin/kata-agent starts it. While the cache is
 // made, one ttrpc Check is answered, so the code a host's first call runs (ttrpc framing, dispatch,
 // the Health codec) is cached too instead of compiled on that call (slow under TCG).

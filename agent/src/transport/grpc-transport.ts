@@ -1,7 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Duplex } from 'node:stream';
 import { dialect1x } from '../rpc/dialect.js';
-import { serviceDescs, type AgentRpcService } from '../rpc/service.js';
+import { serviceMethods } from '../../../protos/gen/service_methods.js';
+import { agentServiceName, healthServiceName, type AgentRpcService } from '../rpc/service.js';
 import { Code, RpcError, toRpcError } from '../rpc/status.js';
 import type { Logger } from '../log/logger.js';
 import { addLazyReflection } from './grpc-reflection.js';
@@ -28,12 +29,13 @@ export class GrpcTransport {
       'grpc.max_receive_message_length': MAX_MESSAGE,
       'grpc.max_send_message_length': MAX_MESSAGE,
     });
-    for (const svc of serviceDescs()) {
+    // Method names, not descriptors: the agent service's descriptors load on its first call.
+    for (const typeName of [agentServiceName, healthServiceName]) {
       const definition: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {};
       const impl: grpc.UntypedServiceImplementation = {};
-      for (const m of svc.methods) {
-        definition[m.name] = {
-          path: `/${svc.typeName}/${m.name}`,
+      for (const name of serviceMethods[typeName]) {
+        definition[name] = {
+          path: `/${typeName}/${name}`,
           requestStream: false,
           responseStream: false,
           requestSerialize: passthrough,
@@ -41,13 +43,13 @@ export class GrpcTransport {
           responseSerialize: passthrough,
           responseDeserialize: passthrough,
         };
-        impl[m.name] = (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+        impl[name] = (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
           const abort = new AbortController();
           call.once('cancelled', () => abort.abort());
           service
-            .resolve(svc.typeName, m.name)
+            .resolve(typeName, name)
             .then((entry) => {
-              if (!entry) throw new RpcError(Code.UNIMPLEMENTED, `unknown method /${svc.typeName}/${m.name}`);
+              if (!entry) throw new RpcError(Code.UNIMPLEMENTED, `unknown method /${typeName}/${name}`);
               return service.dispatch(entry, call.request, { dialect: dialect1x, signal: abort.signal });
             })
             .then(
