@@ -80,7 +80,8 @@ export async function bootServices(libc: Libc, config: AgentConfig, log: Logger,
   await step('subreaper', () => libc.prctl(PR_SET_CHILD_SUBREAPER, 1));
   await step('reaper', () => {
     const reaper = new OrphanReaper({ libc, onReaped: (c) => log.debug(c, 'reaped orphan') });
-    reaper.start();
+    // Nothing has started a process yet (the debug console comes next), so no orphan can be waiting.
+    reaper.start(false);
   });
   if (config.debugConsole || config.debugConsoleVport) {
     // Only when asked for: it loads node:child_process, ~50 ms of a boot under TCG.
