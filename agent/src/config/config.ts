@@ -1,4 +1,4 @@
-import { parse as parseToml } from 'smol-toml';
+import type * as SmolToml from 'smol-toml';
 import { parseLogLevel, type LogLevel } from '../log/logger.js';
 import { parseAddress } from '../transport/address.js';
 import { ConfigError } from './errors.js';
@@ -138,7 +138,9 @@ function applyToml(cfg: AgentConfig, path: string, readFile: LoadInput['readFile
   }
   let doc: Record<string, unknown>;
   try {
-    doc = parseToml(text) as Record<string, unknown>;
+    // Required here: only a configured file needs the TOML parser, and a booting guest has none.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    doc = (require('smol-toml') as typeof SmolToml).parse(text) as Record<string, unknown>;
   } catch (err) {
     throw new ConfigError(`config file ${path} is not valid TOML: ${(err as Error).message.split('\n')[0]}`);
   }
