@@ -27,8 +27,7 @@ function running(pid: number): boolean {
   }
 }
 
-async function start(max: number) {
-  const warm = new WarmExecHelpers(libc(), max);
+async function start(max: number, warm = new WarmExecHelpers(libc(), max)) {
   const h = await AgentHarness.start({ warmExec: warm });
   const rootfs = buildBusyboxRootfs(`${h.dir}/bb`);
   const exec = (containerId: string, execId: string, args: string[], terminal = false) =>
@@ -104,6 +103,39 @@ t.test('the second exec is the warm helper started after the first', { skip }, a
   t.same(warm.waiting, [], 'RemoveContainer drops the warm helper');
   t.notOk(running(last), 'and its process is gone (reaped, not a zombie)');
 
+  await h.stop();
+  stopped = true;
+  t.same(leftovers(tag, h.dir), { mounts: [], cgroups: [], processes: [], zombies: [] }, 'nothing left behind');
+});
+
+/** Kills the helper it hands out, as a process inside the container could right after take(). */
+class KilledOnTake extends WarmExecHelpers {
+  killed: number[] = [];
+  override take(key: string) {
+    const h = super.take(key);
+    if (h) {
+      h.child.kill('SIGKILL');
+      this.killed.push(h.pid);
+    }
+    return h;
+  }
+}
+
+t.test('a warm helper killed before it took the exec: the exec runs in a fresh helper', { skip }, async (t) => {
+  const warm = new KilledOnTake(libc(), 4);
+  const { h, run, container } = await start(4, warm);
+  let stopped = false;
+  t.teardown(async () => {
+    if (!stopped) await h.stop();
+  });
+  const id = `${tag}-killed`;
+  await container(id);
+  t.same(await run(id, 'e1', ['echo', 'one']), { out: 'one\n', status: 0 }, 'first exec (fresh helper)');
+  await until(() => warm.pidOf(id) !== undefined);
+  t.same(await run(id, 'e2', ['sh', '-c', 'echo two; echo err >&2; exit 3']), { out: 'two\n', status: 3 }, 'second exec answered, output whole');
+  t.equal(warm.killed.length, 1, 'its warm helper was killed after take()');
+  t.notOk(running(warm.killed[0]), 'the killed helper is reaped');
+  await h.call('removeContainer', { containerId: id });
   await h.stop();
   stopped = true;
   t.same(leftovers(tag, h.dir), { mounts: [], cgroups: [], processes: [], zombies: [] }, 'nothing left behind');

@@ -154,6 +154,13 @@ export class ContainerManager {
     }
   }
 
+  /** Waits for the helper's node, hands it the plan and waits until it is ready to execve. */
+  private async planned(helper: Helper, plan: Parameters<Helper['sendPlan']>[0], what: string): Promise<void> {
+    await helper.booted(what);
+    helper.sendPlan(plan);
+    await helper.ready(what);
+  }
+
   private spawn(pidns: PidNamespaceChoice, io: ProcessIO): Helper {
     try {
       return Helper.spawn(this.deps.libc, pidns, io.childFds);
@@ -198,18 +205,31 @@ export class ContainerManager {
     };
     const io = this.deps.createIO({ terminal: plan.process.terminal, pipeSize: this.deps.pipeSize, libc: this.deps.libc });
     const pidnsPath = `${initProc}/ns/pid`;
-    const warm = this.deps.warmExec?.take(c.id);
-    let helper: Helper | undefined = warm;
+    let helper = this.deps.warmExec?.take(c.id);
+    let viaWarm = false;
+    const what = `ExecProcess ${execId}`;
     try {
-      helper ??= this.spawn({ kind: 'join', path: pidnsPath }, io);
-      await helper.booted(`ExecProcess ${execId}`);
-      // A warm helper started with /dev/null: it reopens the real stdio through /proc/<agent>/fd.
-      helper.sendPlan(warm ? { ...plan, stdio: { pid: process.pid, fds: io.childFds, terminal: plan.process.terminal } } : plan);
-      await helper.ready(`ExecProcess ${execId}`);
-      if (warm) io.closeChildEnds();
+      if (helper) {
+        try {
+          // A warm helper started with /dev/null: it reopens the real stdio through /proc/<agent>/fd.
+          await this.planned(helper, { ...plan, stdio: { pid: process.pid, fds: io.childFds, terminal: plan.process.terminal } }, what);
+          viaWarm = true;
+        } catch (err) {
+          // It waits inside the container, where a process may kill it (kill -9 -1) between take()
+          // and "ready": that exec gets a fresh helper. An error the helper reported stands.
+          if (!helper.diedWithoutReport) throw err;
+          this.deps.log.warn({ container_id: c.id, exec_id: execId, err: (err as Error).message }, 'warm exec helper gone; starting a fresh one');
+          helper = undefined;
+        }
+      }
+      if (!helper) {
+        helper = this.spawn({ kind: 'join', path: pidnsPath }, io);
+        await this.planned(helper, plan, what);
+      }
+      if (viaWarm) io.closeChildEnds();
       // Joined only now, just before execve, so the helper's own memory is not charged to the container.
       c.cgroup.addProcess(helper.pid);
-      await helper.start(`ExecProcess ${execId}`);
+      await helper.start(what);
     } catch (err) {
       if (helper) {
         helper.child.kill('SIGKILL');
@@ -218,7 +238,7 @@ export class ContainerManager {
       io.dispose();
       throw err;
     }
-    if (warm) this.deps.log.debug({ container_id: c.id, exec_id: execId, pid: helper.pid }, 'exec served by a warm helper');
+    if (viaWarm) this.deps.log.debug({ container_id: c.id, exec_id: execId, pid: helper.pid }, 'exec served by a warm helper');
     c.execs.set(execId, new ContainerProcess(execId, helper, io));
     // The next exec's helper is forked only now: a fork of the agent takes milliseconds of its main
     // thread and a node boot a core, which would otherwise slow this exec's own setup.

@@ -119,9 +119,17 @@ export class Helper {
     throw await this.failure(s, what);
   }
 
+  /** True once the helper ended without reporting an error of its own (killed, or it crashed). */
+  get diedWithoutReport(): boolean {
+    return this.silentExit;
+  }
+
+  private silentExit = false;
+
   private async failure(s: HelperStatus | null, what: string): Promise<RpcError> {
     if (s?.state === 'error') return new RpcError(Code[s.code], `${what}: ${s.message}`);
     const status = await this.exited;
+    this.silentExit = true;
     return new RpcError(Code.INTERNAL, `${what}: container-init helper exited with status ${status} before it was ready`);
   }
 
