@@ -61,4 +61,4 @@ function requireCached(file) {
   return c.exports();
 }
 
-module.exports = { cacheFileFor, compile, requireCached, compiled };
+module.exports = { compile, requireCached, compiled };

@@ -35,20 +35,19 @@ function readCmdline(): string {
 }
 
 export async function startAgent(config: AgentConfig, log: Logger, deps: DomainDeps = {}): Promise<RunningAgent> {
+  // Built on the first AgentService call; AgentRpcService makes that one build at a time and tries
+  // again on the next call after a failed one. Kept here for stop().
   let domains: Promise<AgentDomains> | undefined;
-  const startDomainsOnce = (): Promise<AgentDomains> =>
-    (domains ??= (async () => {
-      const t0 = performance.now();
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const { startDomains: start } = require('./domains.js') as typeof import('./domains.js');
-      const d = await start(config, log, deps);
-      log.info({ ms: Math.round(performance.now() - t0) }, 'agent service ready');
-      return d;
-    })().catch((err: unknown) => {
-      domains = undefined;
-      throw err;
-    }));
-  const service = new AgentRpcService(log, async () => (await startDomainsOnce()).handlers, healthHandlers());
+  const buildAgentService = async () => {
+    const t0 = performance.now();
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { startDomains } = require('./domains.js') as typeof import('./domains.js');
+    domains = startDomains(config, log, deps);
+    const { handlers } = await domains;
+    log.info({ ms: Math.round(performance.now() - t0) }, 'agent service ready');
+    return handlers;
+  };
+  const service = new AgentRpcService(log, buildAgentService, healthHandlers());
   // kata 2.x/3.x hosts speak only ttrpc, so grpc-js (~5 MB of heap and a noticeable share of
   // start-up) is loaded when the first gRPC connection arrives, not before.
   let grpc: GrpcTransport | undefined;
