@@ -104,10 +104,6 @@ export class AgentRpcService {
     return this.methods.get(`${service}/${method}`);
   }
 
-  list(): MethodEntry[] {
-    return [...this.methods.values()];
-  }
-
   /** Decodes, runs and encodes one call. Throws RpcError only; never anything else. */
   async dispatch(entry: MethodEntry, payload: Uint8Array, opts: DispatchOptions): Promise<Uint8Array> {
     const started = process.hrtime.bigint();
