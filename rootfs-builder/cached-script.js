@@ -6,7 +6,8 @@
 const fs = require('fs');
 const path = require('path');
 const vm = require('vm');
-const Module = require('module');
+// The CommonJS Module class without require('module'), which loads the ES module loader too.
+const Module = module.constructor;
 
 /**
  * V8 rejects a cache made under other flags (its flag hash differs), so there is one cache per set

@@ -13,11 +13,12 @@ import { TtrpcTransport } from './transport/ttrpc-transport.js';
 import { routeConnection } from './transport/wire-router.js';
 import { agentVersion } from './version.js';
 import type { AgentDomains, DomainDeps } from './domains.js';
+import { uptimeMs } from './log/uptime.js';
 
 export type { DomainDeps } from './domains.js';
 
 // When this module's imports had all been evaluated: logged with "agent listening".
-const modulesLoadedMs = performance.now();
+const modulesLoadedMs = uptimeMs();
 
 export interface RunningAgent {
   config: AgentConfig;
@@ -39,12 +40,12 @@ export async function startAgent(config: AgentConfig, log: Logger, deps: DomainD
   // again on the next call after a failed one. Kept here for stop().
   let domains: Promise<AgentDomains> | undefined;
   const buildAgentService = async () => {
-    const t0 = performance.now();
+    const t0 = uptimeMs();
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { startDomains } = require('./domains.js') as typeof import('./domains.js');
     domains = startDomains(config, log, deps);
     const { handlers } = await domains;
-    log.info({ ms: Math.round(performance.now() - t0) }, 'agent service ready');
+    log.info({ ms: Math.round(uptimeMs() - t0) }, 'agent service ready');
     return handlers;
   };
   const service = new AgentRpcService(log, buildAgentService, healthHandlers());
@@ -85,7 +86,7 @@ export async function startAgent(config: AgentConfig, log: Logger, deps: DomainD
       code_cache: process.env.KATA_AGENT_CODE_CACHE,
       compiled_ms: Number(process.env.KATA_AGENT_COMPILED_MS) || undefined,
       modules_ms: Math.round(modulesLoadedMs),
-      uptime_ms: Math.round(performance.now()),
+      uptime_ms: Math.round(uptimeMs()),
     },
     'agent listening',
   );

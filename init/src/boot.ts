@@ -11,6 +11,7 @@ import { mountCgroups } from './cgroups.js';
 import { loadModules, readModuleList } from './modules.js';
 import { linkPtmx, mountAll } from './mounts.js';
 import { setInterfaceUp } from './network.js';
+import { uptimeMs } from '../../agent/src/log/uptime.js';
 
 export const guestPath = '/bin:/sbin:/usr/bin:/usr/sbin';
 
@@ -45,10 +46,10 @@ export const defaultBootPaths = (): BootPaths => ({
  */
 export async function bootServices(libc: Libc, config: AgentConfig, log: Logger, paths = defaultBootPaths()): Promise<void> {
   const step = async (name: string, fn: () => unknown) => {
-    const t0 = performance.now();
+    const t0 = uptimeMs();
     try {
       const r = await fn();
-      log.debug({ step: name, result: r, ms: Math.round(performance.now() - t0), uptime_ms: Math.round(performance.now()) }, 'boot step done');
+      log.debug({ step: name, result: r, ms: Math.round(uptimeMs() - t0), uptime_ms: Math.round(uptimeMs()) }, 'boot step done');
     } catch (err) {
       log.error({ step: name, err: (err as Error).message }, 'boot step failed');
     }

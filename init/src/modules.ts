@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Libc } from '../../agent/src/linux/libc.js';
+import { uptimeMs } from '../../agent/src/log/uptime.js';
 
 export interface ModuleInfo {
   /** Path relative to the modules folder. */
@@ -83,9 +84,9 @@ export function loadModules(libc: Pick<Libc, 'finitModule'>, modulesDir: string,
     let fd = -1;
     try {
       fd = fs.openSync(path.join(modulesDir, file), 'r');
-      const t0 = performance.now();
+      const t0 = uptimeMs();
       libc.finitModule(fd, '', 0);
-      result.ms[moduleName(file)] = Math.round(performance.now() - t0);
+      result.ms[moduleName(file)] = Math.round(uptimeMs() - t0);
       result.loaded.push(moduleName(file));
     } catch (err) {
       if ((err as { code?: string }).code === 'EEXIST') result.alreadyLoaded.push(moduleName(file));
