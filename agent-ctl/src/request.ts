@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { create, fromJson, ScalarType, type DescField, type DescMessage, type Message } from '@bufbuild/protobuf';
-import { parseBool, splitCmdline } from '../../agent/src/config/values.js';
+import { parseBool } from '../../agent/src/config/values.js';
+import { splitCmdline } from '../../agent/src/config/words.js';
 
 function fieldByName(schema: DescMessage, key: string): DescField | undefined {
   return schema.fields.find((f) => f.name === key || f.localName === key || f.jsonName === key);

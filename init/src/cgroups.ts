@@ -2,6 +2,7 @@
 // (agent.unified_cgroup_hierarchy=0) or the kernel has no cgroup2.
 import fs from 'node:fs';
 import path from 'node:path';
+import { splitWords } from '../../agent/src/config/words.js';
 import { MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REMOUNT, type Libc } from '../../agent/src/linux/libc.js';
 
 const cgroupFlags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
@@ -17,20 +18,20 @@ export function enabledV1Subsystems(procCgroups: string): string[] {
   return procCgroups
     .split('\n')
     .filter((l) => l && !l.startsWith('#'))
-    .map((l) => l.split(/\s+/))
+    .map(splitWords)
     .filter((f) => f.length >= 4 && f[3] === '1')
     .map((f) => f[0]);
 }
 
 export function kernelHasCgroup2(procFilesystems: string): boolean {
-  return /\bcgroup2\b/.test(procFilesystems);
+  return splitWords(procFilesystems).includes('cgroup2');
 }
 
 export function mountCgroups(libc: Pick<Libc, 'mount'>, wantV2: boolean | undefined, root = '/sys/fs/cgroup', proc = '/proc'): CgroupSetup {
   const hasV2 = kernelHasCgroup2(fs.readFileSync(path.join(proc, 'filesystems'), 'utf8'));
   if (wantV2 !== false && hasV2) {
     libc.mount('cgroup2', root, 'cgroup2', cgroupFlags, 'nsdelegate');
-    const available = fs.readFileSync(path.join(root, 'cgroup.controllers'), 'utf8').trim().split(/\s+/).filter(Boolean);
+    const available = splitWords(fs.readFileSync(path.join(root, 'cgroup.controllers'), 'utf8'));
     // The root's subtree_control is left to the v2 driver, which enables every controller in each
     // ancestor of the first group it creates (cgroups/v2.ts delegate()): enabling them here cost
     // ~40 ms of boot under TCG for groups that do not exist yet.

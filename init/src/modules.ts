@@ -2,6 +2,7 @@
 // image's own /lib/modules/<release>/modules.dep (written by depmod at build time).
 import fs from 'node:fs';
 import path from 'node:path';
+import { splitWords } from '../../agent/src/config/words.js';
 import type { Libc } from '../../agent/src/linux/libc.js';
 import { uptimeMs } from '../../agent/src/log/uptime.js';
 
@@ -19,14 +20,18 @@ export function parseModulesDep(text: string): Map<string, ModuleInfo> {
     const colon = line.indexOf(':');
     if (colon < 0) continue;
     const file = line.slice(0, colon).trim();
-    const deps = line.slice(colon + 1).trim().split(/\s+/).filter(Boolean);
+    const deps = splitWords(line.slice(colon + 1));
     map.set(moduleName(file), { file, deps });
   }
   return map;
 }
 
+const moduleSuffixes = ['.ko', '.ko.xz', '.ko.gz', '.ko.zst'];
+
 export function moduleName(file: string): string {
-  return path.basename(file).replace(/\.ko(\.(xz|gz|zst))?$/, '').replace(/-/g, '_');
+  const base = path.basename(file);
+  const suffix = moduleSuffixes.find((s) => base.endsWith(s));
+  return (suffix ? base.slice(0, -suffix.length) : base).replaceAll('-', '_');
 }
 
 /**
@@ -44,7 +49,7 @@ export function loadOrder(dep: Map<string, ModuleInfo>, names: string[]): { file
     }
   };
   for (const raw of names) {
-    const info = dep.get(raw.replace(/-/g, '_'));
+    const info = dep.get(raw.replaceAll('-', '_'));
     if (!info) {
       unknown.push(raw);
       continue;
@@ -56,7 +61,10 @@ export function loadOrder(dep: Map<string, ModuleInfo>, names: string[]): { file
 }
 
 export function readModuleList(text: string): string[] {
-  return text.split('\n').map((l) => l.replace(/#.*/, '').trim()).filter(Boolean);
+  return text
+    .split('\n')
+    .map((l) => (l.includes('#') ? l.slice(0, l.indexOf('#')) : l).trim())
+    .filter(Boolean);
 }
 
 export interface LoadResult {

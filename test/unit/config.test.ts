@@ -1,7 +1,8 @@
 import t from 'tap';
 import { defaults, loadConfig, type LoadInput } from '../../agent/src/config/config.js';
 import { ConfigError } from '../../agent/src/config/errors.js';
-import { parseDurationMs, splitCmdline } from '../../agent/src/config/values.js';
+import { parseDurationMs } from '../../agent/src/config/values.js';
+import { splitCmdline, splitWords } from '../../agent/src/config/words.js';
 
 const input = (over: Partial<LoadInput>): LoadInput => ({
   argv: [],
@@ -101,4 +102,16 @@ t.test('value syntaxes', async (t) => {
   t.throws(() => parseDurationMs('3 s'));
   t.throws(() => parseDurationMs('soon'));
   t.same(splitCmdline('a=1  b="x y" c'), ['a=1', 'b=x y', 'c']);
+});
+
+t.test('kernel cmdline and whitespace words', async (t) => {
+  // /proc/cmdline ends in a newline; tabs separate words too.
+  t.same(splitCmdline('quiet\tagent.log=debug \n'), ['quiet', 'agent.log=debug']);
+  t.same(splitCmdline('agent.x="" "a b"=c'), ['agent.x=', 'a b=c']);
+  // An unclosed quote runs to the end of the line, as in the kernel's parser.
+  t.same(splitCmdline('a "b c'), ['a', 'b c']);
+  t.same(splitCmdline(''), []);
+  t.same(splitWords('  nodev\tcgroup2\n\nx  '), ['nodev', 'cgroup2', 'x']);
+  t.same(splitWords(''), []);
+  t.same(splitWords(' \t\n'), []);
 });

@@ -2,7 +2,8 @@ import type * as SmolToml from 'smol-toml';
 import { parseLogLevel, type LogLevel } from '../log/logger.js';
 import { parseAddress } from '../transport/address.js';
 import { ConfigError } from './errors.js';
-import { parseBool, parseDurationMs, parseUint, splitCmdline } from './values.js';
+import { parseBool, parseDurationMs, parseUint } from './values.js';
+import { splitCmdline } from './words.js';
 
 export interface AgentConfig {
   serverAddr: string;

@@ -32,11 +32,3 @@ export function parseDurationMs(v: string | undefined): number {
   if (s === '' || consumed !== s.length) throw new Error(`"${v ?? ''}" is not a duration (seconds, or like 3s, 500ms)`);
   return total;
 }
-
-/** Kernel command line words; double quotes group a value that contains spaces, as the kernel does. */
-export function splitCmdline(text: string): string[] {
-  const words: string[] = [];
-  const re = /(?:[^\s"]+|"[^"]*")+/g;
-  for (const m of text.matchAll(re)) words.push(m[0].replace(/"/g, ''));
-  return words;
-}

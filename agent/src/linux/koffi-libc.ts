@@ -1,5 +1,7 @@
 // The real Libc. koffi was chosen over ffi-napi: it installs prebuilt on Node 20 and a call costs
 // ~1.5 µs instead of ~15 µs (measured in shared/notes/platform.md).
+import fs from 'node:fs';
+import path from 'node:path';
 import type { LibraryHandle } from 'koffi';
 import { SyscallError } from './errno.js';
 import { lazyTable, lazyValue } from './lazy-table.js';
@@ -23,14 +25,28 @@ const bound: { koffi: false | 'addon' | 'entry'; library: boolean; functions: st
  */
 export function loadKoffi(pkg = `@koromix/koffi-${process.platform}-${process.arch}`): { k: Koffi; via: 'addon' | 'entry' } {
   try {
+    const file = findInNodeModules(`${pkg}/${process.platform}_${process.arch}/koffi.node`);
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const addon = require(`${pkg}/${process.platform}_${process.arch}/koffi.node`) as Partial<Koffi>;
+    const addon = (file ? require(file) : {}) as Partial<Koffi>;
     if (typeof addon.load === 'function' && typeof addon.errno === 'function' && typeof addon.address === 'function') return { k: addon as Koffi, via: 'addon' };
   } catch {
-    // not this layout, or not a glibc system (a musl node cannot dlopen it): koffi's own loader decides
+    // not a glibc system (a musl node cannot dlopen it): koffi's own loader decides
   }
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   return { k: require('koffi') as Koffi, via: 'entry' };
+}
+
+/**
+ * The file `rel` in the nearest node_modules folder, as require() would find it. require() itself
+ * matches a package path against a regular expression (for package.json "exports"), and the first
+ * compile of one costs ~10 ms of a boot under TCG; an absolute path skips that.
+ */
+function findInNodeModules(rel: string, from = __dirname): string | undefined {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    const file = path.join(dir, 'node_modules', rel);
+    if (fs.existsSync(file)) return file;
+    if (path.dirname(dir) === dir) return undefined;
+  }
 }
 
 const ffi = lazyValue(() => {
