@@ -9,6 +9,7 @@ import net from 'node:net';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -55,23 +56,28 @@ function oneProtobufBuild() {
 }
 
 /**
- * esbuild turns a default import of a Node builtin into `__toESM(require(...))`, a copy of all the
- * module's properties made once per importing file: at start-up node:fs was copied 28 times and
- * node:path 22 times, ~30 ms of a boot under TCG. Every import of a builtin goes through one small
- * ES module per builtin instead, so each builtin is copied once.
+ * esbuild turns an import of a Node builtin into `__toESM(require(...))`, a copy of all the module's
+ * properties (a getter each) made once per importing file: at start-up node:fs was copied 28 times
+ * and node:path 22 times, ~30 ms of a boot under TCG and most of the young generation a boot fills.
+ * Every import of a builtin goes through one small ES module instead, which exports the builtin
+ * itself as default and its plain properties by name (read once, no copies, no getters). A named
+ * import of anything else (an accessor, a name this node lacks) fails the build here.
  */
-function builtinsCopiedOnce() {
+function builtinsWithoutCopies() {
+  const require = createRequire(import.meta.url);
   return {
-    name: 'builtins-copied-once',
+    name: 'builtins-without-copies',
     setup(b) {
       b.onResolve({ filter: /^node:/ }, (args) => {
-        if (args.kind !== 'import-statement' || args.namespace === 'builtin-once') return undefined;
-        return { path: args.path, namespace: 'builtin-once' };
+        if (args.kind !== 'import-statement' || args.namespace === 'builtin') return undefined;
+        return { path: args.path, namespace: 'builtin' };
       });
-      b.onLoad({ filter: /.*/, namespace: 'builtin-once' }, (args) => ({
-        contents: `export * from ${JSON.stringify(args.path)};\nexport { default } from ${JSON.stringify(args.path)};\n`,
-        loader: 'js',
-      }));
+      b.onLoad({ filter: /.*/, namespace: 'builtin' }, (args) => {
+        const mod = require(args.path);
+        const names = Object.keys(mod).filter((k) => k !== 'default' && /^[A-Za-z_$][\w$]*$/.test(k) && 'value' in Object.getOwnPropertyDescriptor(mod, k));
+        const lines = [`const m = require(${JSON.stringify(args.path)});`, 'export default m;', ...names.map((n) => `export const ${n} = m.${n};`)];
+        return { contents: lines.join('\n') + '\n', loader: 'js' };
+      });
     },
   };
 }
@@ -110,7 +116,7 @@ await build({
   minifySyntax: true,
   legalComments: 'none',
   logLevel: 'warning',
-  plugins: [grpcDepsFile(), oneProtobufBuild(), builtinsCopiedOnce()],
+  plugins: [grpcDepsFile(), oneProtobufBuild(), builtinsWithoutCopies()],
   define: { __KATA_AGENT_VERSION__: JSON.stringify(pkg.version) },
 });
 await build({
