@@ -1,13 +1,23 @@
 import { libc } from '../linux/index.js';
 import { parseAddress } from './address.js';
 import type { Listener } from './listener.js';
-import { SerialListener } from './serial-listener.js';
-import { UnixListener } from './unix-listener.js';
+import type { SerialListener } from './serial-listener.js';
+import type { UnixListener } from './unix-listener.js';
 import { VsockListener } from './vsock-listener.js';
 
 export function createListener(address: string, onError?: (err: Error) => void, onInfo?: (msg: string, fields: Record<string, unknown>) => void): Listener {
   const a = parseAddress(address);
-  if (a.kind === 'unix') return new UnixListener(a.path, a.abstract);
-  if (a.kind === 'serial') return new SerialListener({ portName: a.name, onError, onInfo });
+  // Required here, not imported: each pulls in node:net and node:stream (yamux), which a guest that
+  // listens on vsock loads only once a host connects.
+  if (a.kind === 'unix') {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { UnixListener: Unix } = require('./unix-listener.js') as { UnixListener: typeof UnixListener };
+    return new Unix(a.path, a.abstract);
+  }
+  if (a.kind === 'serial') {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { SerialListener: Serial } = require('./serial-listener.js') as { SerialListener: typeof SerialListener };
+    return new Serial({ portName: a.name, onError, onInfo });
+  }
   return new VsockListener(libc(), a.cid, a.port, onError);
 }

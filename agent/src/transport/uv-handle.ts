@@ -2,7 +2,7 @@
 // devices (ERR_INVALID_FD_TYPE), but libuv's pipe handle accepts any stream fd and is as fast as
 // Node's own sockets (shared/notes/platform.md). process.binding is deprecated, so its use is kept
 // to this one module.
-import net from 'node:net';
+import type * as Net from 'node:net';
 import { errnoName } from '../linux/errno.js';
 
 interface PipeHandle {
@@ -14,6 +14,14 @@ interface PipeHandle {
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 const pipeWrap = (process as any).binding('pipe_wrap') as { Pipe: new (type: number) => PipeHandle; constants: { SOCKET: number } };
+
+// node:net, with the ~20 stream modules it loads, is needed once there is a connection, not to
+// listen: an agent that listens on vsock loads it after it listens (~35 ms of a boot under TCG).
+let netModule: typeof Net | undefined;
+export function net(): typeof Net {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (netModule ??= require('node:net') as typeof Net);
+}
 
 export interface FdSocketOptions {
   /** false for a write-only fd (a pipe's write end): nothing is read from it. Default true. */
@@ -28,16 +36,16 @@ export interface FdSocketOptions {
  * Wraps a connected stream fd (socket, pipe end or char device such as a pty master) as a
  * net.Socket. The socket owns the fd and makes it non-blocking.
  */
-export function socketFromFd(fd: number, opts: FdSocketOptions = {}): net.Socket {
+export function socketFromFd(fd: number, opts: FdSocketOptions = {}): Net.Socket {
   const handle = new pipeWrap.Pipe(pipeWrap.constants.SOCKET);
   const r = handle.open(fd);
   if (r < 0) throw new Error(`uv_pipe_open(fd=${fd}): ${errnoName(-r)}`);
-  return new net.Socket({
+  return new (net().Socket)({
     handle,
     readable: opts.readable ?? true,
     writable: opts.writable ?? true,
     allowHalfOpen: opts.allowHalfOpen ?? false,
-  } as net.SocketConstructorOpts);
+  } as Net.SocketConstructorOpts);
 }
 
 export interface FdServer {
@@ -45,7 +53,7 @@ export interface FdServer {
 }
 
 /** Accepts connections on an already bound stream-socket fd; each arrives as a net.Socket. */
-export function acceptOnFd(fd: number, backlog: number, onConnection: (sock: net.Socket) => void, onError: (err: Error) => void): FdServer {
+export function acceptOnFd(fd: number, backlog: number, onConnection: (sock: Net.Socket) => void, onError: (err: Error) => void): FdServer {
   const handle = new pipeWrap.Pipe(pipeWrap.constants.SOCKET);
   let r = handle.open(fd);
   if (r < 0) throw new Error(`uv_pipe_open(fd=${fd}): ${errnoName(-r)}`);
@@ -54,7 +62,7 @@ export function acceptOnFd(fd: number, backlog: number, onConnection: (sock: net
       onError(new Error(`accept on fd ${fd}: ${errnoName(-status)}`));
       return;
     }
-    onConnection(new net.Socket({ handle: client, readable: true, writable: true } as net.SocketConstructorOpts));
+    onConnection(new (net().Socket)({ handle: client, readable: true, writable: true } as Net.SocketConstructorOpts));
   };
   r = handle.listen(backlog);
   if (r < 0) {
