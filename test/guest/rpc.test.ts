@@ -69,10 +69,14 @@ t.test('agent in the VM over virtio-serial + yamux', { skip }, async (t) => {
     await t.test('garbage on the port drops that session; the next one works', async (t) => {
       const raw = net.connect(sock);
       await new Promise<void>((r, j) => raw.once('connect', r).once('error', j));
+      const dropsBefore = vm.console.match(/session dropped/g)?.length ?? 0;
       raw.write(Buffer.from('this is not a yamux frame at all\n'.repeat(8)));
-      // The guest answers garbage by ending the session (GoAway/close) or just dropping it; either
-      // way our side sees nothing useful. Closing our end is what a broken host does next.
-      await new Promise((r) => setTimeout(r, 500));
+      // The guest answers garbage by dropping the session and closing the port, which discards what
+      // is still unread there. Wait until it says so: a new host's bytes written before that would
+      // be discarded with the garbage (on a loaded machine that took longer than a fixed 500 ms).
+      const dropped = new RegExp(`(?:[\\s\\S]*?session dropped){${dropsBefore + 1}}`);
+      await vm.waitFor(dropped, 30_000);
+      // Closing our end is what a broken host does next.
       raw.destroy();
       await checkOnce(t, 'after garbage');
     });

@@ -129,11 +129,7 @@ export class SerialListener extends EventEmitter implements Listener {
       const end = await this.serve(conn, onConnection);
       conn = undefined;
       this.emit('session-end', end);
-      if (end.reason) {
-        this.o.onError?.(new Error(`${this.address}: session dropped: ${end.reason.message}`));
-        // Unread bytes after a protocol error are the rest of the garbage: let the kernel drop them.
-        this.device?.release();
-      }
+      if (end.reason) this.o.onError?.(new Error(`${this.address}: session dropped: ${end.reason.message}`));
       if (end.live) {
         backoff = this.o.minBackoffMs; // a host was there: it may be back at once
       } else {
@@ -156,6 +152,13 @@ export class SerialListener extends EventEmitter implements Listener {
     this.current = { session, conn };
     this.emit('session', session);
     const reason = await session.closed;
+    conn.destroy();
+    // A second open of a virtio port fails with EBUSY: wait until the fd is really closed.
+    if (!conn.closed) await new Promise((resolve) => conn.once('close', resolve));
+    // Unread bytes after a protocol error are the rest of the garbage: closing the device as well
+    // (the port's last fd) makes the kernel drop them. That happens before the error is reported, so a
+    // host that reconnects once the guest has said so is not thrown away with the garbage.
+    if (reason) this.device?.release();
     // A session without a single frame (a host that left at once) is not worth a line.
     if (session.stats.framesIn > 0) this.o.onInfo?.('serial: yamux session ended', {
       address: this.address,
@@ -164,9 +167,6 @@ export class SerialListener extends EventEmitter implements Listener {
       hostTakeovers: session.stats.peerRestarts,
       ms: Date.now() - started,
     });
-    conn.destroy();
-    // A second open of a virtio port fails with EBUSY: wait until the fd is really closed.
-    if (!conn.closed) await new Promise((resolve) => conn.once('close', resolve));
     this.current = undefined;
     return { live: session.stats.framesIn > 0, reason };
   }
