@@ -174,8 +174,13 @@ copy('node-pty', (r) => r === '' || r === 'package.json' || r === 'lib' || (r.st
 // guest's flags and environment as the image's /usr/bin/kata-agent starts it. While the cache is
 // made, one ttrpc Check is answered, so the code a host's first call runs (ttrpc framing, dispatch,
 // the Health codec) is cached too instead of compiled on that call (slow under TCG).
+// V8 writes a different cache on every run (its string hash seed is random per process; a fixed
+// --hash-seed would change the flag hash and the guest would refuse the cache), so the caches are
+// the one part of the image that differs between builds. KATA_REPRODUCIBLE=1 leaves them out: the
+// image is then identical for the same inputs and the agent compiles from source at boot.
 const guestNode = JSON.parse(fs.readFileSync(path.join(repo, 'rootfs-builder', 'guest-node.json'), 'utf8'));
-const flagSets = [...new Map([[], guestNode.flags].map((f) => [f.join(' '), f])).values()];
+const flagSets = process.env.KATA_REPRODUCIBLE === '1' ? [] : [...new Map([[], guestNode.flags].map((f) => [f.join(' '), f])).values()];
+if (flagSets.length === 0) console.error('bundle: KATA_REPRODUCIBLE=1: no V8 code caches (reproducible, slower start)');
 for (const flags of flagSets) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'kata-cache-'));
   const sock = path.join(tmp, 'a.sock');

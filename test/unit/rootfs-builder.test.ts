@@ -57,3 +57,18 @@ t.test('stage-1 init loads modules in the given order and honours root=, rw and 
   t.match(script, /exec busybox switch_root \/sysroot "\$init"/);
   t.match(script, /poweroff -f/, 'a root that cannot be mounted powers off instead of hanging');
 });
+
+t.test('bundle: KATA_REPRODUCIBLE=1 gives the same bytes twice and ships no V8 code cache', async (t) => {
+  const repo = path.resolve(__dirname, '..', '..', '..');
+  const dirs = [0, 1].map(() => fs.mkdtempSync(path.join(os.tmpdir(), 'kata-bundle-')));
+  t.teardown(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
+  const digests = dirs.map((d) => {
+    const r = spawnSync(process.execPath, [path.join(repo, 'rootfs-builder', 'bundle.mjs'), d], { env: { ...process.env, KATA_REPRODUCIBLE: '1' }, encoding: 'utf8' });
+    t.equal(r.status, 0, `bundle.mjs exit status (${r.stderr.trim().split('\n').pop()})`);
+    const files = (fs.readdirSync(d, { recursive: true }) as string[]).filter((f) => fs.statSync(path.join(d, f)).isFile()).sort();
+    return files.map((f) => `${f} ${crypto.createHash('sha256').update(fs.readFileSync(path.join(d, f))).digest('hex')}`);
+  });
+  t.ok(digests[0].some((l) => l.startsWith('agent.js ')), 'agent.js is in the bundle');
+  t.notOk(digests[0].some((l) => l.split(' ')[0].endsWith('.cache')), 'no .cache file');
+  t.same(digests[1], digests[0], 'identical files and bytes');
+});
