@@ -121,7 +121,9 @@ await build({
 });
 await build({
   stdin: {
-    contents: `module.exports = { ${grpcPackages.map((p) => `${JSON.stringify(p)}: require(${JSON.stringify(p)})`).join(', ')} };`,
+    // Getters: a package is evaluated when first used. @grpc/reflection (with protobufjs) is needed
+    // only on the first reflection call, not on the first gRPC connection.
+    contents: `module.exports = { ${grpcPackages.map((p) => `get ${JSON.stringify(p)}() { return require(${JSON.stringify(p)}); }`).join(', ')} };`,
     resolveDir: repo,
     sourcefile: 'grpc-deps-entry.js',
   },
