@@ -21,7 +21,9 @@ const warnings: string[] = [];
 const log = { warn: (_o: object, msg: string) => warnings.push(msg) } as never;
 
 function mgr(): V1Manager {
-  const m = createCgroupManager({ forceVersion: 'v1', log, destroyGraceMs: 300 });
+  // The agent's own grace (2 s), not a shorter one: a SIGKILLed busy loop on a loaded machine took
+  // more than 300 ms to leave its group, and the kill-then-destroy case below then failed.
+  const m = createCgroupManager({ forceVersion: 'v1', log, destroyGraceMs: 2_000 });
   if (!(m instanceof V1Manager)) throw new Error('expected the v1 driver');
   return m;
 }
