@@ -63,7 +63,7 @@ export function loadOrder(dep: Map<string, ModuleInfo>, names: string[]): { file
 export function readModuleList(text: string): string[] {
   return text
     .split('\n')
-    .map((l) => (l.includes('#') ? l.slice(0, l.indexOf('#')) : l).trim())
+    .map((l) => l.split('#', 1)[0].trim())
     .filter(Boolean);
 }
 
