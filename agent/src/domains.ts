@@ -9,6 +9,7 @@ import { containerHandlers } from './container/handlers.js';
 import { ContainerManager } from './container/manager.js';
 import { guestDetailsHandlers } from './guest/details.js';
 import { ioHandlers } from './io/handlers.js';
+import { sharedContainersDir, staleShareMountHandlers } from './storage/stale-share-mounts.js';
 import { createProcessIO } from './io/process-io.js';
 import { libc as realLibc } from './linux/index.js';
 import { PR_SET_CHILD_SUBREAPER, type Libc } from './linux/libc.js';
@@ -84,7 +85,11 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
     pool,
     warmExec,
   });
-  handlers.push(containerHandlers(containers, sandbox, deps.onSandboxDestroyed), (deps.ioHandlers ?? ioHandlers)((c, e) => containers.io(c, e)));
+  handlers.push(
+    containerHandlers(containers, sandbox, deps.onSandboxDestroyed),
+    (deps.ioHandlers ?? ioHandlers)((c, e) => containers.io(c, e)),
+    staleShareMountHandlers({ sharedDir: sharedContainersDir(config.stateRoot), log }),
+  );
   return {
     handlers,
     start: () => pool.start(),

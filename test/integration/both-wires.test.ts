@@ -14,6 +14,7 @@ import { Code } from '../../agent/src/rpc/status.js';
 import { connect } from '../../agent-ctl/src/connect.js';
 import { CallError, GrpcClient, type RpcClient } from '../../agent-ctl/src/grpc-client.js';
 import { TtrpcClient } from '../../agent-ctl/src/ttrpc-client.js';
+import { readToEnd } from '../support/end-of-stream.js';
 import { agentVersion } from '../../agent/src/version.js';
 import { repoRoot, startAgentProcess } from '../support/agent-process.js';
 
@@ -61,17 +62,7 @@ async function containerLifecycle(t: Test, client: RpcClient, wire: string) {
   const id = `both-wires-${wire}`;
   await call('createContainer', { containerId: id, OCI: busyboxSpec(rootfs(), ['sh', '-c', `echo hello over ${wire}`]) });
   await call('startContainer', { containerId: id });
-  let out = '';
-  for (;;) {
-    try {
-      const r: { data: Uint8Array } = await call('readStdout', { containerId: id, execId: '', len: 1024 });
-      if (r.data.length === 0) break; // 3.x end of stream
-      out += Buffer.from(r.data).toString();
-    } catch (err) {
-      if (err instanceof CallError && err.details === 'EOF') break; // 1.x end of stream
-      throw err;
-    }
-  }
+  const out = (await readToEnd(() => call('readStdout', { containerId: id, execId: '', len: 1024 }), `ReadStdout ${id}`)).toString();
   t.equal(out, `hello over ${wire}\n`, `container output over ${wire}`);
   t.equal(((await call('waitProcess', { containerId: id, execId: '' })) as { status: number }).status, 0);
   await call('removeContainer', { containerId: id });

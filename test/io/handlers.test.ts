@@ -17,6 +17,7 @@ import { dialect1x, dialect3x, type Dialect } from '../../agent/src/rpc/dialect.
 import { AgentRpcService } from '../../agent/src/rpc/service.js';
 import { Code, RpcError, notFound } from '../../agent/src/rpc/status.js';
 import { spawnWithIO } from './spawn-with-io.js';
+import { readToEnd } from '../support/end-of-stream.js';
 
 /** The registry stand-in: container "c1", exec ids as registered by each test. */
 function setup() {
@@ -39,16 +40,16 @@ function setup() {
   return { procs, call, read, write };
 }
 
-t.test('3.x: data, then an empty message at end of stream', async (t) => {
+t.test('3.x: data, then an end-of-stream error (never an OK answer with empty data)', async (t) => {
   const { procs, read, write } = setup();
   const io = createProcessIO({ terminal: false, pipeSize: 0, libc: libc() });
   procs.set('c1/', io); // exec id "" is the init process
   spawnWithIO(t, io, 'read line; echo "out:$line"; echo "err:$line" >&2');
   t.equal((await write('', Buffer.from('hi\n'))).len, 3);
   t.equal(Buffer.from((await read('')).data).toString(), 'out:hi\n');
-  t.equal((await read('')).data.length, 0, 'empty data = EOF');
+  await t.rejects(read(''), { code: Code.INTERNAL, message: 'EOF: stdout of process (init) of container c1 has ended', expected: true });
   t.equal(Buffer.from((await read('', 100, dialect3x, 'ReadStderr')).data).toString(), 'err:hi\n');
-  t.equal((await read('', 100, dialect3x, 'ReadStderr')).data.length, 0);
+  await t.rejects(read('', 100, dialect3x, 'ReadStderr'), { code: Code.INTERNAL, message: 'EOF: stderr of process (init) of container c1 has ended' });
 });
 
 t.test('1.x: end of stream is the "EOF" error its hosts expect', async (t) => {
@@ -57,7 +58,7 @@ t.test('1.x: end of stream is the "EOF" error its hosts expect', async (t) => {
   procs.set('c1/e1', io);
   spawnWithIO(t, io, 'printf x');
   t.equal(Buffer.from((await read('e1', 10, dialect1x)).data).toString(), 'x');
-  await t.rejects(read('e1', 10, dialect1x), new RpcError(Code.UNKNOWN, 'EOF'));
+  await t.rejects(read('e1', 10, dialect1x), { code: Code.UNKNOWN, message: 'EOF', expected: true });
 });
 
 t.test('empty WriteStdin closes stdin (3.x); CloseStdin does the same', async (t) => {
@@ -84,12 +85,7 @@ t.test('TtyWinResize: resizes a pty; UNAVAILABLE "no tty" on pipes', async (t) =
   spawnWithIO(t, pipes, 'true');
   await call('TtyWinResize', TtyWinResizeRequestSchema, EmptySchema, { containerId: 'c1', execId: 'tty', row: 50, column: 132 });
   await write('tty', Buffer.from('\n'));
-  let out = '';
-  for (;;) {
-    const d = (await read('tty')).data;
-    if (d.length === 0) break;
-    out += Buffer.from(d).toString();
-  }
+  const out = (await readToEnd(() => read('tty'), 'ReadStdout tty')).toString();
   t.equal(out, '\r\n50 132\r\n');
   await t.rejects(
     call('TtyWinResize', TtyWinResizeRequestSchema, EmptySchema, { containerId: 'c1', execId: 'pipes', row: 50, column: 132 }),

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { create, fromBinary, toBinary, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
 import { AgentService } from '../../protos/gen/agent_pb.js';
 import { CallError, GrpcClient, type RpcClient } from '../../agent-ctl/src/grpc-client.js';
+import { readToEnd } from './end-of-stream.js';
 import { TtrpcClient } from '../../agent-ctl/src/ttrpc-client.js';
 import { connect } from '../../agent-ctl/src/connect.js';
 import { defaults } from '../../agent/src/config/config.js';
@@ -61,21 +62,10 @@ export class AgentHarness {
     }
   }
 
-  /** Reads a stream until end of stream: empty data (3.x) or the "EOF" error gRPC (1.x) hosts get. */
+  /** Reads a stream until its end-of-stream error (either generation's); an empty OK answer fails. */
   async readAll(stream: 'readStdout' | 'readStderr', containerId: string, execId = ''): Promise<string> {
-    const chunks: Uint8Array[] = [];
-    for (;;) {
-      let data: Uint8Array;
-      try {
-        data = (await this.call(stream, { containerId, execId, len: 32 * 1024 })).data;
-      } catch (err) {
-        if (err instanceof CallError && err.code === Code.UNKNOWN && err.details === 'EOF') break;
-        throw err;
-      }
-      if (data.length === 0) break;
-      chunks.push(data);
-    }
-    return Buffer.concat(chunks).toString();
+    const out = await readToEnd(() => this.call(stream, { containerId, execId, len: 32 * 1024 }), `${stream} ${containerId}/${execId}`);
+    return out.toString();
   }
 
   async stop(): Promise<void> {

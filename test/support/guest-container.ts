@@ -13,7 +13,7 @@ import {
   WaitProcessRequestSchema,
   WaitProcessResponseSchema,
 } from '../../protos/gen/agent_pb.js';
-import { CallError } from '../../agent-ctl/src/grpc-client.js';
+import { readToEnd } from './end-of-stream.js';
 import type { GuestRpc } from './guest-rpc.js';
 import { busyboxSpec } from './oci-spec.js';
 
@@ -33,19 +33,11 @@ export async function runGuestContainer(rpc: GuestRpc, opts: { memoryLimit: bigi
   const spec = busyboxSpec(guestBusyboxRootfs, ['/bin/sh', '-c', demoScript], { memoryLimit: opts.memoryLimit });
   await rpc.call(agent, 'CreateContainer', CreateContainerRequestSchema, { containerId: 'hello', execId: 'hello', OCI: spec }, EmptySchema);
   await rpc.call(agent, 'StartContainer', StartContainerRequestSchema, { containerId: 'hello' }, EmptySchema);
-  let stdout = '';
-  for (;;) {
-    try {
-      const r = await rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId: 'hello', execId: '', len: 32 * 1024 }, ReadStreamResponseSchema);
-      if (r.data.length === 0) break;
-      stdout += Buffer.from(r.data).toString();
-    } catch (err) {
-      // kata 1.x (gRPC) reports the end of output as an "EOF" error.
-      if (err instanceof CallError && err.details === 'EOF') break;
-      throw err;
-    }
-  }
-  const { status } = await rpc.call(agent, 'WaitProcess', WaitProcessRequestSchema, { containerId: 'hello', execId: '' }, WaitProcessResponseSchema);
+  // As kata hosts do: the init is addressed by its CreateContainer exec id, read until the read fails.
+  const stdout = (
+    await readToEnd(() => rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId: 'hello', execId: 'hello', len: 32 * 1024 }, ReadStreamResponseSchema), 'ReadStdout hello')
+  ).toString();
+  const { status } = await rpc.call(agent, 'WaitProcess', WaitProcessRequestSchema, { containerId: 'hello', execId: 'hello' }, WaitProcessResponseSchema);
   await rpc.call(agent, 'RemoveContainer', RemoveContainerRequestSchema, { containerId: 'hello' }, EmptySchema);
   if (opts.destroySandbox) await rpc.call(agent, 'DestroySandbox', DestroySandboxRequestSchema, {}, EmptySchema);
   return { stdout, status };

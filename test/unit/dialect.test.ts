@@ -1,6 +1,6 @@
 import t from 'tap';
 import { create, toBinary } from '@bufbuild/protobuf';
-import { CreateContainerRequestSchema, ReadStreamResponseSchema } from '../../protos/gen/agent_pb.js';
+import { CreateContainerRequestSchema } from '../../protos/gen/agent_pb.js';
 import { CreateContainerRequestSchema as CreateContainerRequest1x } from '../../protos/gen/compat_1x_pb.js';
 import { dialect1x, dialect3x } from '../../agent/src/rpc/dialect.js';
 import type { LegacyFields } from '../../agent/src/rpc/handlers.js';
@@ -69,14 +69,14 @@ t.test('garbage through dialect1x is INVALID_ARGUMENT', async (t) => {
   t.throws(() => dialect1x.decode(CreateContainerRequestSchema, Uint8Array.of(0x0a, 0x50), {}), { code: Code.INVALID_ARGUMENT });
 });
 
-t.test('end of stream: 1.x fails the read with "EOF", 3.x answers empty data', async (t) => {
-  const r = dialect3x.endOfStream();
-  t.equal(r.$typeName, ReadStreamResponseSchema.typeName);
-  t.equal(r.data.length, 0);
-  t.throws(() => dialect1x.endOfStream(), new RpcError(Code.UNKNOWN, 'EOF'));
-  try {
-    dialect1x.endOfStream();
-  } catch (err) {
-    t.equal((err as Error).message, 'EOF', 'exactly "EOF": the 1.x shim compares the message');
-  }
+t.test('end of stream is an RPC error on both generations, never an OK answer', async (t) => {
+  const e3 = dialect3x.endOfStream('stdout of process c1 of container c1');
+  t.ok(e3 instanceof RpcError);
+  t.equal(e3.code, Code.INTERNAL, 'the Rust agent fails the read with INTERNAL');
+  t.match(e3.message, /^EOF: stdout of process c1 of container c1 has ended$/);
+  t.equal(e3.expected, true, 'logged as an ordinary event, not a failure');
+  const e1 = dialect1x.endOfStream('stdout of process c1 of container c1');
+  t.equal(e1.code, Code.UNKNOWN);
+  t.equal(e1.message, 'EOF', 'exactly "EOF": the 1.x shim compares the message');
+  t.equal(e1.expected, true);
 });

@@ -1,8 +1,8 @@
 // The wire a connection arrives on picks its generation: the same handlers see kata 1.x semantics
 // over gRPC and 3.x over ttrpc, with no test of the generation in the handler.
 import t from 'tap';
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
-import { CreateContainerRequestSchema, ReadStreamRequestSchema, ReadStreamResponseSchema } from '../../protos/gen/agent_pb.js';
+import { create, toBinary } from '@bufbuild/protobuf';
+import { CreateContainerRequestSchema, ReadStreamRequestSchema } from '../../protos/gen/agent_pb.js';
 import { CreateContainerRequestSchema as CreateContainerRequest1x } from '../../protos/gen/compat_1x_pb.js';
 import type { CallContext } from '../../agent/src/rpc/handlers.js';
 import { Code } from '../../agent/src/rpc/status.js';
@@ -18,7 +18,9 @@ const handlers = {
     return {};
   },
   // A stream whose writers have all closed: what each generation expects at end of output.
-  readStdout: (_req: unknown, ctx: CallContext) => ctx.dialect.endOfStream(),
+  readStdout: (_req: unknown, ctx: CallContext) => {
+    throw ctx.dialect.endOfStream('stdout of process c of container c');
+  },
 };
 
 const old1x = toBinary(
@@ -58,11 +60,11 @@ t.test('the wire decides the dialect', async (t) => {
     t.match(err, { code: Code.INVALID_ARGUMENT });
   });
 
-  t.test('end of output: an "EOF" error on gRPC, empty data on ttrpc', async (t) => {
+  t.test('end of output: an "EOF" error on gRPC, an error (never empty OK data) on ttrpc', async (t) => {
     const req = toBinary(ReadStreamRequestSchema, create(ReadStreamRequestSchema, { containerId: 'c', execId: '', len: 32768 }));
     const err = await fails(grpc.call('grpc.AgentService', 'ReadStdout', req, 5000));
     t.match(err, { code: Code.UNKNOWN, details: 'EOF' });
-    const res = fromBinary(ReadStreamResponseSchema, await ttrpc.call('grpc.AgentService', 'ReadStdout', req, 5000));
-    t.equal(res.data.length, 0);
+    const err3 = await fails(ttrpc.call('grpc.AgentService', 'ReadStdout', req, 5000));
+    t.match(err3, { code: Code.INTERNAL, details: 'EOF: stdout of process c of container c has ended' });
   });
 });

@@ -76,3 +76,29 @@ export function pathBelowMount(ownPath: string, mountRoot: string): string {
   const rel = path.posix.relative(mountRoot, ownPath);
   return rel.startsWith('..') ? ownPath : '/' + rel;
 }
+
+/**
+ * The container's group from the spec's `Linux.CgroupsPath`, as a path relative to the agent's own
+ * group (kata sends `/default/<cid>` or `/kubepods/<qos>/pod<uid>/<cid>`, meant from the cgroup root;
+ * in a guest the agent's own group is that root, and elsewhere, e.g. our tests, this keeps containers
+ * inside the agent's delegation). The systemd form `slice:prefix:name` becomes `slice/prefix-name.scope`,
+ * the directory systemd would make for it: in init mode there is no systemd to ask. An empty path gives
+ * `kata-<id>`, as before kata hosts sent one.
+ */
+export function containerCgroupPath(cgroupsPath: string, containerId: string): string {
+  if (cgroupsPath === '') return `kata-${containerId}`;
+  const parts = cgroupsPath.split(':');
+  let rel: string;
+  if (parts.length === 3 && !cgroupsPath.includes('/')) {
+    const [slice, prefix, name] = parts;
+    if (!slice || !name) throw invalidArgument(`container ${containerId}: Linux.CgroupsPath "${cgroupsPath}": the systemd form needs a slice and a name`);
+    rel = `${slice}/${prefix ? `${prefix}-` : ''}${name}.scope`;
+  } else {
+    rel = cgroupsPath.replace(/^\/+/, '');
+  }
+  try {
+    return checkRelPath(rel);
+  } catch (err) {
+    throw invalidArgument(`container ${containerId}: Linux.CgroupsPath "${cgroupsPath}": ${(err as Error).message}`);
+  }
+}

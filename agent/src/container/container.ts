@@ -25,10 +25,18 @@ export class Container {
     readonly storages: MountedStorage[],
   ) {}
 
-  /** exec id "" is the init process; a process is forgotten once WaitProcess returned for it. */
+  /**
+   * The init is found by the exec id CreateContainer gave it (every kata host sends the container id
+   * there and then addresses the init by it) and by "" (3.x's own name for it); a process is
+   * forgotten once WaitProcess returned for it.
+   */
   process(execId: string): ContainerProcess | undefined {
-    const p = execId === '' ? this.init : this.execs.get(execId);
+    const p = this.isInit(execId) ? this.init : this.execs.get(execId);
     return p && !p.waited ? p : undefined;
+  }
+
+  isInit(execId: string): boolean {
+    return execId === '' || execId === this.init.execId;
   }
 
   allProcesses(): ContainerProcess[] {

@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { CreateContainerRequest, ExecProcessRequest } from '../../../protos/gen/agent_pb.js';
 import type { LinuxResources } from '../../../protos/gen/oci_pb.js';
 import type { CgroupManager } from '../cgroups/cgroup.js';
+import { containerCgroupPath } from '../cgroups/self-path.js';
 import { signalAll } from '../cgroups/signal-all.js';
 import type { Libc } from '../linux/libc.js';
 import { CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUTS } from '../linux/libc.js';
@@ -58,6 +59,8 @@ export class ContainerManager {
   private readonly containers = new Map<string, Container>();
   /** Ids between the start and the end of CreateContainer, so a concurrent duplicate fails too. */
   private readonly creating = new Set<string>();
+  /** Cgroup path → the container (being) created in it. */
+  private readonly cgroupUsers = new Map<string, string>();
   readonly oomEvents = new OomEvents();
 
   constructor(private readonly deps: ContainerDeps) {}
@@ -84,6 +87,7 @@ export class ContainerManager {
 
   async create(req: CreateContainerRequest, agentPidns: boolean): Promise<void> {
     const id = checkId('container', req.containerId);
+    const initExecId = req.execId === '' ? '' : checkId('exec', req.execId);
     if (this.containers.has(id) || this.creating.has(id)) throw alreadyExists(`container ${id} already exists`);
     const spec = req.OCI;
     if (!spec) throw invalidArgument(`container ${id}: request has no OCI spec`);
@@ -113,7 +117,13 @@ export class ContainerManager {
       undo.push(() => removeBundle(libc, this.deps.log, bundle, rootfs));
       writeBundle(bundle, spec);
 
-      const cgroup = this.deps.cgroups.create(`kata-${id}`, spec.Linux?.Resources);
+      const cgroupPath = containerCgroupPath(spec.Linux?.CgroupsPath ?? '', id);
+      // Two live containers in one group would freeze, kill and remove each other's processes.
+      const sharer = this.cgroupUsers.get(cgroupPath);
+      if (sharer !== undefined) throw alreadyExists(`container ${id}: cgroup ${cgroupPath} is already container ${sharer}'s`);
+      this.cgroupUsers.set(cgroupPath, id);
+      undo.push(() => void this.cgroupUsers.delete(cgroupPath));
+      const cgroup = this.deps.cgroups.create(cgroupPath, spec.Linux?.Resources);
       undo.push(() => cgroup.destroy());
       const io = this.deps.createIO({ terminal: plan.process.terminal, pipeSize: this.deps.pipeSize, libc });
       undo.push(() => io.dispose());
@@ -131,7 +141,7 @@ export class ContainerManager {
       // A pooled helper reopened the child ends through /proc during its setup; now they can go.
       if (pooled) io.closeChildEnds();
 
-      const c = new Container(id, bundle, rootfs, spec, cgroup, new ContainerProcess('', helper, io), storages);
+      const c = new Container(id, bundle, rootfs, spec, cgroup, new ContainerProcess(initExecId, helper, io), storages);
       c.ownPidns = pidns.kind === 'new';
       if (sandbox.sandboxPidns && !sandbox.pidnsPath && pidns.kind === 'new') sandbox.pidnsPath = `/proc/${helper.pid}/ns/pid`;
       void helper.exited.then(() => {
@@ -192,7 +202,7 @@ export class ContainerManager {
   async exec(req: ExecProcessRequest): Promise<void> {
     const c = this.get(req.containerId);
     const execId = checkId('exec', req.execId);
-    if (c.execs.has(execId)) throw alreadyExists(`exec id ${execId} already exists in container ${c.id}`);
+    if (c.execs.has(execId) || c.isInit(execId)) throw alreadyExists(`exec id ${execId} already exists in container ${c.id}`);
     if (!c.init.running) throw failedPrecondition(`container ${c.id} is not running`);
     const initProc = `/proc/${c.init.pid}`;
     // mnt last: the helper opens every path before it joins any, and needs its old /proc until then.
@@ -245,13 +255,14 @@ export class ContainerManager {
     this.deps.warmExec?.prepare(c.id, pidnsPath, () => this.containers.get(c.id) === c && c.init.running && !c.removing);
   }
 
-  async signal(containerId: string, execId: string, signal: number, allWhenInit: boolean): Promise<void> {
+  /** `allForEmptyId`: exec id "" means every process of the container, whatever the signal (1.x). */
+  async signal(containerId: string, execId: string, signal: number, allForEmptyId: boolean): Promise<void> {
     const c = this.get(containerId);
     const p = c.process(execId);
     if (!p) throw notFound(`process ${execId || '(init)'} of container ${containerId} not found`);
     // A pid-namespace init without a SIGTERM handler ignores SIGTERM from outside; the host means "stop".
     if (p === c.init && c.ownPidns && signal === SIGTERM && !signalCaught(p.pid, SIGTERM)) signal = SIGKILL;
-    if (p === c.init && (signal === SIGKILL || allWhenInit)) return this.signalAll(c, signal);
+    if (p === c.init && (signal === SIGKILL || (allForEmptyId && execId === ''))) return this.signalAll(c, signal);
     p.kill(signal);
   }
 
@@ -293,6 +304,7 @@ export class ContainerManager {
     c.stopOomWatch?.();
     for (const p of c.allProcesses()) if (!p.waited) p.io.dispose();
     await c.cgroup.destroy();
+    this.cgroupUsers.delete(c.cgroup.relPath);
     releaseStorages(c.storages);
     removeBundle(this.deps.libc, this.deps.log, c.bundle, c.rootfs);
     this.containers.delete(id);

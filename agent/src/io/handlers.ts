@@ -20,7 +20,8 @@ export function ioHandlers(lookup: ProcessIOLookup): AgentHandlers {
     async (req, ctx) => {
       const len = readLength(req.len);
       const data = await lookup(req.containerId, req.execId).read(stream, len, ctx.signal);
-      return data === null ? ctx.dialect.endOfStream() : { data };
+      if (data === null) throw ctx.dialect.endOfStream(`${stream} of process ${req.execId || '(init)'} of container ${req.containerId}`);
+      return { data };
     };
   return {
     async writeStdin(req, ctx) {

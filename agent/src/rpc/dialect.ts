@@ -1,5 +1,4 @@
 import type { DescMessage, Message } from '@bufbuild/protobuf';
-import type { ReadStreamResponse } from '../../../protos/gen/agent_pb.js';
 import type { LegacyFields } from './handlers.js';
 import { agentProtos, compat1xProtos, protobufRuntime } from './lazy-protos.js';
 import { Code, RpcError } from './status.js';
@@ -12,8 +11,13 @@ export interface Dialect {
   readonly name: 'kata-1.x' | 'kata-3.x';
   /** Decodes a request; may lift generation-only fields into `legacy`. */
   decode(schema: DescMessage, bytes: Uint8Array, legacy: LegacyFields): Message;
-  /** What ReadStdout/ReadStderr answer once every writer has closed. */
-  endOfStream(): ReadStreamResponse;
+  /**
+   * The error ReadStdout/ReadStderr fail with once every writer has closed (`what` names the stream,
+   * process and container). Both generations end a stream with an RPC error, never an OK answer with
+   * empty data: kata's Go runtime counts any OK answer as data read, so an empty one made the shim's
+   * copy loop spin and it never reached WaitProcess.
+   */
+  endOfStream(what: string): RpcError;
 }
 
 function decodeStrict(schema: DescMessage, bytes: Uint8Array): Message {
@@ -27,7 +31,8 @@ function decodeStrict(schema: DescMessage, bytes: Uint8Array): Message {
 export const dialect3x: Dialect = {
   name: 'kata-3.x',
   decode: (schema, bytes) => decodeStrict(schema, bytes),
-  endOfStream: () => protobufRuntime().create(agentProtos().ReadStreamResponseSchema, { data: new Uint8Array(0) }),
+  // The Rust agent fails the read with an INTERNAL status; 3.x hosts stop copying on any error.
+  endOfStream: (what) => new RpcError(Code.INTERNAL, `EOF: ${what} has ended`, true),
 };
 
 export const dialect1x: Dialect = {
@@ -45,8 +50,6 @@ export const dialect1x: Dialect = {
     delete json.agent_pidns;
     return fromJson(CreateContainerRequestSchema, json as never, { ignoreUnknownFields: false });
   },
-  endOfStream() {
-    // kata 1.x hosts stop copying output when the read fails with "EOF".
-    throw new RpcError(Code.UNKNOWN, 'EOF');
-  },
+  // kata 1.x hosts compare the message with io.EOF's text: it must be exactly "EOF".
+  endOfStream: () => new RpcError(Code.UNKNOWN, 'EOF', true),
 };

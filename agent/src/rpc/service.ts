@@ -118,7 +118,7 @@ export class AgentRpcService {
     } catch (err) {
       const rpcErr = toRpcError(err);
       code = rpcErr.code;
-      if (code === Code.INTERNAL || code === Code.UNKNOWN) this.log.error({ method: entry.name, err }, 'rpc failed');
+      if (!rpcErr.expected && (code === Code.INTERNAL || code === Code.UNKNOWN)) this.log.error({ method: entry.name, err }, 'rpc failed');
       throw rpcErr;
     } finally {
       if (this.log.isLevelEnabled('debug')) {

@@ -24,6 +24,11 @@ export class RpcError extends Error {
   constructor(
     readonly code: Code,
     message: string,
+    /**
+     * An error that is the normal end of something (end of a stream): the call log records it at
+     * debug, not as a failure, whatever its code.
+     */
+    readonly expected = false,
   ) {
     super(message);
     this.name = 'RpcError';
