@@ -22,7 +22,7 @@ const script = [
   'read x',
   'echo "got $x"',
   'tty',
-  'echo "pts: $(ls /dev/pts)"',
+  'echo pts: $(ls /dev/pts)',
   'stty size',
   'set -- $(cat /proc/$$/stat)',
   'echo "pid=$$ pgrp=$5 sid=$6 tty_nr=$7 tpgid=$8"',
@@ -69,7 +69,7 @@ async function ttySession(t: Test, h: AgentHarness, containerId: string, execId:
   t.ok(tty, `tty prints a /dev/pts path: ${JSON.stringify(out.slice(0, 300))}`);
   const n = Number(tty?.[2]);
   const pts = /^pts: (.*)\r$/m.exec(out)?.[1].split(' ') ?? [];
-  t.ok(pts.includes(String(n)), `ls /dev/pts in the container shows pty ${n} (${pts.join(' ')})`);
+  t.same(pts, [String(n), 'ptmx'], `ls /dev/pts in the container shows pty ${n}, in an instance of its own`);
   t.match(out, /^33 99\r$/m, 'stty sees the first size');
   const ids = /pid=(\d+) pgrp=(\d+) sid=(\d+) tty_nr=(\d+) tpgid=(\d+)/.exec(out);
   t.ok(ids, 'stat fields printed');
@@ -128,7 +128,7 @@ t.test('tty init and tty execs: pooled init helper, spawned and warm exec helper
   t.same(leftovers(tag, h.dir), { mounts: [], cgroups: [], processes: [], zombies: [] }, 'nothing left behind');
 });
 
-t.test('tty init through a freshly spawned helper; the agent keeps no fd of it', { skip }, async (t) => {
+t.test('tty init through a freshly spawned helper; no devpts in the container; the agent keeps no fd of either', { skip }, async (t) => {
   // No pool and no warm helpers: nothing opens fds in the background, so the agent's count must come back.
   const h = await AgentHarness.start({ warmExec: new WarmExecHelpers(libc(), 0), helperPoolSize: 0 });
   const rootfs = buildBusyboxRootfs(`${h.dir}/bb`);
@@ -139,6 +139,14 @@ t.test('tty init through a freshly spawned helper; the agent keeps no fd of it',
   const fdCount = () => fs.readdirSync('/proc/self/fd').length;
   const id = `${tag}-fresh`;
   const before = fdCount();
+
+  const bare = busyboxSpec(rootfs, ['sh', '-c', script], { terminal: true });
+  bare.Mounts = bare.Mounts!.filter((m) => m.destination !== '/dev/pts');
+  t.match(
+    await h.code('createContainer', { containerId: `${tag}-nopts`, OCI: bare }),
+    /^INTERNAL: CreateContainer .*-nopts: terminal: cannot open a pty from the container's \/dev\/ptmx \(a devpts at \/dev\/pts\): posix_openpt\(.*\): ENOENT/,
+    'a terminal without a devpts in the container fails, saying so',
+  );
   await h.call('createContainer', { containerId: id, OCI: busyboxSpec(rootfs, ['sh', '-c', script], { terminal: true }) });
   await h.call('startContainer', { containerId: id });
   await ttySession(t, h, id, '');
