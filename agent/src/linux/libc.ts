@@ -107,8 +107,6 @@ export const TIOCGWINSZ = 0x5413;
 export const TIOCSWINSZ = 0x5414;
 /** Opens the slave of a pty master without a path lookup (Linux 4.13+), so /dev/pts need not be visible. */
 export const TIOCGPTPEER = 0x5441;
-/** TIOCGPTN (_IOR('T', 0x30, unsigned int)): the pty's number in its devpts instance. */
-export const TIOCGPTN = 0x80045430;
 
 export interface Winsize {
   rows: number;
