@@ -12,6 +12,7 @@ import { createLogger } from '../agent/src/log/logger.js';
 import { dialect3x } from '../agent/src/rpc/dialect.js';
 import { AgentRpcService } from '../agent/src/rpc/service.js';
 import { notFound } from '../agent/src/rpc/status.js';
+import { spawnOnIO } from '../test/io/spawn-with-io.js';
 import type { BenchOptions, BenchRow, MeasureFn } from './types.js';
 
 const MB = 1 << 20;
@@ -30,9 +31,7 @@ function oneProcessService(io: ProcessIO): AgentRpcService {
 }
 
 function spawnOn(io: ProcessIO, script: string) {
-  const child = spawn('sh', ['-c', script], { stdio: io.childFds });
-  io.closeChildEnds();
-  return once(child, 'exit');
+  return once(spawnOnIO(io, 'sh', ['-c', script]), 'exit');
 }
 
 async function readStdoutMBps(terminal: boolean): Promise<number> {

@@ -74,7 +74,7 @@ t.test('the second exec is the warm helper started after the first', { skip }, a
   await h.call('signalProcess', { containerId: id, execId: 'e2', signal: SIGKILL });
   t.equal((await h.call('waitProcess', { containerId: id, execId: 'e2' })).status, 128 + SIGKILL);
 
-  // A tty exec through a warm helper: the pty slave reopened through /proc/<agent>/fd becomes its controlling tty.
+  // A tty exec through a warm helper: the pty it opens inside the container becomes its controlling tty.
   await exec(id, 'tty', ['sh', '-c', 'read x; stty size; [ -t 0 ] && echo isatty; echo pid=$$ sid=$(cut -d" " -f6 /proc/$$/stat)'], true);
   t.equal(warm.stats.taken, 2);
   await h.call('ttyWinResize', { containerId: id, execId: 'tty', row: 21, column: 77 });

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { createProcessIO } from '../../agent/src/io/process-io.js';
+import { openPty } from '../../agent/src/io/pty.js';
 import { libc } from '../../agent/src/linux/index.js';
 import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
 import { F_GETPIPE_SZ } from '../../agent/src/linux/libc.js';
@@ -139,8 +140,8 @@ t.test('two readers of one stream share the bytes without duplicates', async (t)
 t.test('agent.container_pipe_size resizes the output pipes', async (t) => {
   const io = createProcessIO({ terminal: false, pipeSize: 1 << 20, libc: libc() });
   t.teardown(() => io.dispose());
-  t.equal(libc().fcntl(io.childFds[1], F_GETPIPE_SZ), 1 << 20);
-  t.equal(libc().fcntl(io.childFds[2], F_GETPIPE_SZ), 1 << 20);
+  t.equal(libc().fcntl(io.childFds![1], F_GETPIPE_SZ), 1 << 20);
+  t.equal(libc().fcntl(io.childFds![2], F_GETPIPE_SZ), 1 << 20);
 });
 
 t.test('a pipe size the kernel refuses fails with the call named, and every fd opened is closed', async (t) => {
@@ -154,8 +155,33 @@ t.test('a pipe size the kernel refuses fails with the call named, and every fd o
 
 t.test('a pty that cannot be opened leaves no fd behind', async (t) => {
   const fake = new RecordingLibc().fail('ioctlInt', 25 /* ENOTTY */);
-  t.throws(() => createProcessIO({ terminal: true, pipeSize: 0, libc: fake }), /ioctl.*ENOTTY/);
+  t.throws(() => openPty(fake), /ioctl.*ENOTTY/);
   t.same(fake.calls.filter((c) => c.name === 'close').map((c) => c.args[0]), [100], 'the master is closed');
+});
+
+t.test('a terminal IO opens no pty itself; a master it cannot take is closed', async (t) => {
+  const fake = new RecordingLibc().fail('fcntl', 24 /* EMFILE */);
+  const io = createProcessIO({ terminal: true, pipeSize: 0, libc: fake });
+  t.equal(io.childFds, null, 'no child ends: the helper opens the pty inside the container');
+  t.same(fake.calls, [], 'no syscall before a master is attached');
+  await t.rejects(io.read('stdout', 10, never), { code: Code.UNAVAILABLE }, 'nothing to read before the master');
+  t.throws(() => io.resize(24, 80), { code: Code.UNAVAILABLE });
+  t.throws(() => io.attachPty(7), /fcntl.*EMFILE/);
+  t.same(fake.calls.filter((c) => c.name === 'close').map((c) => c.args[0]), [7], 'the master that could not be duplicated is closed');
+  io.dispose();
+  const later = new RecordingLibc();
+  const gone = createProcessIO({ terminal: true, pipeSize: 0, libc: later });
+  gone.dispose();
+  t.throws(() => gone.attachPty(9), { code: Code.NOT_FOUND });
+  t.same(later.calls.map((c) => [c.name, c.args[0]]), [['close', 9]], 'a master arriving after dispose is closed');
+});
+
+t.test('a process without a terminal refuses a pty master and closes it', async (t) => {
+  const io = pipes();
+  t.teardown(() => io.dispose());
+  const fd = fs.openSync('/dev/null', 'r');
+  t.throws(() => io.attachPty(fd), { code: Code.INTERNAL });
+  t.throws(() => fs.fstatSync(fd), { code: 'EBADF' }, 'closed');
 });
 
 t.test('dispose releases every fd, and later calls are NOT_FOUND', async (t) => {
@@ -192,7 +218,6 @@ t.test('TtyWinResize on pipes is UNAVAILABLE "no tty"', async (t) => {
 t.test('pty: stdin, echo, resize seen by stty, one output stream', async (t) => {
   const io = pty();
   t.equal(io.terminal, true);
-  t.equal(new Set(io.childFds).size, 1, 'one slave fd for 0, 1 and 2');
   const { exited } = spawnWithIO(t, io, 'read x; stty size; echo "got $x" >&2');
   io.resize(33, 77);
   await io.write(Buffer.from('hello\n'), never);

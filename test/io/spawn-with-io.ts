@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import type { ProcessIO } from '../../agent/src/io/process-io.js';
+import { openPty } from '../../agent/src/io/pty.js';
+import { libc } from '../../agent/src/linux/index.js';
 
 export interface Spawned {
   child: ChildProcess;
@@ -9,12 +11,28 @@ export interface Spawned {
 }
 
 /**
- * Runs `sh -c script` on the ProcessIO's child fds, as the container helper will, and closes the
- * agent's copies of the child ends. The child is killed by pid at teardown if still running.
+ * Spawns `file args` on the ProcessIO as the container helper does: on its pipes' child ends (then
+ * closed here), or, for a terminal, on the slave of a pty opened here whose master the ProcessIO
+ * then takes, as it takes the one a helper sends.
  */
+export function spawnOnIO(io: ProcessIO, file: string, args: string[]): ChildProcess {
+  if (io.childFds) {
+    const child = spawn(file, args, { stdio: io.childFds });
+    io.closeChildEnds();
+    return child;
+  }
+  const pty = openPty(libc());
+  try {
+    return spawn(file, args, { stdio: [pty.slave, pty.slave, pty.slave] });
+  } finally {
+    libc().close(pty.slave);
+    io.attachPty(pty.master);
+  }
+}
+
+/** Runs `sh -c script` through spawnOnIO. The child is killed by pid at teardown if still running. */
 export function spawnWithIO(t: { teardown(fn: () => unknown): void }, io: ProcessIO, script: string): Spawned {
-  const child = spawn('sh', ['-c', script], { stdio: io.childFds });
-  io.closeChildEnds();
+  const child = spawnOnIO(io, 'sh', ['-c', script]);
   const exited = once(child, 'exit').then(([code, signal]) => (code ?? 128 + (signal ? osSignal(signal as string) : 0)) as number);
   t.teardown(async () => {
     if (child.exitCode === null && child.signalCode === null) {

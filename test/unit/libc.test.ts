@@ -4,7 +4,9 @@ import path from 'node:path';
 import t from 'tap';
 import { errnoName, SyscallError } from '../../agent/src/linux/errno.js';
 import { libc } from '../../agent/src/linux/index.js';
-import { AF_VSOCK, MNT_DETACH, SOCK_STREAM, VMADDR_CID_ANY } from '../../agent/src/linux/libc.js';
+import {
+  AF_UNIX, AF_VSOCK, F_GETFD, FD_CLOEXEC, MNT_DETACH, MSG_CMSG_CLOEXEC, MSG_DONTWAIT, O_CLOEXEC, SOCK_CLOEXEC, SOCK_SEQPACKET, SOCK_STREAM, VMADDR_CID_ANY,
+} from '../../agent/src/linux/libc.js';
 import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
 import { Code, toRpcError } from '../../agent/src/rpc/status.js';
 
@@ -50,6 +52,29 @@ t.test('AF_VSOCK socket, bind and listen on VMADDR_CID_ANY', async (t) => {
   const e = t.throws(() => libc().bindVsock(fd, VMADDR_CID_ANY, port)) as SyscallError;
   t.equal(e.code, 'EINVAL', 'binding a bound socket again fails with EINVAL');
   t.match(e.message, new RegExp(`^bind\\(vsock cid=${VMADDR_CID_ANY} port=${port}\\): EINVAL`));
+});
+
+t.test('an fd passed over a socketpair (SCM_RIGHTS) is the same open file, close-on-exec on arrival', async (t) => {
+  const l = libc();
+  const [a, b] = l.socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  const [r, w] = l.pipe2(O_CLOEXEC);
+  t.teardown(() => [a, b, r].forEach((fd) => l.close(fd)));
+  const empty = t.throws(() => l.recvFd(b, Buffer.alloc(1), MSG_DONTWAIT)) as SyscallError;
+  t.equal(empty.code, 'EAGAIN', 'nothing queued: MSG_DONTWAIT does not wait');
+  l.sendFd(a, w, Buffer.from('x'));
+  l.close(w);
+  const buf = Buffer.alloc(4);
+  const got = l.recvFd(b, buf, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  t.equal(got.bytes, 1);
+  t.equal(buf.toString('utf8', 0, 1), 'x');
+  t.type(got.fd, 'number');
+  const fd = got.fd!;
+  t.equal(l.fcntl(fd, F_GETFD, 0) & FD_CLOEXEC, FD_CLOEXEC, 'MSG_CMSG_CLOEXEC marks it');
+  fs.writeSync(fd, 'through the passed fd');
+  l.close(fd);
+  t.equal(fs.readFileSync(r, 'utf8'), 'through the passed fd', 'it writes into the pipe the sender had');
+  fs.writeSync(a, 'no');
+  t.same(l.recvFd(b, buf, MSG_DONTWAIT), { bytes: 2, fd: undefined }, 'a message without one');
 });
 
 t.test('the recording fake records calls and fails on request', async (t) => {

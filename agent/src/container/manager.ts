@@ -137,7 +137,7 @@ export class ContainerManager {
       await helper.booted(`CreateContainer ${id}`);
       cgroup.addProcess(helper.pid);
       helper.sendPlan(pooled ? { ...plan, stdio: { pid: process.pid, fds: io.childFds, terminal: plan.process.terminal } } : plan);
-      await helper.ready(`CreateContainer ${id}`);
+      await helper.ready(`CreateContainer ${id}`, io);
       // A pooled helper reopened the child ends through /proc during its setup; now they can go.
       if (pooled) io.closeChildEnds();
 
@@ -165,10 +165,10 @@ export class ContainerManager {
   }
 
   /** Waits for the helper's node, hands it the plan and waits until it is ready to execve. */
-  private async planned(helper: Helper, plan: Parameters<Helper['sendPlan']>[0], what: string): Promise<void> {
+  private async planned(helper: Helper, plan: Parameters<Helper['sendPlan']>[0], what: string, io: ProcessIO): Promise<void> {
     await helper.booted(what);
     helper.sendPlan(plan);
-    await helper.ready(what);
+    await helper.ready(what, io);
   }
 
   private spawn(pidns: PidNamespaceChoice, io: ProcessIO): Helper {
@@ -222,7 +222,7 @@ export class ContainerManager {
       if (helper) {
         try {
           // A warm helper started with /dev/null: it reopens the real stdio through /proc/<agent>/fd.
-          await this.planned(helper, { ...plan, stdio: { pid: process.pid, fds: io.childFds, terminal: plan.process.terminal } }, what);
+          await this.planned(helper, { ...plan, stdio: { pid: process.pid, fds: io.childFds, terminal: plan.process.terminal } }, what, io);
           viaWarm = true;
         } catch (err) {
           // It waits inside the container, where a process may kill it (kill -9 -1) between take()
@@ -234,7 +234,7 @@ export class ContainerManager {
       }
       if (!helper) {
         helper = this.spawn({ kind: 'join', path: pidnsPath }, io);
-        await this.planned(helper, plan, what);
+        await this.planned(helper, plan, what, io);
       }
       if (viaWarm) io.closeChildEnds();
       // Joined only now, just before execve, so the helper's own memory is not charged to the container.

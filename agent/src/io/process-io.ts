@@ -3,7 +3,6 @@ import { Code, RpcError } from '../rpc/status.js';
 import { socketFromFd } from '../transport/uv-handle.js';
 import { OutputStream } from './output-stream.js';
 import { openPipe, type Pipe } from './pipes.js';
-import { openPty } from './pty.js';
 import { ptyDrain } from './pty-drain.js';
 import { StdinStream } from './stdin-stream.js';
 
@@ -11,11 +10,19 @@ export type OutputName = 'stdout' | 'stderr';
 
 /** The stdio of one container process, as the stdio RPCs see it. */
 export interface ProcessIO {
-  /** fds the child gets as 0,1,2 (pipe ends or the pty slave); pass them to the spawned helper. */
-  readonly childFds: [number, number, number];
+  /**
+   * fds the child gets as 0,1,2 (pipe ends); pass them to the spawned helper. null for a terminal:
+   * the helper opens the pty itself, inside the container, and hands the master over (attachPty).
+   */
+  readonly childFds: [number, number, number] | null;
   readonly terminal: boolean;
   /** Close the agent's copies of the child ends once the child is spawned. */
   closeChildEnds(): void;
+  /**
+   * A terminal only: takes `master` (a pty master the agent received, close-on-exec) as the process's
+   * stdio. The fd is owned from then on, and closed here if this fails.
+   */
+  attachPty(master: number): void;
   /** Up to `len` bytes, waiting while none are available; `null` = end of stream (every writer closed). */
   read(stream: OutputName, len: number, signal: AbortSignal): Promise<Uint8Array | null>;
   write(data: Uint8Array, signal: AbortSignal): Promise<number>;
@@ -58,18 +65,26 @@ function released(): RpcError {
 }
 
 abstract class BaseIO implements ProcessIO {
-  abstract readonly childFds: [number, number, number];
+  abstract readonly childFds: [number, number, number] | null;
   abstract readonly terminal: boolean;
   protected disposed = false;
   private childEndsOpen = true;
 
   constructor(
     protected readonly libc: Libc,
-    protected readonly stdin: StdinStream,
-    protected readonly outputs: Record<OutputName, OutputStream | undefined>,
+    protected stdin: StdinStream | undefined,
+    protected outputs: Record<OutputName, OutputStream | undefined>,
   ) {}
 
   protected abstract childEnds(): number[];
+
+  abstract attachPty(master: number): void;
+
+  /** The stdin stream; a terminal has none until its master is attached. */
+  private input(): StdinStream {
+    if (!this.stdin) throw new RpcError(Code.UNAVAILABLE, 'the terminal of the process is not open yet');
+    return this.stdin;
+  }
 
   closeChildEnds(): void {
     if (!this.childEndsOpen) return;
@@ -85,12 +100,16 @@ abstract class BaseIO implements ProcessIO {
 
   write(data: Uint8Array, signal: AbortSignal): Promise<number> {
     if (this.disposed) return Promise.reject(released());
-    return this.stdin.write(data, signal);
+    try {
+      return this.input().write(data, signal);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
   }
 
   closeStdin(): void {
     if (this.disposed) throw released();
-    this.stdin.close();
+    this.input().close();
   }
 
   abstract resize(rows: number, cols: number): void;
@@ -99,7 +118,7 @@ abstract class BaseIO implements ProcessIO {
     if (this.disposed) return;
     this.disposed = true;
     this.closeChildEnds();
-    this.stdin.dispose();
+    this.stdin?.dispose();
     this.outputs.stdout?.dispose();
     this.outputs.stderr?.dispose();
   }
@@ -118,6 +137,11 @@ class PipeIO extends BaseIO {
 
   protected childEnds(): number[] {
     return [...this.childFds];
+  }
+
+  attachPty(master: number): void {
+    closeAll(this.libc, [master]);
+    throw new RpcError(Code.INTERNAL, 'a pty master was handed to a process without a terminal');
   }
 
   resize(): void {
@@ -144,7 +168,19 @@ function createPipeIO(opts: ProcessIOOptions): ProcessIO {
 
 class PtyIO extends BaseIO {
   readonly terminal = true;
-  readonly childFds: [number, number, number];
+  readonly childFds = null;
+  private master = -1;
+
+  constructor(
+    libc: Libc,
+    private readonly highWater: number,
+  ) {
+    super(libc, undefined, { stdout: undefined, stderr: undefined });
+  }
+
+  protected childEnds(): number[] {
+    return [];
+  }
 
   /**
    * One master, three fds: reading and writing are separate libuv streams so a failed write (or
@@ -153,20 +189,35 @@ class PtyIO extends BaseIO {
    * may then be reused.
    * A pty has no separate stderr.
    */
-  constructor(libc: Libc, highWater: number, private readonly master: number, private readonly slave: number, readFd: number, writeFd: number) {
-    super(libc, new StdinStream(socketFromFd(writeFd, { readable: false })), {
-      stdout: new OutputStream(socketFromFd(readFd, { writable: false }), {
-        highWater,
+  attachPty(master: number): void {
+    if (this.disposed || this.master >= 0) {
+      closeAll(this.libc, [master]);
+      throw this.disposed ? released() : new RpcError(Code.INTERNAL, 'the process already has its terminal');
+    }
+    const dups: number[] = [];
+    try {
+      dups.push(this.libc.fcntl(master, F_DUPFD_CLOEXEC, 0));
+      dups.push(this.libc.fcntl(master, F_DUPFD_CLOEXEC, 0));
+    } catch (err) {
+      closeAll(this.libc, [master, ...dups]);
+      throw err;
+    }
+    const libc = this.libc;
+    this.master = master;
+    this.stdin = new StdinStream(socketFromFd(dups[1], { readable: false }));
+    this.outputs = {
+      stdout: new OutputStream(socketFromFd(dups[0], { writable: false }), {
+        highWater: this.highWater,
         eioIsEnd: true,
         drainAtEnd: () => ptyDrain(libc, master),
       }),
       stderr: undefined,
-    });
-    this.childFds = [slave, slave, slave];
+    };
   }
 
-  protected childEnds(): number[] {
-    return [this.slave];
+  override async read(stream: OutputName, len: number, signal: AbortSignal): Promise<Uint8Array | null> {
+    if (!this.disposed && this.master < 0) throw new RpcError(Code.UNAVAILABLE, 'the terminal of the process is not open yet');
+    return super.read(stream, len, signal);
   }
 
   resize(rows: number, cols: number): void {
@@ -174,26 +225,21 @@ class PtyIO extends BaseIO {
     if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 0 || cols < 0 || rows > 0xffff || cols > 0xffff) {
       throw new RpcError(Code.INVALID_ARGUMENT, `window size ${rows}x${cols} does not fit a terminal (0..65535)`);
     }
+    if (this.master < 0) throw new RpcError(Code.UNAVAILABLE, 'the terminal of the process is not open yet');
     this.libc.setWinsize(this.master, { rows, cols });
   }
 
   override dispose(): void {
     if (this.disposed) return;
     super.dispose();
-    closeAll(this.libc, [this.master]);
+    if (this.master >= 0) closeAll(this.libc, [this.master]);
   }
 }
 
+/**
+ * A terminal's IO starts without a pty: the container-init helper opens it from the container's own
+ * devpts (so ttyname() works inside) and the agent attaches the master it receives.
+ */
 function createPtyIO(opts: ProcessIOOptions): ProcessIO {
-  const { libc } = opts;
-  const pty = openPty(libc);
-  const dups: number[] = [];
-  try {
-    dups.push(libc.fcntl(pty.master, F_DUPFD_CLOEXEC, 0));
-    dups.push(libc.fcntl(pty.master, F_DUPFD_CLOEXEC, 0));
-    return new PtyIO(libc, opts.highWater ?? DEFAULT_HIGH_WATER, pty.master, pty.slave, dups[0], dups[1]);
-  } catch (err) {
-    closeAll(libc, [pty.master, pty.slave, ...dups]);
-    throw err;
-  }
+  return new PtyIO(opts.libc, opts.highWater ?? DEFAULT_HIGH_WATER);
 }

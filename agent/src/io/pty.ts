@@ -6,10 +6,14 @@ export interface Pty {
 }
 
 /**
- * Opens a pty pair through libc rather than node-pty: node-pty forks the child itself, but here the
- * container's helper process must own the slave (it calls setsid and TIOCSCTTY before execve).
- * The slave comes from TIOCGPTPEER, so it works where /dev/pts of the agent is not the
- * container's. Both fds are close-on-exec: only the child they are handed to keeps them.
+ * Opens a pty pair from the devpts instance that /dev/ptmx of the caller's root leads to. The
+ * container-init helper calls it after it entered the container's root, so the pair belongs to the
+ * container's own devpts (mounted `newinstance` at its /dev/pts) and ttyname() finds /dev/pts/N in
+ * there; a pty of the agent's devpts is "not a tty" to every program in the container.
+ * posix_openpt() opens "/dev/ptmx", unlockpt() is TIOCSPTLCK 0, and the slave comes from TIOCGPTPEER
+ * on the master rather than a path lookup of /dev/pts/N, so no other file can be swapped in for it.
+ * Both fds are close-on-exec; O_NOCTTY because the helper makes the slave its controlling terminal
+ * itself, after setsid().
  */
 export function openPty(libc: Libc): Pty {
   const master = libc.posixOpenpt(O_RDWR | O_NOCTTY | O_CLOEXEC);

@@ -9,7 +9,7 @@ import { AF_VSOCK, TIOCGWINSZ, TIOCSWINSZ, type CapSets, type Libc, type Winsize
 
 // Nothing FFI happens when this module loads: koffi (its native addon), libc.so.6 and each C
 // function are loaded on first use. A process binds only what it calls: the container-init helper,
-// a fresh node for every container start, calls at most 22 of these 38 functions.
+// a fresh node for every container start, calls at most 25 of these 41 functions.
 type Koffi = typeof import('koffi');
 const bound: { koffi: false | 'addon' | 'entry'; library: boolean; functions: string[] } = { koffi: false, library: false, functions: [] };
 
@@ -65,6 +65,9 @@ const lib = lazyValue((): LibraryHandle => {
 const prototypes = {
   getpid: 'int getpid()',
   socket: 'int socket(int, int, int)',
+  socketpair: 'int socketpair(int, int, int, _Out_ int *sv)',
+  sendmsg: 'intptr_t sendmsg(int, const void *, int)',
+  recvmsg: 'intptr_t recvmsg(int, void *, int)',
   bind: 'int bind(int, const void *, uint32_t)',
   connect: 'int connect(int, const void *, uint32_t)',
   listen: 'int listen(int, int)',
@@ -161,6 +164,30 @@ function sockaddrVm(cid: number, port: number): Buffer {
   return sa;
 }
 
+const SOL_SOCKET = 1;
+const SCM_RIGHTS = 1;
+const MSG_CTRUNC = 0x8;
+/** struct cmsghdr (cmsg_len size_t, cmsg_level int, cmsg_type int) before its data, on 64-bit. */
+const CMSG_HDR = 16;
+/** CMSG_SPACE(sizeof(int)): the header, one int, padded to 8. */
+const CMSG_SPACE_FD = 24;
+
+/**
+ * A struct msghdr (64-bit layout: name, namelen, iov, iovlen, control, controllen, flags) over one
+ * iovec for `data` and `control`. Every buffer it points to must stay referenced until the call returns.
+ */
+function msghdr(data: Uint8Array, control: Buffer): { msg: Buffer; keep: Buffer[] } {
+  const iov = Buffer.alloc(16);
+  iov.writeBigUInt64LE(BigInt(ffi().address(data)), 0);
+  iov.writeBigUInt64LE(BigInt(data.length), 8);
+  const msg = Buffer.alloc(56);
+  msg.writeBigUInt64LE(BigInt(ffi().address(iov)), 16);
+  msg.writeBigUInt64LE(1n, 24);
+  msg.writeBigUInt64LE(BigInt(ffi().address(control)), 32);
+  msg.writeBigUInt64LE(BigInt(control.length), 40);
+  return { msg, keep: [iov, control] };
+}
+
 // glibc has no bpf() wrapper; the syscall number is per architecture.
 const SYS_bpf: Partial<Record<string, number>> = { x64: 321, arm64: 280, s390x: 351, ppc64: 361, riscv64: 280 };
 const BPF_PROG_LOAD = 5;
@@ -185,6 +212,32 @@ export const koffiLibc: Libc = {
   getpid: () => c.getpid(),
   socket(domain, type, protocol) {
     return check('socket', `${domain}, ${type}, ${protocol}`, c.socket(domain, type, protocol));
+  },
+  socketpair(domain, type, protocol) {
+    const sv = new Int32Array(2);
+    check('socketpair', `${domain}, ${type}, ${protocol}`, c.socketpair(domain, type, protocol, sv));
+    return [sv[0], sv[1]];
+  },
+  sendFd(sock, fd, data) {
+    const control = Buffer.alloc(CMSG_SPACE_FD);
+    control.writeBigUInt64LE(BigInt(CMSG_HDR + 4), 0);
+    control.writeInt32LE(SOL_SOCKET, 8);
+    control.writeInt32LE(SCM_RIGHTS, 12);
+    control.writeInt32LE(fd, CMSG_HDR);
+    const { msg, keep } = msghdr(data, control);
+    check('sendmsg', `fd=${sock}, SCM_RIGHTS ${fd}`, Number(c.sendmsg(sock, msg, 0)));
+    void keep;
+  },
+  recvFd(sock, buf, flags) {
+    const control = Buffer.alloc(CMSG_SPACE_FD);
+    const { msg, keep } = msghdr(buf, control);
+    const bytes = check('recvmsg', `fd=${sock}, 0x${flags.toString(16)}`, Number(c.recvmsg(sock, msg, flags)));
+    void keep;
+    const len = Number(control.readBigUInt64LE(0));
+    const fd = len >= CMSG_HDR + 4 && control.readInt32LE(8) === SOL_SOCKET && control.readInt32LE(12) === SCM_RIGHTS ? control.readInt32LE(CMSG_HDR) : undefined;
+    // A truncated control message means the kernel dropped fds it could not fit: only one is expected.
+    if (msg.readInt32LE(48) & MSG_CTRUNC && fd === undefined) throw new SyscallError('recvmsg', 105 /* ENOBUFS */, `fd=${sock}: control data truncated`);
+    return { bytes, fd };
   },
   bindVsock(fd, cid, port) {
     const sa = sockaddrVm(cid, port);

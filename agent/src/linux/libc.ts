@@ -5,8 +5,12 @@
 export const AF_UNIX = 1;
 export const AF_VSOCK = 40;
 export const SOCK_STREAM = 1;
+export const SOCK_SEQPACKET = 5;
 export const SOCK_NONBLOCK = 0o4000;
 export const SOCK_CLOEXEC = 0o2000000;
+export const MSG_DONTWAIT = 0x40;
+/** The fds a recvmsg installs are close-on-exec from the start. */
+export const MSG_CMSG_CLOEXEC = 0x40000000;
 /** VMADDR_CID_ANY as the unsigned 32-bit value the kernel stores. */
 export const VMADDR_CID_ANY = 0xffffffff;
 
@@ -109,9 +113,21 @@ export interface Winsize {
   cols: number;
 }
 
+/** recvFd() result: the data bytes read and the fd that came with them, if one did. */
+export interface ReceivedFd {
+  bytes: number;
+  fd: number | undefined;
+}
+
 export interface Libc {
   getpid(): number;
   socket(domain: number, type: number, protocol: number): number;
+  /** socketpair(): the two connected ends. */
+  socketpair(domain: number, type: number, protocol: number): [number, number];
+  /** sendmsg() of `data` (at least one byte) with `fd` attached as SCM_RIGHTS. */
+  sendFd(sock: number, fd: number, data: Uint8Array): void;
+  /** recvmsg() into `buf`, taking at most one SCM_RIGHTS fd; `flags` e.g. MSG_DONTWAIT | MSG_CMSG_CLOEXEC. */
+  recvFd(sock: number, buf: Uint8Array, flags: number): ReceivedFd;
   /** bind() to an AF_VSOCK address. cid is unsigned (VMADDR_CID_ANY for -1). */
   bindVsock(fd: number, cid: number, port: number): void;
   /** Blocking connect() to an AF_VSOCK address (host-side tools only). */

@@ -1,5 +1,5 @@
 import { SyscallError } from './errno.js';
-import type { CapSets, Libc, WaitResult, Winsize } from './libc.js';
+import type { CapSets, Libc, ReceivedFd, WaitResult, Winsize } from './libc.js';
 
 export interface RecordedCall {
   name: keyof Libc;
@@ -35,6 +35,9 @@ export class RecordingLibc implements Libc {
 
   getpid() { return this.run('getpid', [], 4242); }
   socket(d: number, t: number, p: number) { return this.run('socket', [d, t, p], this.nextFd++); }
+  socketpair(d: number, t: number, p: number) { return this.run('socketpair', [d, t, p], [this.nextFd++, this.nextFd++]); }
+  sendFd(s: number, fd: number, data: Uint8Array) { this.run('sendFd', [s, fd, data], undefined); }
+  recvFd(s: number, buf: Uint8Array, fl: number): ReceivedFd { return this.run('recvFd', [s, buf, fl], { bytes: 0, fd: undefined }); }
   bindVsock(fd: number, cid: number, port: number) { this.run('bindVsock', [fd, cid, port], undefined); }
   connectVsock(fd: number, cid: number, port: number) { this.run('connectVsock', [fd, cid, port], undefined); }
   listen(fd: number, backlog: number) { this.run('listen', [fd, backlog], undefined); }

@@ -5,10 +5,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import type { HelperStatus, InitPlan } from '../container/init/plan.js';
-import type { Libc } from '../linux/libc.js';
+import { TERMINAL_FD, type HelperStatus, type InitPlan } from '../container/init/plan.js';
+import { AF_UNIX, MSG_CMSG_CLOEXEC, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_SEQPACKET, type Libc } from '../linux/libc.js';
 import { spawnInPidNamespace, type PidNamespaceChoice } from '../namespace/pid-namespace.js';
 import { Code, RpcError } from '../rpc/status.js';
+import type { ProcessIO } from './io-contract.js';
 
 /**
  * The helper program: container-init.js beside the bundle in a guest image (rootfs-builder/bundle.mjs,
@@ -25,11 +26,22 @@ export class Helper {
   private readonly waiters: ((s: HelperStatus | null) => void)[] = [];
   private buf = '';
 
-  private constructor(readonly child: ChildProcess) {
-    if (child.pid === undefined) throw new RpcError(Code.INTERNAL, 'cannot start the container-init helper');
+  private constructor(
+    readonly child: ChildProcess,
+    private readonly libc: Libc,
+    /** The agent's end of the helper's TERMINAL_FD socket; -1 once closed. */
+    private terminalChannel: number,
+  ) {
+    if (child.pid === undefined) {
+      this.closeTerminalChannel();
+      throw new RpcError(Code.INTERNAL, 'cannot start the container-init helper');
+    }
     this.pid = child.pid;
     this.exited = new Promise((resolve) => {
-      child.once('exit', (code, signal) => resolve(code ?? 128 + (signal ? os.constants.signals[signal] : 0)));
+      child.once('exit', (code, signal) => {
+        this.closeTerminalChannel();
+        resolve(code ?? 128 + (signal ? os.constants.signals[signal] : 0));
+      });
     });
     const status = this.pipe(4) as Readable;
     status.setEncoding('utf8');
@@ -53,17 +65,51 @@ export class Helper {
     for (const i of [3, 5]) this.pipe(i).on('error', () => undefined);
   }
 
-  /** `stdio` null: /dev/null for now, the real stdio comes with the plan (a pooled helper). */
+  /**
+   * `stdio` null: /dev/null for now; the real pipes come with the plan (a pooled helper), and a
+   * terminal is opened by the helper itself. Every helper gets a terminal socket at TERMINAL_FD, since
+   * a pooled one is spawned before anyone knows whether its process has a terminal.
+   */
   static spawn(libc: Libc, pidns: PidNamespaceChoice, stdio: [number, number, number] | null): Helper {
     const std: (number | 'ignore')[] = stdio ?? ['ignore', 'ignore', 'ignore'];
-    const child = spawnInPidNamespace(libc, pidns, () =>
-      child_process.spawn(process.execPath, [helperEntry], {
-        stdio: [std[0], std[1], std[2], 'pipe', 'pipe', 'pipe'],
-        env: {},
-      }),
-    );
+    // Close-on-exec both: only the helper gets its end, as its fd 6 (spawn's dup2 clears the flag).
+    const [mine, theirs] = libc.socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+    let child: ChildProcess;
+    try {
+      const fds: (number | 'ignore' | 'pipe')[] = [std[0], std[1], std[2], 'pipe', 'pipe', 'pipe'];
+      fds[TERMINAL_FD] = theirs;
+      child = spawnInPidNamespace(libc, pidns, () => child_process.spawn(process.execPath, [helperEntry], { stdio: fds, env: {} }));
+    } catch (err) {
+      libc.close(mine);
+      throw err;
+    } finally {
+      libc.close(theirs);
+    }
     child.on('error', () => undefined);
-    return new Helper(child);
+    return new Helper(child, libc, mine);
+  }
+
+  private closeTerminalChannel(): void {
+    if (this.terminalChannel < 0) return;
+    const fd = this.terminalChannel;
+    this.terminalChannel = -1;
+    this.libc.close(fd);
+  }
+
+  /**
+   * The pty master the helper sent before it reported "ready". The message is queued by then (the
+   * helper's sendmsg returned before it wrote its status line), so this never waits: a missing one
+   * is an error, not a hang.
+   */
+  private receiveTerminal(what: string): number {
+    let fd: number | undefined;
+    try {
+      fd = this.libc.recvFd(this.terminalChannel, Buffer.alloc(1), MSG_DONTWAIT | MSG_CMSG_CLOEXEC).fd;
+    } catch (err) {
+      throw new RpcError(Code.INTERNAL, `${what}: receiving the terminal from container-init helper ${this.pid}: ${(err as Error).message}`);
+    }
+    if (fd === undefined) throw new RpcError(Code.INTERNAL, `${what}: container-init helper ${this.pid} sent no pty master`);
+    return fd;
   }
 
   private pipe(i: number): Readable | Writable {
@@ -98,11 +144,18 @@ export class Helper {
     throw await this.failure(s, what);
   }
 
-  /** Waits for "ready"; throws the helper's own error as a status. */
-  async ready(what: string): Promise<void> {
+  /**
+   * Waits for "ready"; throws the helper's own error as a status. A terminal `io` gets the pty master
+   * the helper opened inside the container. The terminal socket has no use after this.
+   */
+  async ready(what: string, io?: Pick<ProcessIO, 'terminal' | 'attachPty'>): Promise<void> {
     const s = await this.next();
-    if (s?.state === 'ready') return;
-    throw await this.failure(s, what);
+    if (s?.state !== 'ready') throw await this.failure(s, what);
+    try {
+      if (io?.terminal) io.attachPty(this.receiveTerminal(what));
+    } finally {
+      this.closeTerminalChannel();
+    }
   }
 
   /** Lets an init helper go on to execve, and waits until it did. */

@@ -1,15 +1,17 @@
 // Entry of the container-init helper: a short-lived node process the agent spawns (already inside the
 // container's pid namespace and cgroup) for every container init and exec. It reads its plan on fd 3,
-// enters/creates the namespaces, builds the root, reports "ready" on fd 4, waits on fd 5 for
+// enters/creates the namespaces, builds the root, opens the process's terminal if it has one (its
+// master goes to the agent on fd 6), reports "ready" on fd 4, waits on fd 5 for
 // StartContainer (init only) and execve()s the container's program, which keeps this pid.
 // Everything here is synchronous: the helper's libuv threads never join the new namespaces.
 import fs from 'node:fs';
 import { libc as realLibc } from '../../linux/index.js';
 import { CLONE_FS, CLONE_NEWNS, PR_SET_DUMPABLE, type Libc } from '../../linux/libc.js';
 import type { ExecPlan, HelperStatus, InitPlan, StdioSource } from './plan.js';
-import { PLAN_FD, START_FD, STATUS_FD } from './plan.js';
+import { PLAN_FD, START_FD, STATUS_FD, TERMINAL_FD } from './plan.js';
 import { applyAndExec, resolveExecutable, SetupError } from './process-settings.js';
 import { setupRootfs } from './rootfs.js';
+import { takeContainerTerminal } from './terminal.js';
 
 function report(status: HelperStatus): void {
   fs.writeSync(STATUS_FD, JSON.stringify(status) + '\n');
@@ -35,10 +37,11 @@ function enterExisting(libc: Libc, plan: ExecPlan): void {
   fs.closeSync(rootFd);
 }
 
-/** Takes the process's stdio from the agent (pooled helpers start with /dev/null). */
+/** Takes the process's pipes from the agent (pooled helpers start with /dev/null); a terminal comes later. */
 function adoptStdio(libc: Libc, s: StdioSource): void {
-  const { O_RDONLY, O_WRONLY, O_RDWR, O_NOCTTY } = fs.constants;
-  const modes = s.terminal ? [O_RDWR | O_NOCTTY, O_RDWR | O_NOCTTY, O_RDWR | O_NOCTTY] : [O_RDONLY, O_WRONLY, O_WRONLY];
+  if (s.fds === null) return;
+  const { O_RDONLY, O_WRONLY } = fs.constants;
+  const modes = [O_RDONLY, O_WRONLY, O_WRONLY];
   s.fds.forEach((agentFd, i) => {
     const fd = fs.openSync(`/proc/${s.pid}/fd/${agentFd}`, modes[i]);
     libc.dup3(fd, i, 0);
@@ -65,6 +68,8 @@ function run(libc: Libc): never {
     enterExisting(libc, plan);
   }
   const exe = resolveExecutable(plan.process);
+  // Only now: /dev/ptmx must be the container's, which it is once we are inside its root.
+  if (plan.process.terminal) takeContainerTerminal(libc, TERMINAL_FD);
   report({ state: 'ready' });
   // The agent writes one byte: at StartContainer for an init, and for an exec once it has moved us
   // into the container's cgroup (joining only now keeps this node process's memory out of the

@@ -87,11 +87,12 @@ export interface ExecPlan {
 
 /**
  * For a helper started ahead of need (with /dev/null as stdio): the process's real stdio, as fds of
- * the agent that the helper reopens through /proc/<pid>/fd (the same pipes, or the same pty slave).
+ * the agent that the helper reopens through /proc/<pid>/fd (the same pipes). null for a terminal,
+ * which the helper opens itself (see TERMINAL_FD).
  */
 export interface StdioSource {
   pid: number;
-  fds: [number, number, number];
+  fds: [number, number, number] | null;
   terminal: boolean;
 }
 
@@ -107,3 +108,8 @@ export type HelperStatus =
 export const PLAN_FD = 3;
 export const STATUS_FD = 4;
 export const START_FD = 5;
+/**
+ * A unix socket (SOCK_SEQPACKET) to the agent: a process with a terminal gets a pty the helper opens
+ * inside the container, and its master goes to the agent over this socket (SCM_RIGHTS) before "ready".
+ */
+export const TERMINAL_FD = 6;
