@@ -4,15 +4,16 @@
 import t, { type Test } from 'tap';
 import net from 'node:net';
 import { create, toBinary } from '@bufbuild/protobuf';
-import { RequestSchema } from '../../protos/gen/ttrpc_pb.js';
 import { CheckRequestSchema } from '../../protos/gen/health_pb.js';
-import { GuestDetailsRequestSchema, WaitProcessRequestSchema, CreateSandboxRequestSchema } from '../../protos/gen/agent_pb.js';
-import { encodeFrame, FrameType } from '../../agent/src/transport/ttrpc/frame.js';
+import { CreateContainerRequestSchema, GuestDetailsRequestSchema, RemoveContainerRequestSchema, StartContainerRequestSchema } from '../../protos/gen/agent_pb.js';
 import { HTTP2_PREFACE } from '../../agent/src/transport/wire-router.js';
 import { connect } from '../../agent-ctl/src/connect.js';
 import { GrpcClient, type RpcClient } from '../../agent-ctl/src/grpc-client.js';
 import { TtrpcClient } from '../../agent-ctl/src/ttrpc-client.js';
-import { startAgentProcess } from '../support/agent-process.js';
+import { startAgentProcess, tempDir } from '../support/agent-process.js';
+import { buildBusyboxRootfs, containerTestSkipReason } from '../support/busybox-rootfs.js';
+import { fdsSettle, fuzzFrames, grpcSeeds, mutate, payloadSeeds, prng, ttrpcSeeds, zombiesOf } from '../support/fuzz.js';
+import { busyboxSpec } from '../support/oci-spec.js';
 
 const FRAMES_PER_WIRE = 10_000;
 const FRAMES_PER_CONNECTION = 50;
@@ -20,124 +21,7 @@ const PARALLEL = 8;
 // Safety net only: the test fails (rather than hangs) if the agent stops consuming input.
 const GIVE_UP_MS = 240_000;
 const SEED = Number(process.env.FUZZ_SEED ?? 20261127);
-
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function mutate(rand: () => number, seed: Buffer, headerLen: number): Buffer {
-  const b = Buffer.from(seed);
-  const pick = rand();
-  const at = (n: number) => Math.floor(rand() * n);
-  if (pick < 0.35) {
-    // A few random bytes anywhere (header fields included).
-    for (let k = 0, n = 1 + at(4); k < n; k++) b[at(b.length)] = at(256);
-    return b;
-  }
-  if (pick < 0.5) return b.subarray(0, at(b.length)); // truncated
-  if (pick < 0.6) return Buffer.concat([b, Buffer.from(Array.from({ length: at(64) }, () => at(256)))]); // trailing junk
-  if (pick < 0.75) {
-    // One header byte set to an edge value.
-    b[at(headerLen)] = [0, 1, 2, 3, 4, 0x7f, 0x80, 0xff][at(8)];
-    return b;
-  }
-  if (pick < 0.85) {
-    // Body bytes scrambled, header intact: a well-framed but meaningless message.
-    for (let i = headerLen; i < b.length; i++) if (rand() < 0.3) b[i] = at(256);
-    return b;
-  }
-  if (pick < 0.95) return Buffer.from(Array.from({ length: at(48) }, () => at(256))); // pure garbage
-  return seed; // unmodified, so valid calls are mixed in
-}
-
-let answeredConnections = 0;
-
-/** Sends one batch on a fresh connection, half-closes, and waits (bounded) for the agent to close. */
-function blast(path: string, first: Buffer, frames: Buffer[]): Promise<void> {
-  return new Promise((resolve) => {
-    const s = net.connect({ path, allowHalfOpen: true });
-    let done = false;
-    const finish = () => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      s.destroy();
-      resolve();
-    };
-    const timer = setTimeout(finish, 1000);
-    s.on('error', finish);
-    s.on('close', finish);
-    s.on('end', finish);
-    let answered = false;
-    s.on('data', () => {
-      if (!answered) answeredConnections++;
-      answered = true;
-    });
-    s.on('connect', () => {
-      if (first.length) s.write(first);
-      for (const f of frames) s.write(f);
-      s.end();
-    });
-  });
-}
-
-async function fuzz(path: string, makeBatch: () => { first: Buffer; frames: Buffer[] }): Promise<number> {
-  let sent = 0;
-  const deadline = Date.now() + GIVE_UP_MS;
-  const worker = async () => {
-    while (sent < FRAMES_PER_WIRE && Date.now() < deadline) {
-      const { first, frames } = makeBatch();
-      sent += frames.length;
-      await blast(path, first, frames);
-    }
-  };
-  await Promise.all(Array.from({ length: PARALLEL }, worker));
-  return sent;
-}
-
-function ttrpcSeeds(): Buffer[] {
-  const req = (id: number, service: string, method: string, payload: Uint8Array, timeoutNano = 0n) =>
-    encodeFrame(id, FrameType.Request, 0, toBinary(RequestSchema, create(RequestSchema, { service, method, payload, timeoutNano })));
-  return [
-    req(1, 'grpc.Health', 'Check', toBinary(CheckRequestSchema, create(CheckRequestSchema))),
-    req(3, 'grpc.Health', 'Version', new Uint8Array(0), 1_000_000n),
-    req(5, 'grpc.AgentService', 'GetGuestDetails', toBinary(GuestDetailsRequestSchema, create(GuestDetailsRequestSchema, { memBlockSize: true }))),
-    req(7, 'grpc.AgentService', 'CreateSandbox', toBinary(CreateSandboxRequestSchema, create(CreateSandboxRequestSchema, { hostname: 'h', sandboxId: 's', dns: ['1.1.1.1'] }))),
-    req(9, 'grpc.AgentService', 'WaitProcess', toBinary(WaitProcessRequestSchema, create(WaitProcessRequestSchema, { containerId: 'c', execId: 'e' })), 5_000_000n),
-    encodeFrame(11, FrameType.Data, 1, Buffer.from('data')),
-  ];
-}
-
-/** The HTTP/2 frames a real gRPC client sends for a few calls, captured from agent-ctl's client. */
-async function grpcSeeds(): Promise<Buffer[]> {
-  const got: Buffer[] = [];
-  const server = net.createServer((s) => s.on('data', (c: Buffer) => got.push(c)));
-  const path = `/tmp/kata-fuzz-capture-${process.pid}.sock`;
-  await new Promise<void>((r) => server.listen(path, r));
-  const client = new GrpcClient(await connect(`unix://${path}`, { timeoutMs: 1000 }));
-  const check = toBinary(CheckRequestSchema, create(CheckRequestSchema));
-  for (const [svc, m] of [['grpc.Health', 'Check'], ['grpc.Health', 'Version'], ['grpc.AgentService', 'GetGuestDetails']]) {
-    client.call(svc, m, check, 100).catch(() => undefined);
-  }
-  await new Promise((r) => setTimeout(r, 300));
-  client.close();
-  await new Promise<void>((r) => server.close(() => r()));
-  const all = Buffer.concat(got).subarray(HTTP2_PREFACE.length);
-  const frames: Buffer[] = [];
-  for (let i = 0; i + 9 <= all.length; ) {
-    const len = all.readUIntBE(i, 3);
-    frames.push(all.subarray(i, i + 9 + len));
-    i += 9 + len;
-  }
-  return frames;
-}
+const PAYLOADS_PER_WIRE = 3_000;
 
 async function stillAnswers(t: Test, socket: string) {
   for (const [wire, make] of [
@@ -151,37 +35,94 @@ async function stillAnswers(t: Test, socket: string) {
   }
 }
 
-
 t.test(`fuzz: mutated frames on every wire (seed ${SEED})`, async (t) => {
   const agent = await startAgentProcess({ env: { KATA_AGENT_LOG_LEVEL: 'info' } });
   t.teardown(() => agent.stop());
   const rand = prng(SEED);
+  // The first AgentService call builds the domains and starts the helper pool: count fds after it.
+  {
+    const c = new TtrpcClient(await connect(`unix://${agent.socketPath}`, { timeoutMs: 5000 }));
+    await c.call('grpc.AgentService', 'GetGuestDetails', toBinary(GuestDetailsRequestSchema, create(GuestDetailsRequestSchema)), 30_000);
+    c.close();
+  }
+  const fdsAtStart = await fdsSettle(agent.pid, Infinity);
 
   const tt = ttrpcSeeds();
-  const sentTtrpc = await fuzz(agent.socketPath, () => ({
+  const ttrpcRun = await fuzzFrames(agent.socketPath, FRAMES_PER_WIRE, () => ({
     first: Buffer.alloc(0),
     frames: Array.from({ length: FRAMES_PER_CONNECTION }, () => {
       const s = tt[Math.floor(rand() * tt.length)];
       // The router needs a 0x00 first byte to reach ttrpc; keep most connections there.
       return mutate(rand, s, 10);
     }),
-  }));
-  t.ok(sentTtrpc >= FRAMES_PER_WIRE, `ttrpc: ${sentTtrpc} mutated frames sent`);
-  t.ok(answeredConnections > 0, `ttrpc: the agent answered on ${answeredConnections} fuzzed connections (the frames were read)`);
-  answeredConnections = 0;
+  }), PARALLEL, GIVE_UP_MS);
+  t.ok(ttrpcRun.sent >= FRAMES_PER_WIRE, `ttrpc: ${ttrpcRun.sent} mutated frames sent`);
+  t.ok(ttrpcRun.answered > 0, `ttrpc: the agent answered on ${ttrpcRun.answered} fuzzed connections (the frames were read)`);
   await stillAnswers(t, agent.socketPath);
 
   const h2 = await grpcSeeds();
   t.ok(h2.length >= 3, `captured ${h2.length} HTTP/2 frames from a real client`);
-  const sentGrpc = await fuzz(agent.socketPath, () => ({
+  const grpcRun = await fuzzFrames(agent.socketPath, FRAMES_PER_WIRE, () => ({
     // Mostly a correct preface so the frames reach the HTTP/2 server; sometimes a mutated one.
     first: rand() < 0.9 ? HTTP2_PREFACE : mutate(rand, HTTP2_PREFACE, 0),
     frames: Array.from({ length: FRAMES_PER_CONNECTION }, () => mutate(rand, h2[Math.floor(rand() * h2.length)], 9)),
-  }));
-  t.ok(sentGrpc >= FRAMES_PER_WIRE, `gRPC: ${sentGrpc} mutated frames sent`);
-  t.ok(answeredConnections > 0, `gRPC: the agent answered on ${answeredConnections} fuzzed connections`);
+  }), PARALLEL, GIVE_UP_MS);
+  t.ok(grpcRun.sent >= FRAMES_PER_WIRE, `gRPC: ${grpcRun.sent} mutated frames sent`);
+  t.ok(grpcRun.answered > 0, `gRPC: the agent answered on ${grpcRun.answered} fuzzed connections`);
   await stillAnswers(t, agent.socketPath);
 
+  // Well-framed calls whose protobuf payloads are mutated, over both wires' real clients. As root, a
+  // running container "fuzz-c" makes ExecProcess, WriteStdin and UpdateContainer reach real code.
+  const payloads = payloadSeeds();
+  const ctl = new TtrpcClient(await connect(`unix://${agent.socketPath}`, { timeoutMs: 5000 }));
+  const withContainer = containerTestSkipReason() === undefined;
+  if (withContainer) {
+    const rootfs = buildBusyboxRootfs(tempDir('kata-fuzz-rootfs-'));
+    const spec = busyboxSpec(rootfs, ['/bin/sh', '-c', 'while :; do sleep 1; done']);
+    await ctl.call('grpc.AgentService', 'CreateContainer', toBinary(CreateContainerRequestSchema, create(CreateContainerRequestSchema, { containerId: 'fuzz-c', execId: 'fuzz-c', OCI: spec })), 30_000);
+    await ctl.call('grpc.AgentService', 'StartContainer', toBinary(StartContainerRequestSchema, create(StartContainerRequestSchema, { containerId: 'fuzz-c' })), 30_000);
+  } else {
+    t.comment(`payload fuzz without a running container: ${containerTestSkipReason()}`);
+  }
+  for (const [wire, make] of [
+    ['ttrpc', (d: net.Socket) => new TtrpcClient(d)],
+    ['grpc', (d: net.Socket) => new GrpcClient(d)],
+  ] as const) {
+    const codes = new Map<string, number>();
+    const internal = new Set<string>();
+    let sent = 0;
+    const worker = async () => {
+      const c: RpcClient = make((await connect(`unix://${agent.socketPath}`, { timeoutMs: 5000 })) as net.Socket);
+      while (sent < PAYLOADS_PER_WIRE) {
+        sent++;
+        const [method, seed] = payloads[Math.floor(rand() * payloads.length)];
+        const body = mutate(rand, Buffer.from(seed), 0);
+        const code = await c.call('grpc.AgentService', method, body, 10_000).then(
+          () => 'OK',
+          (e: { code?: number; details?: string }) => {
+            if (e.code === 13 || e.code === 2) internal.add(`${method}: ${e.details}`);
+            return String(e.code);
+          },
+        );
+        codes.set(code, (codes.get(code) ?? 0) + 1);
+      }
+      c.close();
+    };
+    await Promise.all(Array.from({ length: PARALLEL }, worker));
+    t.comment(`${wire}: ${sent} mutated payloads, status codes ${JSON.stringify(Object.fromEntries(codes))}`);
+    t.same([...internal], [], `${wire}: bad input is answered with a clear status, never INTERNAL/UNKNOWN`);
+    t.notOk(codes.has('14'), `${wire}: no call lost its connection (UNAVAILABLE)`);
+    t.notOk(codes.has('4'), `${wire}: no call went unanswered (DEADLINE_EXCEEDED)`);
+  }
+  await stillAnswers(t, agent.socketPath);
+  if (withContainer) {
+    await ctl.call('grpc.AgentService', 'RemoveContainer', toBinary(RemoveContainerRequestSchema, create(RemoveContainerRequestSchema, { containerId: 'fuzz-c' })), 30_000);
+  }
+  ctl.close();
+
+  const fdsAtEnd = await fdsSettle(agent.pid, fdsAtStart);
+  t.equal(fdsAtEnd, fdsAtStart, `the agent's open fds are back to ${fdsAtStart}`);
+  t.same(zombiesOf(agent.pid), [], 'no zombie children');
   t.equal(agent.child.exitCode, null, 'agent still running');
   t.notMatch(agent.logs(), /uncaught exception|unhandled rejection/, 'no uncaught errors logged');
 });

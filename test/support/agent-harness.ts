@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { create, fromBinary, toBinary, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
 import { AgentService } from '../../protos/gen/agent_pb.js';
+import { Health, HealthCheckResponse_ServingStatus } from '../../protos/gen/health_pb.js';
 import { CallError, GrpcClient, type RpcClient } from '../../agent-ctl/src/grpc-client.js';
 import { readToEnd } from './end-of-stream.js';
 import { TtrpcClient } from '../../agent-ctl/src/ttrpc-client.js';
@@ -44,6 +45,13 @@ export class AgentHarness {
     const m = AgentService.method[method];
     const bytes = await this.client.call('grpc.AgentService', m.name, toBinary(m.input, create(m.input, req as never)), timeoutMs);
     return fromBinary(m.output, bytes) as MessageShape<Methods[K]['output']>;
+  }
+
+  /** grpc.Health Check, as a host's first call and heartbeat; throws unless SERVING. */
+  async check(): Promise<void> {
+    const m = Health.method.check;
+    const res = fromBinary(m.output, await this.client.call('grpc.Health', m.name, toBinary(m.input, create(m.input, {})), 30_000));
+    if (res.status !== HealthCheckResponse_ServingStatus.SERVING) throw new Error(`Check answered ${res.status}`);
   }
 
   /** A call with a request already encoded (e.g. a kata 1.x message shape). */
