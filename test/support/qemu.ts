@@ -64,18 +64,20 @@ export function probeAccelerator(accel: Accelerator, kernel: string, timeoutMs =
     let out = '';
     let settled = false;
     const proc = spawn(qemu, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let exited = false;
+    let answer: { ok: boolean; why: string; ms: number } | undefined;
+    // Resolves only once QEMU is gone, so a probe never leaves one behind.
     const finish = (ok: boolean, why: string) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      if (proc.exitCode === null && proc.signalCode === null && proc.pid) {
-        try {
-          process.kill(proc.pid, 'SIGKILL');
-        } catch {
-          // gone already
-        }
+      answer = { ok, why, ms: ms() };
+      if (exited || !proc.pid) return resolve(answer);
+      try {
+        process.kill(proc.pid, 'SIGKILL');
+      } catch {
+        // gone already; 'exit' follows
       }
-      resolve({ ok, why, ms: ms() });
     };
     const lastLine = () => JSON.stringify(out.trim().split('\n').filter((l) => kvmFailure.test(l))[0] ?? out.trim().split('\n').at(-1) ?? '');
     const onData = (d: Buffer) => {
@@ -85,10 +87,15 @@ export function probeAccelerator(accel: Accelerator, kernel: string, timeoutMs =
     };
     proc.stdout.on('data', onData);
     proc.stderr.on('data', onData);
-    proc.on('error', (err) => finish(false, `cannot start ${qemu}: ${err.message}`));
+    proc.on('error', (err) => {
+      exited = true;
+      finish(false, `cannot start ${qemu}: ${err.message}`);
+    });
     proc.on('exit', (code, signal) => {
+      exited = true;
       if (probeDoneLine.test(out)) finish(true, `the probe kernel ran to its no-root panic in ${ms()} ms`);
       else finish(false, `QEMU exited (${signal ?? code}) before the kernel ran: ${lastLine()}`);
+      if (answer) resolve(answer);
     });
     const timer = setTimeout(() => finish(false, `no kernel output within ${timeoutMs} ms (the vCPU never ran the guest)`), timeoutMs);
   });
