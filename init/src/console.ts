@@ -39,24 +39,42 @@ export function hvcConsoles(cmdline: string): string[] {
 }
 
 export interface ConsoleMove {
-  /** The device fds 1 and 2 now write to, or undefined when none appeared. */
+  /** The device fds 1 and 2 now write to, or undefined when none appeared (yet). */
   console?: string;
-  /** Why the logs stay where they are. */
+  /** Why the logs stay where they are (for now). */
   reason?: string;
   waitedMs: number;
   modules?: Pick<LoadResult, 'loaded' | 'alreadyLoaded' | 'failed' | 'unknown'>;
+  /**
+   * When the port did not show up within the bounded wait but a virtio-serial device is there: the
+   * watch goes on in the background (the boot does not wait for it) and this settles with the late
+   * move, or with the reason it gave up.
+   */
+  late?: Promise<ConsoleMove>;
 }
 
 export interface ConsoleMoveOptions {
   cmdline: string;
   modulesDir: string;
   devDir?: string;
-  /** The port appears only after the host answers the driver's control messages; this bounds the wait. */
+  sysDir?: string;
+  /** The port appears only after the host answers the driver's control messages; the boot waits this long. */
   timeoutMs?: number;
+  /** How long the background watch goes on after that. */
+  lateMs?: number;
   pollMs?: number;
 }
 
 const O_NOCTTY = fs.constants.O_NOCTTY;
+
+/** Devices bound to the console driver: without one, no hvc port can ever appear. */
+function consoleDevices(sysDir: string): string[] {
+  try {
+    return fs.readdirSync(path.join(sysDir, 'bus', 'virtio', 'drivers', 'virtio_console')).filter((e) => e.startsWith('virtio'));
+  } catch {
+    return [];
+  }
+}
 
 /**
  * Loads the console driver, waits (bounded) for the first hvc device the command line names and puts
@@ -70,23 +88,41 @@ export async function moveLogsToConsole(libc: Pick<Libc, 'finitModule' | 'dup3'>
   if (!names.length) return { reason: 'no console=hvcN on the kernel command line', waitedMs: 0 };
   const r = loadModules(libc, o.modulesDir, consoleModules);
   const modules = { loaded: r.loaded, alreadyLoaded: r.alreadyLoaded, failed: r.failed, unknown: r.unknown };
-  const devDir = o.devDir ?? '/dev';
-  const timeoutMs = o.timeoutMs ?? 5000;
-  for (;;) {
-    const found = names.map((n) => path.join(devDir, n)).find((p) => fs.existsSync(p));
-    if (found) {
-      const fd = fs.openSync(found, fs.constants.O_WRONLY | O_NOCTTY);
-      try {
-        libc.dup3(fd, 1, 0);
-        libc.dup3(fd, 2, 0);
-      } finally {
-        fs.closeSync(fd);
-      }
-      return { console: found, waitedMs: waited(), modules };
+  const sysDir = o.sysDir ?? '/sys';
+  if (!consoleDevices(sysDir).length) return { reason: `no device bound to virtio_console under ${sysDir}/bus/virtio/drivers`, waitedMs: waited(), modules };
+  const devices = names.map((n) => path.join(o.devDir ?? '/dev', n));
+  const tryMove = (): string | undefined => {
+    const found = devices.find((p) => fs.existsSync(p));
+    if (!found) return undefined;
+    const fd = fs.openSync(found, fs.constants.O_WRONLY | O_NOCTTY);
+    try {
+      libc.dup3(fd, 1, 0);
+      libc.dup3(fd, 2, 0);
+    } finally {
+      fs.closeSync(fd);
     }
-    if (waited() >= timeoutMs) return { reason: `none of ${names.map((n) => path.join(devDir, n)).join(', ')} appeared within ${timeoutMs} ms`, waitedMs: waited(), modules };
-    await new Promise((resolve) => setTimeout(resolve, o.pollMs ?? 5));
+    return found;
+  };
+  const pollMs = o.pollMs ?? 5;
+  const timeoutMs = o.timeoutMs ?? 5000;
+  const sleep = (ms: number, unref = false) => new Promise((resolve) => (unref ? setTimeout(resolve, ms).unref() : setTimeout(resolve, ms)));
+  for (;;) {
+    const found = tryMove();
+    if (found) return { console: found, waitedMs: waited(), modules };
+    if (waited() >= timeoutMs) break;
+    await sleep(pollMs);
   }
+  // A loaded machine can make the port later than the boot should wait; the logs still belong there.
+  const lateMs = o.lateMs ?? 120_000;
+  const late = (async (): Promise<ConsoleMove> => {
+    for (;;) {
+      await sleep(Math.max(pollMs, 50), true);
+      const found = tryMove();
+      if (found) return { console: found, waitedMs: waited(), modules };
+      if (waited() >= timeoutMs + lateMs) return { reason: `none of ${devices.join(', ')} appeared within ${timeoutMs + lateMs} ms`, waitedMs: waited(), modules };
+    }
+  })();
+  return { reason: `none of ${devices.join(', ')} appeared within ${timeoutMs} ms; still watching`, waitedMs: waited(), modules, late };
 }
 
 /**

@@ -30,12 +30,20 @@ async function run(): Promise<void> {
     } catch (err) {
       consoleMove = { reason: (err as Error).message, waitedMs: 0 };
     }
-    if (!consoleMove.console) toKernelLog(`no console for the agent's logs: ${consoleMove.reason}`);
+    if (!consoleMove.console) toKernelLog(`no console for the agent's logs yet: ${consoleMove.reason}`);
   }
   // Signals with the default disposition never reach PID 1; these are the ones that mean "stop".
   await agentMain(argv, {
     beforeStart: (config, log) => {
-      if (consoleMove) log.debug({ step: 'console', result: consoleMove, ms: consoleMove.waitedMs }, 'boot step done');
+      if (consoleMove) {
+        const { late, ...result } = consoleMove;
+        log.debug({ step: 'console', result, ms: consoleMove.waitedMs }, 'boot step done');
+        // Logged once the logs are on the console, so the host sees which of its lines are missing.
+        late?.then((m) => {
+          if (m.console) log.warn({ console: m.console, waited_ms: m.waitedMs }, 'console appeared late: earlier log lines went to /dev/null');
+          else toKernelLog(`no console for the agent's logs: ${m.reason}`);
+        });
+      }
       return bootServices(c, config, log);
     },
     exit: () => powerOff(c),

@@ -89,8 +89,9 @@ for (const generation of ['1.x', '3.x'] as const) {
       const listening = logLine(vm, 'agent listening');
       t.equal(listening?.level, 'info', 'the "agent listening" JSON line reached hvc0');
       t.match(vm.console, /"address":"serial:\/\/agent\.channel\.0"/, 'no vsock device: the agent serves agent.channel.0');
-      const moved = logLine(vm, 'boot step done', 'console')?.result as { console?: string } | undefined;
+      const moved = logLine(vm, 'boot step done', 'console')?.result as { console?: string; waitedMs?: number } | undefined;
       t.equal(moved?.console, '/dev/hvc0', 'PID 1 started without a console and moved its logs to /dev/hvc0');
+      t.comment(`hvc0 was there ${moved?.waitedMs} ms after the console driver began loading`);
       const cg = logLine(vm, 'boot step done', 'cgroups')?.result as { version?: number } | undefined;
       t.equal(cg?.version, 2, generation === '3.x' ? 'cgroup_no_v1=all: cgroup v2' : 'cgroup v2 by default');
       t.notMatch(vm.console, /boot step failed/, 'no boot step failed');

@@ -16,7 +16,13 @@ kernel/drivers/virtio/virtio_pci_modern_dev.ko:
 kernel/drivers/char/virtio_console.ko: kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
 `;
 
-function fixture(t: Test): { modulesDir: string; devDir: string } {
+/** The background watch does not hold the event loop (PID 1's agent does); the test must. */
+function holdLoop(t: Test): void {
+  const timer = setInterval(() => undefined, 1000);
+  t.teardown(() => clearInterval(timer));
+}
+
+function fixture(t: Test, bound = true): { modulesDir: string; devDir: string; sysDir: string } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'boot-console-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const modulesDir = path.join(dir, 'modules');
@@ -28,7 +34,11 @@ function fixture(t: Test): { modulesDir: string; devDir: string } {
     fs.writeFileSync(file, '');
   }
   fs.writeFileSync(path.join(modulesDir, 'modules.dep'), dep);
-  return { modulesDir, devDir };
+  const sysDir = path.join(dir, 'sys');
+  const driver = path.join(sysDir, 'bus', 'virtio', 'drivers', 'virtio_console');
+  fs.mkdirSync(driver, { recursive: true });
+  if (bound) fs.mkdirSync(path.join(driver, 'virtio1'));
+  return { modulesDir, devDir, sysDir };
 }
 
 t.test("kata's console= words give the hvc devices in order", async (t) => {
@@ -45,11 +55,11 @@ t.test('started without a console: fd 2 is /dev/null, not a pipe, file or tty', 
 });
 
 t.test('loads the PCI transport and the console driver, waits for hvc0, puts it on fds 1 and 2', async (t) => {
-  const { modulesDir, devDir } = fixture(t);
+  const { modulesDir, devDir, sysDir } = fixture(t);
   const libc = new RecordingLibc();
   // The port shows up only after the host answered the driver; here a moment after the loads.
   setTimeout(() => fs.writeFileSync(path.join(devDir, 'hvc0'), ''), 50);
-  const r = await moveLogsToConsole(libc, { cmdline: 'quiet console=hvc0 console=hvc1', modulesDir, devDir, timeoutMs: 20_000 });
+  const r = await moveLogsToConsole(libc, { cmdline: 'quiet console=hvc0 console=hvc1', modulesDir, devDir, sysDir, timeoutMs: 20_000 });
   t.equal(r.console, path.join(devDir, 'hvc0'));
   const loads = libc.calls.filter((c) => c.name === 'finitModule').length;
   t.same(r.modules?.loaded, ['virtio_ring', 'virtio', 'virtio_pci_modern_dev', 'virtio_pci_legacy_dev', 'virtio_pci', 'virtio_console'], 'dependencies first');
@@ -62,13 +72,38 @@ t.test('loads the PCI transport and the console driver, waits for hvc0, puts it 
   t.ok(names.indexOf('dup3') > names.lastIndexOf('finitModule'), 'after the driver loaded');
 });
 
-t.test('a console that never appears: bounded wait, fds left alone, the reason names the devices', async (t) => {
-  const { modulesDir, devDir } = fixture(t);
+t.test('a port later than the bounded wait: the boot goes on, the logs move when it appears', async (t) => {
+  holdLoop(t);
+  const { modulesDir, devDir, sysDir } = fixture(t);
   const libc = new RecordingLibc();
-  const r = await moveLogsToConsole(libc, { cmdline: 'console=hvc0 console=hvc1', modulesDir, devDir, timeoutMs: 100 });
-  t.equal(r.console, undefined);
-  t.match(r.reason, `${path.join(devDir, 'hvc0')}, ${path.join(devDir, 'hvc1')} appeared within 100 ms`);
-  t.notOk(libc.calls.some((c) => c.name === 'dup3'), 'no dup3');
+  const r = await moveLogsToConsole(libc, { cmdline: 'console=hvc0 console=hvc1', modulesDir, devDir, sysDir, timeoutMs: 50 });
+  t.equal(r.console, undefined, 'not there within the bound');
+  t.match(r.reason, `${path.join(devDir, 'hvc0')}, ${path.join(devDir, 'hvc1')} appeared within 50 ms; still watching`);
+  t.notOk(libc.calls.some((c) => c.name === 'dup3'), 'fds left alone meanwhile');
+  fs.writeFileSync(path.join(devDir, 'hvc1'), '');
+  const late = await r.late;
+  t.equal(late?.console, path.join(devDir, 'hvc1'), 'moved once it appeared');
+  t.same(libc.calls.filter((c) => c.name === 'dup3').map((c) => c.args[1]), [1, 2]);
+});
+
+t.test('a port that never appears: the background watch gives up, fds left alone', async (t) => {
+  holdLoop(t);
+  const { modulesDir, devDir, sysDir } = fixture(t);
+  const libc = new RecordingLibc();
+  const r = await moveLogsToConsole(libc, { cmdline: 'console=hvc0', modulesDir, devDir, sysDir, timeoutMs: 20, lateMs: 100 });
+  const late = await r.late;
+  t.equal(late?.console, undefined);
+  t.match(late?.reason, `${path.join(devDir, 'hvc0')} appeared within 120 ms`);
+  t.notOk(libc.calls.some((c) => c.name === 'dup3'));
+});
+
+t.test('no virtio-serial device bound to the driver: no wait at all', async (t) => {
+  const { modulesDir, devDir, sysDir } = fixture(t, false);
+  const libc = new RecordingLibc();
+  const r = await moveLogsToConsole(libc, { cmdline: 'console=hvc0', modulesDir, devDir, sysDir, timeoutMs: 60_000 });
+  t.match(r.reason, /no device bound to virtio_console/);
+  t.equal(r.late, undefined, 'no background watch');
+  t.ok(libc.calls.some((c) => c.name === 'finitModule'), 'the driver was loaded first');
 });
 
 t.test('no hvc console on the command line: nothing loaded, nothing moved', async (t) => {
