@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { TtrpcClient } from '../agent-ctl/src/ttrpc-client.js';
 import { connectYamuxUnix } from '../agent/src/transport/yamux/client.js';
-import { agentReady, bootGuest, guestSkipReason } from '../test/support/qemu.js';
+import { agentReady, bootGuest, chooseAccelerator, guestSkipReason } from '../test/support/qemu.js';
 import type { BenchOptions, BenchRow } from './types.js';
 
 const shellReady = /shell init ready/;
@@ -49,6 +49,9 @@ async function firstCheckOnce(): Promise<number> {
 export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
   const reason = guestSkipReason();
   if (reason) throw new Error(`boot bench cannot run: ${reason}`);
+  // The same choice as the tests and the demo, made before the first timed boot.
+  const { accel, why } = await chooseAccelerator();
+  opts.progress(`boot: QEMU under ${accel} (${why})`);
   const runs = opts.quick ? 3 : 9;
   const ours: number[] = [];
   const peer: number[] = [];

@@ -108,6 +108,15 @@ cat >"$ROOT/usr/bin/kata-agent" <<SH
 # pod's overhead: one malloc arena saves ~1 MB of the agent's anonymous memory once its service is
 # built (bench/memory.bench.ts). A 1 MB young generation (--max-semi-space-size=1) saved only ~0.3 MB
 # more and cost ~130 ms of boot under TCG in scavenges, so node keeps its default.
+# kata's QEMU puts the console on virtio (console=hvc0) and this kernel has virtio_console as a
+# module, so PID 1 may start with fds 0-2 closed. node then opens /dev/null for them, and aborts
+# when it cannot (an initramfs has no devtmpfs yet): an abort in PID 1 is a kernel panic. Fds 0-2
+# are all open or all closed (the kernel opens /dev/console once and dups it), so testing fd 0 is
+# enough; the agent moves its logs to /dev/hvc0 once the module is loaded (init/src/console.ts).
+if [ "\$\$" = 1 ] && ! (exec 9<&0); then
+  [ -c /dev/null ] || /bin/busybox mount -t devtmpfs -o nosuid,mode=0755 dev /dev
+  exec 0</dev/null 1>/dev/null 2>&1
+fi
 $GUEST_ENV
 exec /usr/bin/node $GUEST_FLAGS /usr/lib/kata-agent/loader.js "\$@"
 SH

@@ -21,7 +21,7 @@ async function demo(): Promise<void> {
   if (reason) throw new Error(reason);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kata-demo-'));
   const sock = path.join(dir, 'agent.sock');
-  console.log(`== booting ${assets.kernel} + ${path.basename(assets.initrd)} under QEMU (${accelerator()})`);
+  console.log(`== booting ${assets.kernel} + ${path.basename(assets.initrd)} under QEMU (${await accelerator(assets.kernel)})`);
   const vm = await bootGuest({ mode: 'initrd', serialSocket: sock, consoleFile: path.join(dir, 'console.log') });
   try {
     await vm.waitFor(agentReady, 180_000);

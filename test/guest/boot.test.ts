@@ -2,7 +2,7 @@
 // log lines (agent.log=debug), a debug-console shell, and power-off when PID 1 is told to stop.
 import t, { type Test } from 'tap';
 import { guestSkip, mustRunButCannot } from '../support/guest-skip.js';
-import { agentReady, bootGuest, type GuestVm } from '../support/qemu.js';
+import { agentReady, bootGuest, kataKernelParams, type GuestVm } from '../support/qemu.js';
 
 const skip = guestSkip;
 
@@ -89,6 +89,16 @@ t.test('ext4 image behind the stage-1 initramfs boots to the agent', { skip }, a
   await withGuest(t, { mode: 'image' }, async (vm) => {
     await vm.waitFor(agentReady, bootTimeout);
     t.notMatch(vm.console, /stage1: cannot mount/, 'root mounted');
+    t.notMatch(vm.console, /boot step failed/, 'no boot step failed');
+  });
+});
+
+t.test("kata's console (virtconsole, no serial port, kata 3.x parameters): the ext4 image behind stage 1 boots too", { skip }, async (t) => {
+  await withGuest(t, { mode: 'image', console: 'kata-hvc', baseParams: kataKernelParams('3.x', 2), maxVcpus: 2, params: ['agent.log=debug'] }, async (vm) => {
+    await vm.waitFor(agentReady, bootTimeout);
+    const moved = bootStep(vm, 'console')?.result as { console?: string } | undefined;
+    t.equal(moved?.console, '/dev/hvc0', 'PID 1 (after switch_root) started without a console and moved its logs to /dev/hvc0');
+    t.equal((bootStep(vm, 'cgroups')?.result as { version?: number } | undefined)?.version, 2, 'cgroup_no_v1=all: cgroup v2');
     t.notMatch(vm.console, /boot step failed/, 'no boot step failed');
   });
 });

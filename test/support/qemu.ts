@@ -1,6 +1,6 @@
-// Host-side harness: boots the built guest under QEMU with the serial console captured, waits for
-// console lines, and always kills QEMU by its pid. TCG by default; KVM when /dev/kvm exists and a
-// probe shows it can run a vCPU (on some nested hosts KVM opens but QEMU aborts setting MSRs).
+// Host-side harness: boots the built guest under QEMU with its console captured (the serial port, or
+// kata's virtconsole), waits for console lines, and always kills QEMU by its pid. KVM only when a
+// probe boot ran guest code on it (chooseAccelerator), else TCG.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -34,19 +34,99 @@ export function guestSkipReason(assets = assetsIn()): string | undefined {
   return undefined;
 }
 
-let accelCache: 'kvm' | 'tcg' | undefined;
+export type Accelerator = 'kvm' | 'tcg';
 
-export function accelerator(): 'kvm' | 'tcg' {
-  const forced = process.env.KATA_TEST_ACCEL;
-  if (forced === 'kvm' || forced === 'tcg') return forced;
-  if (accelCache) return accelCache;
-  accelCache = 'tcg';
-  if (fs.existsSync('/dev/kvm')) {
-    // -S: no guest code runs; "quit" on the monitor ends it. A broken KVM aborts during vCPU setup.
-    const r = spawnSync(qemuBinary, ['-accel', 'kvm', '-cpu', 'host', '-M', 'q35', '-nodefaults', '-no-user-config', '-display', 'none', '-monitor', 'stdio', '-S'], { input: 'quit\n', timeout: 10000 });
-    if (r.status === 0) accelCache = 'kvm';
-  }
-  return accelCache;
+export interface AccelChoice {
+  accel: Accelerator;
+  why: string;
+}
+
+/** The kernel's last words when it ran all of its init and found no root: proof that guest code ran. */
+export const probeDoneLine = /Kernel panic - not syncing: VFS: Unable to mount root fs/;
+/** What QEMU prints when KVM cannot run the guest's instructions (PVM KVM, nested hosts). */
+const kvmFailure = /KVM internal error|emulation failure|failed to set MSR|kvm_buf_set_msrs|Assertion .* failed/;
+
+/**
+ * Boots `kernel` with no initrd and no root under `accel`, the same machine and CPU model the tests
+ * use: the kernel runs its whole init, panics at the missing root and (panic=-1, -no-reboot) QEMU
+ * exits. Only running guest code tells a usable KVM from one that opens and starts a paused vCPU but
+ * stops at the first real instruction (`KVM internal error. Suberror: 1` on a PVM KVM, seen here).
+ * Bounded by `timeoutMs`; QEMU is killed by its pid in every case.
+ */
+export function probeAccelerator(accel: Accelerator, kernel: string, timeoutMs = 10_000, qemu = qemuBinary): Promise<{ ok: boolean; why: string; ms: number }> {
+  const t0 = process.hrtime.bigint();
+  const ms = () => Math.round(Number(process.hrtime.bigint() - t0) / 1e6);
+  const args = [
+    '-M', `q35,accel=${accel}`, '-cpu', accel === 'kvm' ? 'host' : 'max', '-m', '256', '-smp', '1', '-nodefaults', '-no-user-config',
+    '-no-reboot', '-display', 'none', '-serial', 'stdio', '-kernel', kernel, '-append', 'console=ttyS0 quiet panic=-1 tsc=reliable no_timer_check cryptomgr.notests',
+  ];
+  return new Promise((resolve) => {
+    let out = '';
+    let settled = false;
+    const proc = spawn(qemu, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let exited = false;
+    let answer: { ok: boolean; why: string; ms: number } | undefined;
+    // Resolves only once QEMU is gone, so a probe never leaves one behind.
+    const finish = (ok: boolean, why: string) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      answer = { ok, why, ms: ms() };
+      if (exited || !proc.pid) return resolve(answer);
+      try {
+        process.kill(proc.pid, 'SIGKILL');
+      } catch {
+        // gone already; 'exit' follows
+      }
+    };
+    const lastLine = () => JSON.stringify(out.trim().split('\n').filter((l) => kvmFailure.test(l))[0] ?? out.trim().split('\n').at(-1) ?? '');
+    const onData = (d: Buffer) => {
+      out += d.toString('latin1');
+      if (probeDoneLine.test(out)) finish(true, `the probe kernel ran to its no-root panic in ${ms()} ms`);
+      else if (/KVM internal error|emulation failure/.test(out)) finish(false, `QEMU stopped the guest: ${lastLine()}`);
+    };
+    proc.stdout.on('data', onData);
+    proc.stderr.on('data', onData);
+    proc.on('error', (err) => {
+      exited = true;
+      finish(false, `cannot start ${qemu}: ${err.message}`);
+    });
+    proc.on('exit', (code, signal) => {
+      exited = true;
+      if (probeDoneLine.test(out)) finish(true, `the probe kernel ran to its no-root panic in ${ms()} ms`);
+      else finish(false, `QEMU exited (${signal ?? code}) before the kernel ran: ${lastLine()}`);
+      if (answer) resolve(answer);
+    });
+    const timer = setTimeout(() => finish(false, `no kernel output within ${timeoutMs} ms (the vCPU never ran the guest)`), timeoutMs);
+  });
+}
+
+let accelChoice: Promise<AccelChoice> | undefined;
+
+/**
+ * The accelerator for every guest boot of this process (tests, `npm run demo`, the benchmarks): KVM
+ * when a probe boot runs guest code on it within seconds, else TCG. `KATA_TEST_ACCEL=kvm|tcg` forces
+ * one. Decided once per process and said in one line on stderr.
+ */
+export function chooseAccelerator(kernel = assetsIn().kernel): Promise<AccelChoice> {
+  accelChoice ??= (async (): Promise<AccelChoice> => {
+    const forced = process.env.KATA_TEST_ACCEL;
+    let choice: AccelChoice;
+    if (forced === 'kvm' || forced === 'tcg') choice = { accel: forced, why: 'forced by KATA_TEST_ACCEL' };
+    else if (!fs.existsSync('/dev/kvm')) choice = { accel: 'tcg', why: 'no /dev/kvm' };
+    else if (!fs.existsSync(kernel)) choice = { accel: 'tcg', why: `no kernel at ${kernel} to probe KVM with` };
+    else {
+      const p = await probeAccelerator('kvm', kernel);
+      choice = p.ok ? { accel: 'kvm', why: `KVM probe: ${p.why}` } : { accel: 'tcg', why: `KVM probe failed after ${p.ms} ms: ${p.why}` };
+    }
+    process.stderr.write(`qemu accelerator: ${choice.accel} (${choice.why})\n`);
+    return choice;
+  })();
+  return accelChoice;
+}
+
+export async function accelerator(kernel?: string): Promise<Accelerator> {
+  return (await chooseAccelerator(kernel)).accel;
 }
 
 /** Kernel parameters that cut seconds off a TCG boot (measured in shared/notes/platform.md). */
@@ -55,15 +135,41 @@ export const fastKernelParams = [
   'i8042.nopnp=1', 'i8042.noaux=1', 'noreplace-smp', 'reboot=k', 'cryptomgr.notests', 'panic=1', 'selinux=0', 'apparmor=0', 'audit=0',
 ];
 
+/**
+ * kata's kernel parameters for QEMU (both generations add these; `nr_cpus` is the VM's maximum vCPUs),
+ * from kata's runtime defaults as listed in shared/notes/kata-pod-flow.md. The console is kata's
+ * virtconsole (`console: 'kata-hvc'`).
+ */
+export function kataKernelParams(generation: '1.x' | '3.x', maxVcpus: number): string[] {
+  const common = [
+    'tsc=reliable', 'no_timer_check', 'rcupdate.rcu_expedited=1', 'i8042.direct=1', 'i8042.dumbkbd=1', 'i8042.nopnp=1', 'i8042.noaux=1',
+    'noreplace-smp', 'reboot=k', 'cryptomgr.notests', 'net.ifnames=0', 'pci=lastbus=0', 'console=hvc0', 'console=hvc1', 'quiet', 'panic=1',
+    `nr_cpus=${maxVcpus}`,
+  ];
+  return generation === '3.x'
+    ? [...common, 'selinux=0', 'cgroup_no_v1=all', 'systemd.unified_cgroup_hierarchy=1']
+    : [...common, 'agent.use_vsock=false'];
+}
+
 export interface BootOptions {
   assets?: GuestAssets;
   /** initrd: the whole rootfs as initramfs; image: ext4 on virtio-blk behind the stage-1 initramfs. */
   mode: 'initrd' | 'image';
-  /** Extra kernel parameters (agent.* options). */
+  /** Extra kernel parameters (agent.* options), after the base ones. */
   params?: string[];
+  /** Replaces the harness's base kernel parameters (fastKernelParams), e.g. with kataKernelParams(). */
+  baseParams?: string[];
   memoryMiB?: number;
+  /** Most vCPUs the VM may have (-smp 1,maxcpus=N, as kata starts with one and hot-plugs the rest). */
+  maxVcpus?: number;
   /** Unix socket QEMU listens on for the virtio-serial port `agent.channel.0`. */
   serialSocket?: string;
+  /**
+   * serial (default): the console is ttyS0. kata-hvc: kata's console, a virtconsole on the same
+   * virtio-serial controller as the agent's port (guest /dev/hvc0) and no serial port at all. kata
+   * gives QEMU a socket chardev for it; here it is stdio, so the capture and type() work the same.
+   */
+  console?: 'serial' | 'kata-hvc';
   /** Replaces /init or /sbin/init (e.g. a shell for the benchmark's baseline). */
   init?: string;
   /** Where the console goes (besides memory); default a temp file. */
@@ -173,13 +279,14 @@ export class GuestVm {
   }
 }
 
-export function qemuArgs(o: BootOptions, consoleFile: string): string[] {
+export function qemuArgs(o: BootOptions, accel: Accelerator): string[] {
   const a = o.assets ?? assetsIn();
-  const accel = accelerator();
-  const params = [...fastKernelParams];
+  const kataConsole = o.console === 'kata-hvc';
+  const params = [...(o.baseParams ?? fastKernelParams)];
   const args = [
-    '-M', `q35,accel=${accel}`, '-cpu', accel === 'kvm' ? 'host' : 'max', '-m', String(o.memoryMiB ?? 512), '-smp', '1',
-    '-nodefaults', '-no-user-config', '-no-reboot', '-display', 'none', '-serial', 'stdio', '-kernel', a.kernel,
+    '-M', `q35,accel=${accel}`, '-cpu', accel === 'kvm' ? 'host' : 'max', '-m', String(o.memoryMiB ?? 512),
+    '-smp', o.maxVcpus ? `1,maxcpus=${o.maxVcpus}` : '1',
+    '-nodefaults', '-no-user-config', '-no-reboot', '-display', 'none', '-serial', kataConsole ? 'none' : 'stdio', '-kernel', a.kernel,
   ];
   if (o.mode === 'initrd') {
     args.push('-initrd', a.initrd);
@@ -189,16 +296,17 @@ export function qemuArgs(o: BootOptions, consoleFile: string): string[] {
     params.push('root=/dev/vda');
     if (o.init) params.push(`init=${o.init}`);
   }
+  if (o.serialSocket || kataConsole) args.push('-device', 'virtio-serial-pci,id=vser0');
+  // The console first: virtio-serial keeps port 0 for a console.
+  if (kataConsole) args.push('-chardev', 'stdio,id=charconsole0', '-device', 'virtconsole,bus=vser0.0,chardev=charconsole0,id=console0');
   if (o.serialSocket) {
     args.push(
-      '-device', 'virtio-serial-pci,id=vser0',
       '-chardev', `socket,path=${o.serialSocket},server=on,wait=off,id=agentch`,
       '-device', 'virtserialport,bus=vser0.0,chardev=agentch,name=agent.channel.0',
     );
   }
   params.push(...(o.params ?? []));
   args.push('-append', params.join(' '));
-  void consoleFile;
   return args;
 }
 
@@ -216,7 +324,7 @@ process.on('exit', () => {
 
 export async function bootGuest(o: BootOptions): Promise<GuestVm> {
   const consoleFile = o.consoleFile ?? path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kata-guest-')), 'console.log');
-  const args = qemuArgs(o, consoleFile);
+  const args = qemuArgs(o, await accelerator(o.assets?.kernel));
   const proc = spawn(qemuBinary, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   await new Promise<void>((resolve, reject) => {
     proc.once('spawn', resolve);
