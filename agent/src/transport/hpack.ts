@@ -7,7 +7,9 @@ export interface HeaderField {
   sensitive: boolean;
 }
 
-export class HpackError extends Error {}
+export class HpackError extends Error {
+  override name = 'HpackError';
+}
 
 // RFC 7541 Appendix A: the static table, entries 1–61 (only names; values are listed where non-empty).
 const STATIC: [string, string][] = [
