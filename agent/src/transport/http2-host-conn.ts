@@ -140,7 +140,9 @@ export class Http2HostConn extends Duplex {
     }
     // Keep only the unparsed tail, copied, so that a large chunk is not held for a few bytes.
     this.inBuf = buf.length ? Buffer.from(buf) : Buffer.alloc(0);
-    if (out.length && !this.push(out.length === 1 ? out[0] : Buffer.concat(out))) this.inner.pause();
+    let more = true;
+    for (const piece of coalesce(out)) more = this.push(piece);
+    if (!more) this.inner.pause();
   }
 
   private headers(flags: number, streamId: number, payload: Buffer): Buffer | undefined {
@@ -293,6 +295,21 @@ class FrameError extends Error {
   ) {
     super(message);
   }
+}
+
+/**
+ * Joins neighbouring slices of one buffer back into a single view, without copying: frames that
+ * pass through unchanged stay one chunk, as they came from the socket.
+ */
+function coalesce(parts: Buffer[]): Buffer[] {
+  const out: Buffer[] = [];
+  for (const p of parts) {
+    const last = out[out.length - 1];
+    if (last && last.buffer === p.buffer && last.byteOffset + last.length === p.byteOffset) {
+      out[out.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + p.length);
+    } else if (p.length) out.push(p);
+  }
+  return out;
 }
 
 function frameHeader(length: number, type: number, flags: number, streamId: number): Buffer {
