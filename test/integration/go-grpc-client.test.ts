@@ -2,13 +2,12 @@
 // the agent the way a kata 1.x host does: with `:authority` holding slashes, on a unix socket and
 // inside a hashicorp/yamux stream on the serial channel while the session pings every second.
 // Built in GOPATH mode from /usr/share/gocode, so no module download is needed.
-import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Duplex } from 'node:stream';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { defaults } from '../../agent/src/config/config.js';
 import type { AgentDomains } from '../../agent/src/domains.js';
 import { startDomains } from '../../agent/src/domains.js';
@@ -19,80 +18,29 @@ import { GrpcTransport } from '../../agent/src/transport/grpc-transport.js';
 import { SerialListener } from '../../agent/src/transport/serial-listener.js';
 import { routeConnection } from '../../agent/src/transport/wire-router.js';
 import type { YamuxSession } from '../../agent/src/transport/yamux/session.js';
-import { repoRoot, startAgentProcess } from '../support/agent-process.js';
+import { startAgentProcess } from '../support/agent-process.js';
+import { buildGoGrpcClient, checkGoGrpcCalls, goGrpcMissing, runGoGrpcClient, type GoGrpcReport } from '../support/go-grpc-client.js';
 
-const GOPATH = '/usr/share/gocode';
-function missing(): string | undefined {
-  if (spawnSync('go', ['version']).status !== 0) return 'no Go toolchain (apt-get install golang-go)';
-  for (const [file, pkg] of [
-    ['google.golang.org/grpc/clientconn.go', 'golang-google-grpc-dev'],
-    ['github.com/hashicorp/yamux/session.go', 'golang-github-hashicorp-yamux-dev'],
-  ]) {
-    if (!fs.existsSync(path.join(GOPATH, 'src', file))) return `no ${path.join(GOPATH, 'src', file)} (apt-get install ${pkg})`;
-  }
-  return undefined;
-}
-const skip = missing() ?? false;
+const skip = goGrpcMissing() ?? false;
 // .ci/run installs all of them, so in CI (CI=true) a missing piece is a failure as well as a skip.
 if (skip && process.env.CI) t.fail(`the grpc-go interop test must run in CI: ${skip}`);
 
-interface Report {
-  authorities: string[];
-  calls: { name: string; code: number; message: string; payload: string }[];
-  pingsOk: number;
-  pingErrors: string[];
-}
-
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'grpc-go-client-'));
 t.teardown(() => fs.rmSync(work, { recursive: true, force: true }));
-const bin = path.join(work, 'client');
-
-function runClient(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  // Bounded whatever the agent does: the client's own deadlines are 15 s to dial and 30 s per call.
-  const timer = setTimeout(() => process.kill(child.pid!, 'SIGKILL'), 90_000);
-  return new Promise((resolve) =>
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    }),
-  );
-}
-
-function checkCalls(t: Test, r: Report): void {
-  t.ok(r.calls.length >= 3, `${r.calls.length} calls made`);
-  const failed = r.calls.filter((c) => c.code !== 0);
-  t.same(failed, [], 'every call answered OK');
-  for (const c of r.calls) {
-    if (c.name.startsWith('check-')) t.equal(c.payload, '0801', `${c.name}: HealthCheckResponse{status: SERVING}`);
-    if (c.name.startsWith('version-')) t.match(c.payload, /^0a05302e302e3112/, `${c.name}: grpc_version "0.0.1"`);
-  }
-  t.ok(r.calls.some((c) => c.name.startsWith('details-') && c.code === 0), 'GetGuestDetails (AgentService) answered');
-}
 
 t.test('grpc-go calls the agent with a kata 1.x :authority', { skip }, async (t) => {
-  const build = spawnSync('go', ['build', '-o', bin, './test/fixtures/go-grpc-client/'], {
-    cwd: repoRoot,
-    env: { ...process.env, GO111MODULE: 'off', GOPATH, GOCACHE: path.join(os.tmpdir(), 'kata-go-build-cache'), GOFLAGS: '' },
-    encoding: 'utf8',
-  });
-  t.equal(build.status, 0, `go build: ${build.stderr}`);
-  if (build.status !== 0) return;
+  const bin = buildGoGrpcClient(work);
 
   t.test('on the agent process unix socket', async (t) => {
     const agent = await startAgentProcess({ env: { KATA_AGENT_LOG_LEVEL: 'info' } });
     t.teardown(() => agent.stop());
-    const r = await runClient(['unix', agent.socketPath]);
+    const r = await runGoGrpcClient(bin, ['unix', agent.socketPath]);
     t.equal(r.code, 0, `client exit status (stderr: ${r.stderr.trim()})`);
-    const report = JSON.parse(r.stdout) as Report;
+    const report = JSON.parse(r.stdout) as GoGrpcReport;
     // What grpc-go really put on the wire, decoded by x/net's own HPACK decoder.
     t.ok(report.authorities.length >= 3, 'the client saw its own request headers');
     t.ok(report.authorities.every((a) => a === `unix://${agent.socketPath}` && a.includes('/')), `:authority sent: ${report.authorities[0]}`);
-    checkCalls(t, report);
+    checkGoGrpcCalls(t, report);
   });
 
   t.test('in a hashicorp/yamux stream on the serial channel, pinged every second', async (t) => {
@@ -137,12 +85,12 @@ t.test('grpc-go calls the agent with a kata 1.x :authority', { skip }, async (t)
       await (await domains?.catch(() => undefined))?.shutdown();
     });
 
-    const r = await runClient(['yamux', sock]);
+    const r = await runGoGrpcClient(bin, ['yamux', sock]);
     await listening;
     t.equal(r.code, 0, `client exit status (stderr: ${r.stderr.trim()})`);
-    const report = JSON.parse(r.stdout) as Report;
+    const report = JSON.parse(r.stdout) as GoGrpcReport;
     t.ok(report.authorities.length >= 3 && report.authorities.every((a) => a === 'unix:////run/vc/sbs/go-grpc-yamux/kata.sock'), `:authority sent: ${report.authorities[0]}`);
-    checkCalls(t, report);
+    checkGoGrpcCalls(t, report);
     t.same(report.pingErrors, [], 'no ping failed');
     t.ok(report.pingsOk >= 3, `${report.pingsOk} pings answered while the calls ran`);
     t.ok(sessions.length >= 1 && sessions[0].stats.pingsAnswered >= 3, `the agent's session answered ${sessions[0]?.stats.pingsAnswered} pings`);
