@@ -12,6 +12,7 @@ const END_HEADERS = 0x4;
 const PADDED = 0x8;
 const PRIORITY = 0x20;
 export const PROTOCOL_ERROR = 0x1;
+export const INTERNAL_ERROR = 0x2;
 export const COMPRESSION_ERROR = 0x9;
 export const ENHANCE_YOUR_CALM = 0xb;
 /** Every HTTP/2 peer accepts frames of this size (the smallest SETTINGS_MAX_FRAME_SIZE allowed). */
@@ -133,9 +134,11 @@ export class Http2HostConn extends Duplex {
         if (frames) out.push(frames);
       }
     } catch (err) {
-      if (!(err instanceof FrameError)) throw err;
-      if (out.length) this.push(Buffer.concat(out));
-      this.fail(err.code, err.message);
+      // Anything else thrown here is our bug, but it came from host bytes: it must cost the host this
+      // connection, not the agent its life (it would be an uncaught exception in a 'data' handler).
+      const e = err instanceof FrameError ? err : new FrameError(INTERNAL_ERROR, `HTTP/2 filter: ${(err as Error).message}`);
+      for (const piece of coalesce(out)) this.push(piece);
+      this.fail(e.code, e.message);
       return;
     }
     // Keep only the unparsed tail, copied, so that a large chunk is not held for a few bytes.
