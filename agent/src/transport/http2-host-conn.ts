@@ -54,7 +54,7 @@ interface OpenBlock {
  * Sits between a host connection (unix/vsock socket, yamux stream) and Node's HTTP/2 server, and
  * does two things Node's http2 cannot be configured to do:
  *
- * 1. `:authority` holding `/`. grpc-go up to ~1.2x (kata 1.x) sends its whole dial target, e.g.
+ * 1. `:authority` holding `/`. kata 1.x's grpc-go 1.11 sends its whole dial target, e.g.
  *    `unix:////run/vc/sbs/ID/kata.sock`; nghttp2 validates the pseudo-header and resets every such
  *    stream with PROTOCOL_ERROR, and Node 20 exposes no option that relaxes it (its http2 options
  *    map to nghttp2 options none of which is NO_HTTP_MESSAGING; strictFieldWhitespaceValidation is
@@ -73,7 +73,9 @@ interface OpenBlock {
  *    itself cannot parse ends the connection the same way, with our own GOAWAY.
  */
 export class Http2HostConn extends Duplex {
-  private readonly hpack = new HpackDecoder();
+  // The server (Node's http2 under grpc-js) keeps SETTINGS_HEADER_TABLE_SIZE at its default, 4096,
+  // so that is the most a host's encoder table may hold.
+  private readonly hpack = new HpackDecoder(4096);
   private inBuf: Buffer = Buffer.alloc(0);
   private prefaceLeft = PREFACE_LENGTH;
   /** Payload bytes of the current pass-through frame not yet forwarded. */
