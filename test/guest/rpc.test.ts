@@ -9,6 +9,7 @@ import t, { type Test } from 'tap';
 import { agentVersion } from '../../agent/src/version.js';
 import { GuestDetailsRequestSchema, GuestDetailsResponseSchema } from '../../protos/gen/agent_pb.js';
 import { CheckRequestSchema, HealthCheckResponse_ServingStatus, HealthCheckResponseSchema, VersionCheckResponseSchema } from '../../protos/gen/health_pb.js';
+import { buildGoGrpcClient, checkGoGrpcCalls, goGrpcMissing, runGoGrpcClient, type GoGrpcReport } from '../support/go-grpc-client.js';
 import { GuestRpc } from '../support/guest-rpc.js';
 import { guestSkip, mustRunButCannot } from '../support/guest-skip.js';
 import { agentReady, bootGuest, type GuestVm } from '../support/qemu.js';
@@ -64,6 +65,17 @@ t.test('agent in the VM over virtio-serial + yamux', { skip }, async (t) => {
       const d = await rpc.call('grpc.AgentService', 'GetGuestDetails', GuestDetailsRequestSchema, { memBlockSize: true }, GuestDetailsResponseSchema);
       t.equal(d.agentDetails?.initDaemon, true, 'agent runs as PID 1 (init_daemon)');
       t.ok(d.memBlockSizeBytes > 0n, `memory block size read from the guest's sysfs (${d.memBlockSizeBytes})`);
+    });
+
+    await t.test('grpc-go through hashicorp/yamux, as kata 1.x\'s proxy: :authority with "/", pings every second', { skip: goGrpcMissing() ?? false }, async (t) => {
+      const bin = buildGoGrpcClient(dir);
+      const r = await runGoGrpcClient(bin, ['yamux', sock]);
+      t.equal(r.code, 0, `client exit status (stderr: ${r.stderr.trim()})`);
+      const report = JSON.parse(r.stdout) as GoGrpcReport;
+      t.ok(report.authorities.length >= 3 && report.authorities.every((a) => a.includes('/')), `:authority sent: ${report.authorities[0]}`);
+      checkGoGrpcCalls(t, report);
+      t.same(report.pingErrors, [], 'no ping failed');
+      t.ok(report.pingsOk >= 3, `${report.pingsOk} pings answered while the calls ran`);
     });
 
     await t.test('garbage on the port drops that session; the next one works', async (t) => {

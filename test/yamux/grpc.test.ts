@@ -11,6 +11,7 @@ import { YamuxClient } from '../../agent/src/transport/yamux/client.js';
 import { serveYamux } from '../../agent/src/transport/yamux/server.js';
 import { CheckRequestSchema, HealthCheckResponse_ServingStatus, HealthCheckResponseSchema, VersionCheckResponseSchema } from '../../protos/gen/health_pb.js';
 import { agentVersion } from '../../agent/src/version.js';
+import { badOpenings } from '../helpers/raw-http2.js';
 import { socketPair, whenClosed } from './pair.js';
 
 const log = createLogger('fatal');
@@ -62,6 +63,26 @@ t.test('an unknown RPC is UNIMPLEMENTED and the session keeps serving', async (t
   const { client } = await setup(t);
   const rpc = new GrpcClient(client.open());
   await t.rejects(rpc.call('grpc.AgentService', 'CreateContainer', new Uint8Array(), 5000), { code: 12 });
+  const health = fromBinary(HealthCheckResponseSchema, await rpc.call('grpc.Health', 'Check', check, 5000));
+  t.equal(health.status, HealthCheckResponse_ServingStatus.SERVING);
+  rpc.close();
+});
+
+t.test('a stream whose HTTP/2 fails is closed by the agent, and the session keeps serving', async (t) => {
+  const { server, client } = await setup(t);
+  const bad = Object.values(badOpenings).map((bytes) => {
+    const s = client.open();
+    s.on('error', () => undefined);
+    s.resume();
+    s.write(bytes);
+    return whenClosed(s);
+  });
+  // Each stream is ended and reset by the agent, not left open (bounded, so a leak fails instead of hanging).
+  const closed = await Promise.race([Promise.all(bad).then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 5000).unref())]);
+  t.ok(closed, `the agent closed all ${bad.length} streams`);
+  await client.ping(5000);
+  t.equal(server.streamCount, 0, `all ${bad.length} streams gone on the agent side`);
+  const rpc = new GrpcClient(client.open());
   const health = fromBinary(HealthCheckResponseSchema, await rpc.call('grpc.Health', 'Check', check, 5000));
   t.equal(health.status, HealthCheckResponse_ServingStatus.SERVING);
   rpc.close();

@@ -6,6 +6,7 @@ import { agentServiceName, healthServiceName, type AgentRpcService } from '../rp
 import { Code, RpcError, toRpcError } from '../rpc/status.js';
 import type { Logger } from '../log/logger.js';
 import { addLazyReflection } from './grpc-reflection.js';
+import { Http2HostConn } from './http2-host-conn.js';
 
 /** kata 1.x hosts (grpc-go) cap messages at 4 MiB; accept what they may send, refuse more. */
 const MAX_MESSAGE = 4 << 20;
@@ -67,10 +68,16 @@ export class GrpcTransport {
     this.injector = this.server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   }
 
-  /** Serves one host connection until it closes. */
+  /**
+   * Serves one host connection until it closes. Node's HTTP/2 gets it through Http2HostConn, which
+   * fixes kata 1.x's `:authority` and closes the connection after an HTTP/2 connection error (see
+   * there). It is done here, not in each listener, so unix, vsock and yamux streams all get it.
+   */
   serve(conn: Duplex): void {
     conn.on('error', (err) => this.log.debug({ err: err.message }, 'grpc connection error'));
-    this.injector.injectConnection(conn);
+    const host = new Http2HostConn(conn, { onClose: (reason) => this.log.debug({ reason }, 'grpc connection closed on an HTTP/2 error') });
+    host.on('error', () => undefined); // the same error as conn's, logged above
+    this.injector.injectConnection(host);
   }
 
   close(): void {
