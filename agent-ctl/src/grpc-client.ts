@@ -23,7 +23,14 @@ export interface RpcClient {
 export class GrpcClient implements RpcClient {
   private readonly session: http2.ClientHttp2Session;
 
-  constructor(stream: Duplex) {
+  /**
+   * `authority`: the `:authority` each request carries (default "localhost"); kata 1.x hosts send their
+   * whole dial target, e.g. `unix:////run/vc/sbs/<id>/kata.sock`.
+   */
+  constructor(
+    stream: Duplex,
+    private readonly authority?: string,
+  ) {
     this.session = http2.connect('http://localhost', { createConnection: () => stream });
     this.session.on('error', () => undefined);
   }
@@ -33,6 +40,7 @@ export class GrpcClient implements RpcClient {
       const req = this.session.request({
         ':method': 'POST',
         ':path': `/${service}/${method}`,
+        ...(this.authority ? { ':authority': this.authority } : {}),
         'content-type': 'application/grpc+proto',
         te: 'trailers',
         'grpc-timeout': `${Math.max(1, Math.ceil(timeoutMs))}m`,

@@ -26,7 +26,8 @@ export class AgentHarness {
   ) {}
 
   /** `wire`: gRPC is how kata 1.x hosts talk, ttrpc how 2.x/3.x hosts do. */
-  static async start(deps: DomainDeps = {}, wire: 'grpc' | 'ttrpc' = 'grpc'): Promise<AgentHarness> {
+  /** `authority`: the gRPC `:authority` to send (a kata 1.x host sends its dial target). */
+  static async start(deps: DomainDeps = {}, wire: 'grpc' | 'ttrpc' = 'grpc', authority?: string): Promise<AgentHarness> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kata-agent-test-'));
     const stateRoot = path.join(dir, 'state');
     const resolvConf = path.join(dir, 'resolv.conf');
@@ -34,7 +35,7 @@ export class AgentHarness {
     const config = { ...defaults, serverAddr: `unix://${dir}/agent.sock`, stateRoot, logLevel: 'warn' as const };
     const agent = await startAgent(config, createLogger('warn'), { resolvConfTarget: resolvConf, helperPoolSize: 1, ...deps });
     const sock = await connect(config.serverAddr, 5000);
-    return new AgentHarness(dir, stateRoot, resolvConf, agent, wire === 'grpc' ? new GrpcClient(sock) : new TtrpcClient(sock));
+    return new AgentHarness(dir, stateRoot, resolvConf, agent, wire === 'grpc' ? new GrpcClient(sock, authority) : new TtrpcClient(sock));
   }
 
   async call<K extends keyof Methods>(
