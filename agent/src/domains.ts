@@ -39,6 +39,8 @@ export interface DomainDeps {
   helperPoolSize?: number;
   /** Called once DestroySandbox has undone the pod (init mode powers the VM off after answering). */
   onSandboxDestroyed?: () => void;
+  /** The create pool (default: helperPoolSize helpers); tests pass their own to reach its helpers. */
+  pool?: HelperPool;
   /** Warm exec helpers (default: capped at DEFAULT_WARM_EXEC_MAX); tests pass their own to read its stats. */
   warmExec?: WarmExecHelpers;
 }
@@ -68,7 +70,7 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
     return { handlers, start: () => undefined, shutdown: async () => undefined };
   }
   const libc = deps.libc ?? realLibc();
-  const pool = new HelperPool(libc, deps.helperPoolSize ?? 1);
+  const pool = deps.pool ?? new HelperPool(libc, deps.helperPoolSize ?? 1);
   const warmExec = deps.warmExec ?? new WarmExecHelpers(libc, DEFAULT_WARM_EXEC_MAX);
   // A state root other than the guest's own means a test or development run on some host: the pod's
   // DNS file must then not be bind-mounted over that host's /etc/resolv.conf.

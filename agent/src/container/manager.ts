@@ -9,6 +9,7 @@ import type { CgroupManager } from '../cgroups/cgroup.js';
 import { containerCgroupPath } from '../cgroups/self-path.js';
 import { signalAll } from '../cgroups/signal-all.js';
 import type { Libc } from '../linux/libc.js';
+import { removeCreatedUnder } from '../mount/in-root.js';
 import { CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUTS } from '../linux/libc.js';
 import type { Logger } from '../log/logger.js';
 import type { PidNamespaceChoice } from '../namespace/pid-namespace.js';
@@ -45,6 +46,16 @@ export interface ContainerDeps {
 
 const SIGKILL = 9;
 const SIGTERM = 15;
+
+/** Whether `pid` has exited (a zombie not reaped yet counts), e.g. a helper killed while it was idle. */
+function gone(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return /^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
+  } catch {
+    return true;
+  }
+}
 
 function signalCaught(pid: number, signal: number): boolean {
   try {
@@ -127,17 +138,37 @@ export class ContainerManager {
       undo.push(() => cgroup.destroy());
       const io = this.deps.createIO({ terminal: plan.process.terminal, pipeSize: this.deps.pipeSize, libc });
       undo.push(() => io.dispose());
-      const pooled = pidns.kind === 'new' ? this.deps.pool?.take() : undefined;
-      const helper = pooled ?? this.spawn(pidns, io);
+      let pooled = pidns.kind === 'new' ? this.deps.pool?.take() : undefined;
+      let helper = pooled ?? this.spawn(pidns, io);
       undo.push(async () => {
         helper.child.kill('SIGKILL');
         await helper.exited;
+        // Mount points and device nodes it made stay in the rootfs (which may be shared): remove them.
+        const left = removeCreatedUnder(libc, rootfs, helper.created);
+        if (left.length > 0) this.deps.log.warn({ container_id: id, rootfs, left }, 'failed CreateContainer: some entries it created in the rootfs stay');
       });
-      // Only a booted helper joins: node's start-up memory must not count against the container's limit.
-      await helper.booted(`CreateContainer ${id}`);
-      cgroup.addProcess(helper.pid);
-      helper.sendPlan(pooled ? { ...plan, stdio: { pid: process.pid, fds: io.childFds, terminal: plan.process.terminal } } : plan);
-      await helper.ready(`CreateContainer ${id}`, io);
+      const what = `CreateContainer ${id}`;
+      const prepare = async (h: Helper, stdio: boolean) => {
+        // Only a booted helper joins: node's start-up memory must not count against the container's limit.
+        await h.booted(what);
+        cgroup.addProcess(h.pid);
+        h.sendPlan(stdio ? { ...plan, stdio: { pid: process.pid, fds: io.childFds, terminal: plan.process.terminal } } : plan);
+        await h.ready(what, io);
+      };
+      try {
+        await prepare(helper, pooled !== undefined);
+      } catch (err) {
+        // A pooled helper waits for minutes and can be killed meanwhile (OOM killer, kill -9); its
+        // death may not have been seen when it was taken. Its error is not this request's: the
+        // container gets a fresh helper. An error the helper reported itself stands.
+        if (!pooled || !(helper.diedWithoutReport || gone(helper.pid))) throw err;
+        this.deps.log.warn({ container_id: id, pid: helper.pid, err: (err as Error).message }, 'pooled helper gone; starting a fresh one');
+        helper.child.kill('SIGKILL');
+        await helper.exited;
+        pooled = undefined;
+        helper = this.spawn(pidns, io);
+        await prepare(helper, false);
+      }
       // A pooled helper reopened the child ends through /proc during its setup; now they can go.
       if (pooled) io.closeChildEnds();
 

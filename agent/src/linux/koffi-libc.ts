@@ -98,6 +98,12 @@ const prototypes = {
   fchdir: 'int fchdir(int)',
   chroot: 'int chroot(const char *)',
   mknod: 'int mknod(const char *, uint32_t, uint64_t)',
+  openat: 'int openat(int, const char *, int, ...)',
+  mkdirat: 'int mkdirat(int, const char *, uint32_t)',
+  mknodat: 'int mknodat(int, const char *, uint32_t, uint64_t)',
+  fchownat: 'int fchownat(int, const char *, uint32_t, uint32_t, int)',
+  symlinkat: 'int symlinkat(const char *, int, const char *)',
+  unlinkat: 'int unlinkat(int, const char *, int)',
   signal: 'void *signal(int, void *)',
   execve: 'int execve(const char *, const char **, const char **)',
   dup3: 'int dup3(int, int, int)',
@@ -131,6 +137,8 @@ export function bindAll(): string[] {
 // one of the syscalls numbered alike on every architecture since 5.x.
 const SYS_pivot_root_by_arch: Partial<Record<string, number>> = { x64: 155, arm64: 41, s390x: 217, ppc64: 203, riscv64: 41 };
 const SYS_close_range = 436;
+/** openat2 is numbered alike on every architecture too (5.6+). */
+const SYS_openat2 = 437;
 
 function sysPivotRoot(): number {
   const nr = SYS_pivot_root_by_arch[process.arch];
@@ -320,6 +328,33 @@ export const koffiLibc: Libc = {
   },
   mknod(path, mode, major, minor) {
     check('mknod', `${path}, 0o${mode.toString(8)}, ${major}:${minor}`, c.mknod(path, mode, makedev(major, minor)));
+  },
+  openat(dirFd, path, flags, mode) {
+    return check('openat', `${dirFd}, ${path}, 0o${flags.toString(8)}`, c.openat(dirFd, path, flags, 'uint', mode));
+  },
+  openat2(dirFd, path, flags, mode, resolve) {
+    // struct open_how: flags u64, mode u64, resolve u64.
+    const how = Buffer.alloc(24);
+    how.writeBigUInt64LE(BigInt(flags), 0);
+    how.writeBigUInt64LE(BigInt(mode), 8);
+    how.writeBigUInt64LE(BigInt(resolve), 16);
+    const detail = `${dirFd}, ${path}, 0o${flags.toString(8)}, resolve=0x${resolve.toString(16)}`;
+    return check('openat2', detail, Number(c.syscall(SYS_openat2, 'int', dirFd, 'const char *', path, 'void *', how, 'size_t', how.length)));
+  },
+  mkdirat(dirFd, path, mode) {
+    check('mkdirat', `${dirFd}, ${path}`, c.mkdirat(dirFd, path, mode));
+  },
+  mknodat(dirFd, path, mode, major, minor) {
+    check('mknodat', `${dirFd}, ${path}, 0o${mode.toString(8)}, ${major}:${minor}`, c.mknodat(dirFd, path, mode, makedev(major, minor)));
+  },
+  fchownat(dirFd, path, uid, gid, flags) {
+    check('fchownat', `${dirFd}, ${path}, ${uid}:${gid}`, c.fchownat(dirFd, path, uid, gid, flags));
+  },
+  symlinkat(target, dirFd, path) {
+    check('symlinkat', `${target}, ${dirFd}, ${path}`, c.symlinkat(target, dirFd, path));
+  },
+  unlinkat(dirFd, path, flags) {
+    check('unlinkat', `${dirFd}, ${path}`, c.unlinkat(dirFd, path, flags));
   },
   closeRange(first, last, flags) {
     check('close_range', `${first}, ${last}, ${flags}`, Number(c.syscall(SYS_close_range, 'uint', first, 'uint', last >>> 0, 'uint', flags)));

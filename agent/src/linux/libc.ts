@@ -85,6 +85,16 @@ export const BPF_CGROUP_DEVICE = 6;
 export const BPF_F_ALLOW_MULTI = 2;
 
 export const O_RDWR = 2;
+/** An fd that names a file without opening it for I/O (asm-generic value, x86_64 and aarch64 alike). */
+export const O_PATH = 0o10000000;
+export const AT_FDCWD = -100;
+export const AT_SYMLINK_NOFOLLOW = 0x100;
+export const AT_REMOVEDIR = 0x200;
+/** openat2() resolve flags (linux/openat2.h). */
+export const RESOLVE_NO_MAGICLINKS = 0x02;
+export const RESOLVE_NO_SYMLINKS = 0x04;
+export const RESOLVE_BENEATH = 0x08;
+export const RESOLVE_IN_ROOT = 0x10;
 export const O_NOCTTY = 0o400;
 export const O_NONBLOCK = 0o4000;
 export const O_CLOEXEC = 0o2000000;
@@ -153,6 +163,15 @@ export interface Libc {
   chroot(path: string): void;
   pivotRoot(newRoot: string, putOld: string): void;
   mknod(path: string, mode: number, major: number, minor: number): void;
+  /** openat() relative to `dirFd` (AT_FDCWD for the cwd); returns the new fd. */
+  openat(dirFd: number, path: string, flags: number, mode: number): number;
+  /** openat2(2) with a struct open_how (no glibc wrapper: raw syscall); ENOSYS before Linux 5.6. */
+  openat2(dirFd: number, path: string, flags: number, mode: number, resolve: number): number;
+  mkdirat(dirFd: number, path: string, mode: number): void;
+  mknodat(dirFd: number, path: string, mode: number, major: number, minor: number): void;
+  fchownat(dirFd: number, path: string, uid: number, gid: number, flags: number): void;
+  symlinkat(target: string, dirFd: number, path: string): void;
+  unlinkat(dirFd: number, path: string, flags: number): void;
   closeRange(first: number, last: number, flags: number): void;
   /** Restores the default disposition (Node ignores SIGPIPE and SIGXFSZ; ignored signals survive exec). */
   resetSignal(signo: number): void;

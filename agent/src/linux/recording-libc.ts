@@ -59,6 +59,13 @@ export class RecordingLibc implements Libc {
   chroot(p: string) { this.run('chroot', [p], undefined); }
   pivotRoot(n: string, o: string) { this.run('pivotRoot', [n, o], undefined); }
   mknod(p: string, mode: number, ma: number, mi: number) { this.run('mknod', [p, mode, ma, mi], undefined); }
+  openat(d: number, p: string, fl: number, m: number) { return this.run('openat', [d, p, fl, m], this.nextFd++); }
+  openat2(d: number, p: string, fl: number, m: number, r: number) { return this.run('openat2', [d, p, fl, m, r], this.nextFd++); }
+  mkdirat(d: number, p: string, m: number) { this.run('mkdirat', [d, p, m], undefined); }
+  mknodat(d: number, p: string, mode: number, ma: number, mi: number) { this.run('mknodat', [d, p, mode, ma, mi], undefined); }
+  fchownat(d: number, p: string, u: number, g: number, fl: number) { this.run('fchownat', [d, p, u, g, fl], undefined); }
+  symlinkat(t: string, d: number, p: string) { this.run('symlinkat', [t, d, p], undefined); }
+  unlinkat(d: number, p: string, fl: number) { this.run('unlinkat', [d, p, fl], undefined); }
   closeRange(f: number, l: number, fl: number) { this.run('closeRange', [f, l, fl], undefined); }
   resetSignal(s: number) { this.run('resetSignal', [s], undefined); }
   execve(p: string, argv: string[], envp: string[]): never {

@@ -22,7 +22,16 @@ export class HelperPool {
     this.scheduleRefill();
   }
 
-  /** A waiting helper, or undefined (pool empty or disabled); the pool refills in the background. */
+  /** Pids of the helpers waiting now. */
+  get idlePids(): number[] {
+    return this.idle.map((h) => h.pid);
+  }
+
+  /**
+   * A waiting helper, or undefined (pool empty or disabled); the pool refills in the background.
+   * A helper killed a moment ago can still look alive here (its exit is seen on a later tick): the
+   * caller retries in a fresh helper when the taken one dies before it is ready.
+   */
   take(): Helper | undefined {
     let h: Helper | undefined;
     while ((h = this.idle.shift()) && !h.alive);
@@ -37,11 +46,20 @@ export class HelperPool {
     setImmediate(() => {
       this.refillScheduled = false;
       while (!this.closed && this.idle.length < this.size) {
+        let h: Helper;
         try {
-          this.idle.push(Helper.spawn(this.libc, { kind: 'new' }, null));
+          h = Helper.spawn(this.libc, { kind: 'new' }, null);
         } catch {
           return; // e.g. EAGAIN under a pids limit: requests spawn their own helper then.
         }
+        this.idle.push(h);
+        // An idle helper killed from outside (OOM killer, an admin) is replaced, not kept as a corpse.
+        void h.exited.then(() => {
+          const i = this.idle.indexOf(h);
+          if (i < 0) return;
+          this.idle.splice(i, 1);
+          this.scheduleRefill();
+        });
       }
     });
   }

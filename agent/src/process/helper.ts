@@ -179,8 +179,14 @@ export class Helper {
 
   private silentExit = false;
 
+  /** What a failed rootfs setup made under the rootfs (from the helper's error report). */
+  created: { path: string; kind: 'dir' | 'file' }[] = [];
+
   private async failure(s: HelperStatus | null, what: string): Promise<RpcError> {
-    if (s?.state === 'error') return new RpcError(Code[s.code], `${what}: ${s.message}`);
+    if (s?.state === 'error') {
+      this.created = s.created ?? [];
+      return new RpcError(Code[s.code], `${what}: ${s.message}`);
+    }
     const status = await this.exited;
     this.silentExit = true;
     return new RpcError(Code.INTERNAL, `${what}: container-init helper exited with status ${status} before it was ready`);

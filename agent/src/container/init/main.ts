@@ -10,7 +10,7 @@ import { CLONE_FS, CLONE_NEWNS, PR_SET_DUMPABLE, type Libc } from '../../linux/l
 import type { ExecPlan, HelperStatus, InitPlan, StdioSource } from './plan.js';
 import { PLAN_FD, START_FD, STATUS_FD, TERMINAL_FD } from './plan.js';
 import { applyAndExec, resolveExecutable, SetupError } from './process-settings.js';
-import { setupRootfs } from './rootfs.js';
+import { RootfsError, setupRootfs } from './rootfs.js';
 import { takeContainerTerminal } from './terminal.js';
 
 function report(status: HelperStatus): void {
@@ -84,7 +84,9 @@ try {
 } catch (err) {
   const code = err instanceof SetupError ? err.code : 'INTERNAL';
   try {
-    report({ state: 'error', code, message: (err as Error).message });
+    // What the rootfs setup created stays in the (possibly shared) rootfs: the agent removes it.
+    const created = err instanceof RootfsError && err.created.length > 0 ? err.created : undefined;
+    report({ state: 'error', code, message: (err as Error).message, created });
   } catch {
     // The agent is gone; nothing to tell.
   }

@@ -102,7 +102,13 @@ export type InitPlan = (CreatePlan | ExecPlan) & { stdio?: StdioSource };
 export type HelperStatus =
   | { state: 'booted' }
   | { state: 'ready' }
-  | { state: 'error'; code: 'INVALID_ARGUMENT' | 'NOT_FOUND' | 'INTERNAL'; message: string };
+  | {
+      state: 'error';
+      code: 'INVALID_ARGUMENT' | 'NOT_FOUND' | 'INTERNAL';
+      message: string;
+      /** Directories and files the failed setup made under the rootfs (relative to it), oldest first. */
+      created?: { path: string; kind: 'dir' | 'file' }[];
+    };
 
 /** fds the helper finds its plan, status and start pipes on. */
 export const PLAN_FD = 3;
