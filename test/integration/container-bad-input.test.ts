@@ -45,6 +45,20 @@ t.test('bad input', { skip }, async (t) => {
     await h.call('removeContainer', { containerId: id });
   });
 
+  await t.test('out-of-range signals and resources', async (t) => {
+    const id = `${tag}-range`;
+    await h.call('createContainer', { containerId: id, OCI: spec(['sleep', '100']) });
+    await h.call('startContainer', { containerId: id });
+    for (const signal of [4294967295, 0, 65]) {
+      t.match(await h.code('signalProcess', { containerId: id, execId: '', signal }), new RegExp(`^INVALID_ARGUMENT: SignalProcess ${id}/\\(init\\): signal ${signal} is out of range: valid signals are 1–64`));
+    }
+    t.match(await h.code('updateContainer', { containerId: id, resources: { BlockIO: { Weight: 5 } } }), /^INVALID_ARGUMENT: BlockIO.Weight 5 is out of range: valid values are 10–1000/);
+    t.match(await h.code('updateContainer', { containerId: id, resources: { CPU: { Quota: 5n } } }), /^INVALID_ARGUMENT: CPU.Quota 5 is out of range/);
+    t.match(await h.code('updateContainer', { containerId: id, resources: { Pids: { Limit: 1n << 40n } } }), /^INVALID_ARGUMENT: Pids.Limit 1099511627776 is out of range/);
+    t.equal(await h.code('updateContainer', { containerId: id, resources: { Pids: { Limit: 100n } } }), 'OK', 'a value in range still applies');
+    await h.call('removeContainer', { containerId: id });
+  });
+
   await t.test('rootfs missing or not a directory', async (t) => {
     const missing = busyboxSpec(`${h.dir}/no-such-root`, ['true']);
     t.match(await h.code('createContainer', { containerId: `${tag}-r1`, OCI: missing }), new RegExp(`^INVALID_ARGUMENT: rootfs ${h.dir}/no-such-root does not exist`));
@@ -52,6 +66,26 @@ t.test('bad input', { skip }, async (t) => {
     const notDir = busyboxSpec(`${h.dir}/file-root`, ['true']);
     t.match(await h.code('createContainer', { containerId: `${tag}-r2`, OCI: notDir }), /^INVALID_ARGUMENT: rootfs .*file-root is not a directory/);
     t.match(await h.code('createContainer', { containerId: `${tag}-r3`, OCI: busyboxSpec('relative-root', ['true']) }), /^INVALID_ARGUMENT: rootfs .*relative-root does not exist/);
+  });
+
+  await t.test('a relative Root.Path stays inside the bundle', async (t) => {
+    // <state>/<id>/../../outside is <h.dir>/outside: the helper used to create outside/proc there.
+    const outside = `${h.dir}/outside`;
+    fs.mkdirSync(outside);
+    const id = `${tag}-esc`;
+    t.match(
+      await h.code('createContainer', { containerId: id, OCI: busyboxSpec('../../outside', ['true']) }),
+      new RegExp(`^INVALID_ARGUMENT: Root.Path "\\.\\./\\.\\./outside" escapes the bundle ${h.stateRoot}/${id}`),
+    );
+    t.same(fs.readdirSync(outside), [], 'nothing created outside the bundle');
+    t.notOk(fs.existsSync(`${h.stateRoot}/${id}`), 'no bundle left');
+    // Through a symlink in the bundle: the host put <bundle>/rootfs-link there.
+    const linked = `${tag}-esclink`;
+    fs.mkdirSync(`${h.stateRoot}/${linked}`, { recursive: true });
+    fs.symlinkSync(outside, `${h.stateRoot}/${linked}/rootfs-link`);
+    t.match(await h.code('createContainer', { containerId: linked, OCI: busyboxSpec('rootfs-link', ['true']) }), /^INVALID_ARGUMENT: Root.Path "rootfs-link" escapes the bundle .* through a symlink/);
+    t.same(fs.readdirSync(outside), [], 'nothing created through the symlink');
+    fs.rmSync(`${h.stateRoot}/${linked}`, { recursive: true });
   });
 
   await t.test('executable not found fails CreateContainer', async (t) => {
@@ -83,9 +117,18 @@ t.test('bad input', { skip }, async (t) => {
     // Passes every agent-side check but fails inside the helper: sysctl of a file that does not exist.
     const s = spec();
     s.Linux!.Sysctl = { 'kernel.no_such_sysctl_here': '1' };
+    // Mount points and device nodes the setup made in the rootfs go too.
+    addMount(s, { destination: '/made/by/create', type: 'tmpfs', source: 'tmpfs' });
+    addMount(s, { destination: '/etc/made-file', type: 'bind', source: '/etc/hostname', options: ['bind'] });
+    s.Linux!.Devices = [{ Path: '/made-dev/null', Type: 'c', Major: 1n, Minor: 3n }];
+    // The rootfs's own empty dev/pts: the setup makes dev/pts again on its /dev tmpfs, and that one
+    // vanishes with the tmpfs; the rootfs's must stay.
+    fs.mkdirSync(`${rootfs}/dev/pts`, { recursive: true });
     const id = `${tag}-fail`;
     t.match(await h.code('createContainer', { containerId: id, OCI: s }), /^INTERNAL: CreateContainer .*no_such_sysctl_here/);
+    t.ok(fs.existsSync(`${rootfs}/dev/pts`), "the rootfs's own dev/pts stays");
     t.notOk(fs.existsSync(`${h.stateRoot}/${id}`), 'no bundle');
+    t.same(['made', 'etc/made-file', 'made-dev'].filter((p) => fs.existsSync(`${rootfs}/${p}`)), [], 'nothing it created in the rootfs');
     // Processes are checked after the agent stops: until then its pool keeps an idle helper.
     const { mounts, cgroups, zombies } = leftovers(id, h.dir);
     t.same({ mounts, cgroups, zombies }, { mounts: [], cgroups: [], zombies: [] });

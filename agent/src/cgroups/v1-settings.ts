@@ -1,6 +1,7 @@
 // OCI LinuxResources → cgroup v1 file writes, in the order the kernel accepts them.
 import type { LinuxResources } from '../../../protos/gen/oci_pb.js';
 import { deviceNumber, deviceRule, limitValue } from './convert.js';
+import { validateResources } from './validate.js';
 
 export interface V1Write {
   controller: string;
@@ -18,6 +19,7 @@ export interface V1Tree {
 }
 
 export function v1Writes(res: LinuxResources, tree: V1Tree, warn: (msg: string) => void): V1Write[] {
+  validateResources(res);
   const out: V1Write[] = [];
   const w = (controller: string, file: string, value: string | undefined) => {
     if (value !== undefined) out.push({ controller, file, value });

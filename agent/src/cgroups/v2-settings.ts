@@ -2,6 +2,7 @@
 import type { LinuxResources } from '../../../protos/gen/oci_pb.js';
 import { invalidArgument } from '../rpc/status.js';
 import { blkioWeightToIoWeight, deviceNumber, limitValue, sharesToWeight } from './convert.js';
+import { validateResources } from './validate.js';
 
 export interface V2Write {
   file: string;
@@ -14,6 +15,7 @@ export interface V2Group {
 }
 
 export function v2Writes(res: LinuxResources, group: V2Group, warn: (msg: string) => void): V2Write[] {
+  validateResources(res);
   const out: V2Write[] = [];
   const w = (file: string, value: string | undefined) => {
     if (value !== undefined) out.push({ file, value });

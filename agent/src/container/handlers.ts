@@ -1,7 +1,10 @@
 import type { AgentHandlers } from '../rpc/service.js';
+import { invalidArgument } from '../rpc/status.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import type { ContainerManager } from './manager.js';
 import { listProcesses } from './ps.js';
+
+const SIGRTMAX = 64;
 
 /** Container, process and sandbox lifecycle RPCs. Stdio RPCs live with the io domain. */
 export function containerHandlers(m: ContainerManager, sandbox: Sandbox, onSandboxDestroyed: () => void = () => undefined): AgentHandlers {
@@ -29,6 +32,10 @@ export function containerHandlers(m: ContainerManager, sandbox: Sandbox, onSandb
       return {};
     },
     async signalProcess(req, ctx) {
+      // Linux numbers signals 1–64 (SIGRTMAX); anything else would fail inside kill() as INTERNAL.
+      if (!Number.isInteger(req.signal) || req.signal < 1 || req.signal > SIGRTMAX) {
+        throw invalidArgument(`SignalProcess ${req.containerId}/${req.execId || '(init)'}: signal ${req.signal} is out of range: valid signals are 1–${SIGRTMAX}`);
+      }
       // kata 1.x treats exec id "" as every process of the container for any signal.
       await m.signal(req.containerId, req.execId, req.signal, ctx.dialect.name === 'kata-1.x');
       return {};

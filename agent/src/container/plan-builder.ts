@@ -60,11 +60,17 @@ export function processPlan(p: Process | undefined, what: string): ProcessPlan {
   };
 }
 
-/** Root.path absolute, or relative to the bundle; it must be an existing directory. */
+/**
+ * Root.path absolute, or relative to the bundle; it must be an existing directory. A relative path
+ * stays inside the bundle, also through symlinks: the helper creates mount points under the root,
+ * and "../../x" would have it make them in some host directory.
+ */
 export function resolveRootfs(spec: Spec, bundle: string): string {
   const p = spec.Root?.Path ?? '';
   if (p === '') throw invalidArgument('spec has no Root.Path');
   const abs = path.resolve(bundle, p);
+  const relative = !path.isAbsolute(p);
+  if (relative && !strictlyInside(bundle, abs)) throw invalidArgument(`Root.Path "${p}" escapes the bundle ${bundle}`);
   let st: fs.Stats;
   try {
     st = fs.statSync(abs);
@@ -72,7 +78,16 @@ export function resolveRootfs(spec: Spec, bundle: string): string {
     throw invalidArgument(`rootfs ${abs} does not exist`);
   }
   if (!st.isDirectory()) throw invalidArgument(`rootfs ${abs} is not a directory`);
+  if (relative) {
+    const real = fs.realpathSync(abs);
+    if (!strictlyInside(fs.realpathSync(bundle), real)) throw invalidArgument(`Root.Path "${p}" escapes the bundle ${bundle} through a symlink (to ${real})`);
+  }
   return abs;
+}
+
+function strictlyInside(dir: string, p: string): boolean {
+  const rel = path.relative(dir, p);
+  return rel !== '' && rel !== '..' && !rel.startsWith('../') && !path.isAbsolute(rel);
 }
 
 function inRoot(rootfs: string, dest: string, what: string): string {

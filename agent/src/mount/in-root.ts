@@ -22,6 +22,17 @@ export interface Root {
   fd: number;
   /** Host path the fd was opened as, for messages ("" for the container's own "/" after pivot_root). */
   name: string;
+  /**
+   * st_dev of the root: only entries made on that filesystem are recorded as created. One made on
+   * a mount the setup added (the tmpfs on /dev) vanishes with it, and the same path in the rootfs
+   * below is the rootfs's own.
+   */
+  dev?: number;
+}
+
+/** Whether an entry made in `dirFd` is in the rootfs itself (and so outlives the helper's mounts). */
+export function onRootFs(root: Root, dirFd: number): boolean {
+  return root.dev !== undefined && fs.fstatSync(dirFd).dev === root.dev;
 }
 
 /** What a resolution created, relative to the root, in creation order (so a failed setup can undo it). */
@@ -63,7 +74,7 @@ export function openInRoot(libc: Libc, root: Root, rel: string, kind: Kind, crea
       } catch (err) {
         if (errnoOf(err) !== ENOENT || !create) throw annotate(err, where);
         const asFile = last && create === 'file';
-        if (makeEntry(libc, dir, part, asFile)) created?.push({ path: parts.slice(0, i + 1).join('/'), kind: asFile ? 'file' : 'dir' });
+        if (makeEntry(libc, dir, part, asFile) && created && onRootFs(root, dir)) created.push({ path: parts.slice(0, i + 1).join('/'), kind: asFile ? 'file' : 'dir' });
         try {
           fd = libc.openat(dir, part, flags, 0);
         } catch (again) {

@@ -48,6 +48,8 @@ const errnoCodes: Record<string, Code> = {
   EEXIST: Code.ALREADY_EXISTS,
   EINVAL: Code.INVALID_ARGUMENT,
   ENOTDIR: Code.INVALID_ARGUMENT,
+  // A value a kernel file refuses as out of range (cgroup weights).
+  ERANGE: Code.INVALID_ARGUMENT,
   EPERM: Code.PERMISSION_DENIED,
   EACCES: Code.PERMISSION_DENIED,
   ENOSPC: Code.RESOURCE_EXHAUSTED,

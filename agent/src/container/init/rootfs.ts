@@ -9,7 +9,7 @@ import type { Libc } from '../../linux/libc.js';
 import {
   AT_FDCWD, AT_SYMLINK_NOFOLLOW, MNT_DETACH, MS_BIND, MS_MOVE, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT, O_CLOEXEC, O_PATH,
 } from '../../linux/libc.js';
-import { fdPath, inParent, openFollowingInRoot, openIfExists, openInRoot, type Created, type Root } from '../../mount/in-root.js';
+import { fdPath, inParent, onRootFs, openFollowingInRoot, openIfExists, openInRoot, type Created, type Root } from '../../mount/in-root.js';
 import type { CreatePlan, DeviceStep, MountStep } from './plan.js';
 
 /** The rootfs being built, as an fd every lookup starts from, and what it created so far. */
@@ -49,7 +49,7 @@ function named(err: unknown, where: string): unknown {
 /** A bind source inside the rootfs is opened in it (symlinks taken inside), so a swap cannot point it at the host. */
 function withSource(b: Build, rootfs: string, source: string, f: (src: string) => void): void {
   const rel = path.relative(rootfs, source);
-  if (rel.startsWith('..') || path.isAbsolute(rel)) return f(source);
+  if (rel === '..' || rel.startsWith('../') || path.isAbsolute(rel)) return f(source);
   const fd = openFollowingInRoot(b.libc, b.root, rel);
   try {
     f(fdPath(fd));
@@ -81,11 +81,14 @@ function mountOne(b: Build, plan: CreatePlan, m: MountStep): void {
   }
 }
 
-function unlinkIfThere(libc: Libc, dirFd: number, name: string): void {
+/** true when there was something to remove. */
+function unlinkIfThere(libc: Libc, dirFd: number, name: string): boolean {
   try {
     libc.unlinkat(dirFd, name, 0);
+    return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    return false;
   }
 }
 
@@ -120,8 +123,10 @@ function mountCgroup(b: Build, m: MountStep, cgroupV1: string[]): void {
 function makeDevice(b: Build, d: DeviceStep): void {
   const { libc } = b;
   inParent(libc, b.root, d.path, true, (dir, name) => {
-    unlinkIfThere(libc, dir, name);
+    const replaced = unlinkIfThere(libc, dir, name);
     libc.mknodat(dir, name, d.mode, d.major, d.minor);
+    // A node that replaced one of the rootfs's own stays on failure; one made from nothing goes.
+    if (!replaced && onRootFs(b.root, dir)) b.created.push({ path: d.path.replace(/^\/+/, ''), kind: 'file' });
     libc.fchownat(dir, name, d.uid, d.gid, AT_SYMLINK_NOFOLLOW);
   }, b.created);
 }
@@ -213,7 +218,7 @@ export function setupRootfs(libc: Libc, plan: CreatePlan): void {
   fs.mkdirSync(plan.rootfsMount, { recursive: true });
   libc.mount(plan.rootfs, plan.rootfsMount, null, MS_BIND | MS_REC, null);
   const rootFd = libc.openat(AT_FDCWD, plan.rootfsMount, O_PATH | fs.constants.O_DIRECTORY | O_CLOEXEC, 0);
-  const b: Build = { libc, root: { fd: rootFd, name: plan.rootfs }, created: [] };
+  const b: Build = { libc, root: { fd: rootFd, name: plan.rootfs, dev: fs.fstatSync(rootFd).dev }, created: [] };
   try {
     for (const m of plan.mounts) mountOne(b, plan, m);
     for (const d of plan.devices) makeDevice(b, d);
