@@ -5,7 +5,8 @@ import t from 'tap';
 import { errnoName, SyscallError } from '../../agent/src/linux/errno.js';
 import { libc } from '../../agent/src/linux/index.js';
 import {
-  AF_UNIX, AF_VSOCK, F_GETFD, FD_CLOEXEC, MNT_DETACH, MSG_CMSG_CLOEXEC, MSG_DONTWAIT, O_CLOEXEC, SOCK_CLOEXEC, SOCK_SEQPACKET, SOCK_STREAM, VMADDR_CID_ANY,
+  AF_UNIX, AF_VSOCK, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, F_GETFD, FD_CLOEXEC, MNT_DETACH, MSG_CMSG_CLOEXEC, MSG_DONTWAIT, O_CLOEXEC, O_PATH,
+  RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, SOCK_CLOEXEC, SOCK_SEQPACKET, SOCK_STREAM, VMADDR_CID_ANY,
 } from '../../agent/src/linux/libc.js';
 import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
 import { Code, toRpcError } from '../../agent/src/rpc/status.js';
@@ -34,6 +35,33 @@ t.test('a failed real call names the call, its argument and the errno', async (t
 
 t.test('a successful real call', async (t) => {
   t.equal(libc().getpid(), process.pid);
+});
+
+t.test('the *at() calls and openat2 on a real directory', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kata-libc-at-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const l = libc();
+  const root = l.openat(AT_FDCWD, dir, O_PATH | fs.constants.O_DIRECTORY | O_CLOEXEC, 0);
+  t.teardown(() => l.close(root));
+  l.mkdirat(root, 'sub', 0o750);
+  t.equal(fs.statSync(`${dir}/sub`).mode & 0o777, 0o750 & ~process.umask());
+  l.symlinkat('/sub', root, 'abs-link');
+  t.equal(fs.readlinkSync(`${dir}/abs-link`), '/sub');
+  // RESOLVE_IN_ROOT: the absolute link is taken inside `dir`, not on the host.
+  const fd = l.openat2(root, 'abs-link', O_PATH | O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+  t.equal(fs.readlinkSync(`/proc/self/fd/${fd}`), `${dir}/sub`);
+  l.close(fd);
+  t.throws(() => l.openat(root, 'abs-link', O_PATH | fs.constants.O_NOFOLLOW | fs.constants.O_DIRECTORY, 0), { code: 'ENOTDIR', syscall: 'openat' });
+  l.mknodat(root, 'fifo', 0o010644, 0, 0);
+  t.ok(fs.lstatSync(`${dir}/fifo`).isFIFO());
+  if (process.getuid?.() === 0) {
+    l.fchownat(root, 'abs-link', 65534, 65534, AT_SYMLINK_NOFOLLOW);
+    t.equal(fs.lstatSync(`${dir}/abs-link`).uid, 65534, 'the link itself, not its target');
+  }
+  l.unlinkat(root, 'fifo', 0);
+  l.unlinkat(root, 'abs-link', 0);
+  l.unlinkat(root, 'sub', AT_REMOVEDIR);
+  t.same(fs.readdirSync(dir), []);
 });
 
 t.test('AF_VSOCK socket, bind and listen on VMADDR_CID_ANY', async (t) => {
