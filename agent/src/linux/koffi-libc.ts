@@ -9,7 +9,7 @@ import { AF_VSOCK, TIOCGWINSZ, TIOCSWINSZ, type CapSets, type Libc, type Winsize
 
 // Nothing FFI happens when this module loads: koffi (its native addon), libc.so.6 and each C
 // function are loaded on first use. A process binds only what it calls: the container-init helper,
-// a fresh node for every container start, calls at most 25 of these 41 functions.
+// a fresh node for every container start, calls at most 30 of these 46 functions.
 type Koffi = typeof import('koffi');
 const bound: { koffi: false | 'addon' | 'entry'; library: boolean; functions: string[] } = { koffi: false, library: false, functions: [] };
 

@@ -14,6 +14,7 @@ const ENOENT = 2;
 const EEXIST = 17;
 const ELOOP = 40;
 const ENOSYS = 38;
+const EINVAL = 22;
 
 export type Kind = 'dir' | 'file' | 'any';
 
@@ -138,7 +139,7 @@ export function openFollowingInRoot(libc: Libc, root: Root, rel: string): number
 /** Calls `f` with a directory fd for the parent of `rel` (created if asked) and the last component's name. */
 export function inParent<T>(libc: Libc, root: Root, rel: string, create: boolean, f: (dirFd: number, name: string) => T, created?: Created): T {
   const parts = components(rel);
-  if (parts.length === 0) throw new SyscallError('openat', EEXIST, `${root.name}/ has no parent`);
+  if (parts.length === 0) throw new SyscallError('openat', EINVAL, `${root.name}/ has no parent`);
   const dir = openInRoot(libc, root, parts.slice(0, -1).join('/'), 'dir', create ? 'dir' : undefined, created);
   // An O_PATH fd is good for *at() calls of the entries below it.
   try {
