@@ -33,6 +33,21 @@ while (Date.now() < deadline) {
 }
 `;
 
+/** mountinfo lines of this process's children (the agent runs in-process: its helpers). */
+function helperMounts(): string[] {
+  const out: string[] = [];
+  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) !== process.pid) continue;
+      out.push(...fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8').split('\n'));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
 function walkAll(dir: string): string[] {
   const out: string[] = [];
   for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
@@ -49,6 +64,10 @@ t.test('a directory swapped for a symlink during CreateContainer never leads out
   const outside = `${h.dir}/outside`;
   fs.mkdirSync(outside);
   fs.mkdirSync(`${rootfs}/d`);
+  // A bind source inside the rootfs, reached through the swapped directory: with the swap it would
+  // be the host's outside/secret, bound into the container.
+  fs.writeFileSync(`${rootfs}/d/secret`, 'rootfs\n');
+  fs.writeFileSync(`${outside}/secret`, 'host\n');
   fs.symlinkSync(outside, `${rootfs}/d.swap`);
   const child = spawn(process.execPath, ['-e', swapper, require.resolve('koffi'), `${rootfs}/d`, `${rootfs}/d.swap`], { stdio: ['ignore', 'ignore', 'inherit'] });
   const childExit = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -58,15 +77,22 @@ t.test('a directory swapped for a symlink during CreateContainer never leads out
     await h.stop();
   });
 
+  const outsideTail = `${path.basename(h.dir)}/outside`;
+  const boundFromOutside: string[] = [];
   const results: Record<string, number> = {};
   const failures = new Set<string>();
   for (let i = 0; i < CONTAINERS; i++) {
     const spec = busyboxSpec(rootfs, ['true']);
     addMount(spec, { destination: '/d/x/y', type: 'tmpfs', source: 'tmpfs', options: ['size=64k'] });
     addMount(spec, { destination: '/d/f/file', type: 'bind', source: '/etc/hostname', options: ['bind', 'ro'] });
+    addMount(spec, { destination: '/srcbind', type: 'bind', source: `${rootfs}/d/secret`, options: ['bind', 'ro'] });
     spec.Linux!.Devices = [{ Path: '/d/dev/null', Type: 'c', Major: 1n, Minor: 3n, FileMode: 0o666, UID: 0, GID: 0 }];
     const id = `${tag}-${i}`;
     const code = await h.code('createContainer', { containerId: id, OCI: spec });
+    // The created init waits in its own mount namespace: no mount there may show a piece of the
+    // outside directory (mountinfo's 4th field: the mounted path within its filesystem). Mount
+    // points may well be named .../outside/...: a symlink seen by the agent is taken inside the root.
+    if (code === 'OK') for (const line of helperMounts()) if (line.split(' ')[3]?.includes(outsideTail)) boundFromOutside.push(line);
     const key = code.split(':')[0];
     results[key] = (results[key] ?? 0) + 1;
     if (code !== 'OK') failures.add(code.replace(id, '<id>'));
@@ -77,7 +103,8 @@ t.test('a directory swapped for a symlink during CreateContainer never leads out
   t.comment(`CreateContainer results with the swap running: ${JSON.stringify(results)}`);
   for (const f of failures) t.comment(f);
 
-  t.same(walkAll(outside), [], 'nothing was created in the directory outside the rootfs');
+  t.same(walkAll(outside), [`${outside}/secret`], 'nothing was created in the directory outside the rootfs');
+  t.same(boundFromOutside, [], 'no container got a mount of something outside the rootfs');
   const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(outside));
   t.same(mounts, [], 'no mount outside the rootfs');
   t.ok((results.OK ?? 0) > 0, 'creates still succeed while the directory is a directory');
