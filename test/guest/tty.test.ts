@@ -18,7 +18,7 @@ import {
   WaitProcessRequestSchema,
   WaitProcessResponseSchema,
 } from '../../protos/gen/agent_pb.js';
-import { CallError } from '../../agent-ctl/src/grpc-client.js';
+import { readToEnd } from '../support/end-of-stream.js';
 import { guestBusyboxRootfs } from '../support/guest-container.js';
 import { GuestRpc } from '../support/guest-rpc.js';
 import { guestSkip, mustRunButCannot } from '../support/guest-skip.js';
@@ -31,17 +31,8 @@ const agent = 'grpc.AgentService';
 const script = 'tty; echo pts: $(ls /dev/pts)';
 
 async function readAll(rpc: GuestRpc, containerId: string, execId: string): Promise<string> {
-  let out = '';
-  for (;;) {
-    try {
-      const r = await rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId, execId, len: 32 * 1024 }, ReadStreamResponseSchema);
-      if (r.data.length === 0) return out;
-      out += Buffer.from(r.data).toString();
-    } catch (err) {
-      if (err instanceof CallError && err.details === 'EOF') return out;
-      throw err;
-    }
-  }
+  const out = await readToEnd(() => rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId, execId, len: 32 * 1024 }, ReadStreamResponseSchema), `ReadStdout ${execId}`);
+  return out.toString();
 }
 
 function checkTty(t: Test, out: string, what: string): void {

@@ -9,6 +9,7 @@ import { WarmExecHelpers } from '../../agent/src/process/warm-exec-helpers.js';
 import { AgentHarness } from '../support/agent-harness.js';
 import { buildBusyboxRootfs, containerTestSkipReason } from '../support/busybox-rootfs.js';
 import { leftovers } from '../support/leftovers.js';
+import { checkReadData, isEndOfStream } from '../support/end-of-stream.js';
 import { busyboxSpec } from '../support/oci-spec.js';
 
 const skip = containerTestSkipReason();
@@ -45,9 +46,14 @@ async function until(f: () => boolean): Promise<void> {
 async function readUntil(h: AgentHarness, containerId: string, execId: string, marker: string): Promise<string> {
   let out = '';
   while (!out.includes(marker)) {
-    const { data } = await h.call('readStdout', { containerId, execId, len: 32 * 1024 });
-    if (data.length === 0) throw new Error(`end of stream before "${marker}": ${JSON.stringify(out)}`);
-    out += Buffer.from(data).toString();
+    let data: Uint8Array;
+    try {
+      data = (await h.call('readStdout', { containerId, execId, len: 32 * 1024 })).data;
+    } catch (err) {
+      if (isEndOfStream(err)) throw new Error(`end of stream before "${marker}": ${JSON.stringify(out)}`);
+      throw err;
+    }
+    out += Buffer.from(checkReadData(data, `readStdout ${execId}`)).toString();
   }
   return out;
 }
