@@ -133,6 +133,17 @@ t.test('UpdateRoutes: link routes first, gateway routes after; old routes replac
   t.same((await pod().h.listRoutes!({} as never, ctx)).Routes, [], 'ListRoutes of a pod with no routes');
 });
 
+t.test('UpdateRoutes: a gateway reachable only through a link route later in the list still works', async (t) => {
+  const { k, call } = pod();
+  await call.updateInterface(eth0);
+  await call.updateRoutes([
+    { dest: '198.51.100.0/24', gateway: '203.0.113.1', device: 'eth0' },
+    { dest: '203.0.113.0/24', scope: 253, device: 'eth0' },
+  ]);
+  t.ok(k.routes.some((r) => r.gateway?.equals(ip('203.0.113.1'))), 'the gateway route is set');
+  t.ok(k.routes.some((r) => r.dst?.equals(ip('203.0.113.0')) && r.scope === 253));
+});
+
 t.test('UpdateRoutes: 1.x routes without a family take it from their addresses; flags (onlink) pass through', async (t) => {
   const { k, call } = pod();
   await call.updateInterface(eth0);
