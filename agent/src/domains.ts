@@ -15,6 +15,7 @@ import { libc as realLibc } from './linux/index.js';
 import { PR_SET_CHILD_SUBREAPER, type Libc } from './linux/libc.js';
 import type { Logger } from './log/logger.js';
 import { preparePidNamespaces } from './namespace/pid-namespace.js';
+import { networkHandlers } from './network/handlers.js';
 import { HelperPool } from './process/helper-pool.js';
 import type { CreateProcessIO, ProcessIO } from './process/io-contract.js';
 import { OrphanReaper } from './process/reaper.js';
@@ -124,8 +125,11 @@ export async function startDomains(config: AgentConfig, log: Logger, deps: Domai
     reaper = new OrphanReaper({ libc: l, onReaped: (c) => log.debug({ pid: c.pid, code: c.code }, 'reaped orphan') });
     reaper.start();
   }
+  // The network needs no cgroup driver: it is served even when the container domain is not.
+  const network = networkHandlers(deps.libc ?? realLibc());
   const handlers = [
     ...domains.handlers,
+    network.handlers,
     guestDetailsHandlers({
       sysfs: '/sys',
       isInit: process.pid === 1,
@@ -141,6 +145,7 @@ export async function startDomains(config: AgentConfig, log: Logger, deps: Domai
     async shutdown() {
       await domains.shutdown();
       reaper?.stop();
+      network.close();
     },
   };
 }

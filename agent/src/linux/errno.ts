@@ -15,7 +15,8 @@ export function errnoName(errno: number): string {
   return `E${n}`;
 }
 
-function errnoText(errno: number): string {
+/** The C library's text for an errno ("File exists"). */
+export function errnoText(errno: number): string {
   return util.getSystemErrorMap().get(-Math.abs(errno))?.[1] ?? 'unknown error';
 }
 

@@ -5,11 +5,11 @@ import path from 'node:path';
 import type { LibraryHandle } from 'koffi';
 import { SyscallError } from './errno.js';
 import { lazyTable, lazyValue } from './lazy-table.js';
-import { AF_VSOCK, TIOCGWINSZ, TIOCSWINSZ, type CapSets, type Libc, type Winsize } from './libc.js';
+import { AF_NETLINK, AF_VSOCK, TIOCGWINSZ, TIOCSWINSZ, type CapSets, type Libc, type Winsize } from './libc.js';
 
 // Nothing FFI happens when this module loads: koffi (its native addon), libc.so.6 and each C
 // function are loaded on first use. A process binds only what it calls: the container-init helper,
-// a fresh node for every container start, calls at most 30 of these 46 functions.
+// a fresh node for every container start, calls at most 30 of these 49 functions.
 type Koffi = typeof import('koffi');
 const bound: { koffi: false | 'addon' | 'entry'; library: boolean; functions: string[] } = { koffi: false, library: false, functions: [] };
 
@@ -71,6 +71,9 @@ const prototypes = {
   bind: 'int bind(int, const void *, uint32_t)',
   connect: 'int connect(int, const void *, uint32_t)',
   listen: 'int listen(int, int)',
+  sendto: 'intptr_t sendto(int, const void *, size_t, int, const void *, uint32_t)',
+  recv: 'intptr_t recv(int, void *, size_t, int)',
+  setsockopt: 'int setsockopt(int, int, int, const void *, uint32_t)',
   close: 'int close(int)',
   mount: 'int mount(const char *, const char *, const char *, unsigned long, const char *)',
   umount2: 'int umount2(const char *, int)',
@@ -161,6 +164,15 @@ function winsize(size: Winsize): Buffer {
   ws.writeUInt16LE(size.rows, 0);
   ws.writeUInt16LE(size.cols, 2);
   return ws;
+}
+
+/** struct sockaddr_nl: family u16, pad u16, port id u32, multicast groups u32. */
+function sockaddrNl(portId: number, groups: number): Buffer {
+  const sa = Buffer.alloc(12);
+  sa.writeUInt16LE(AF_NETLINK, 0);
+  sa.writeUInt32LE(portId >>> 0, 4);
+  sa.writeUInt32LE(groups >>> 0, 8);
+  return sa;
 }
 
 /** struct sockaddr_vm: family u16, reserved u16, port u32, cid u32, flags u8, zero[3]. */
@@ -257,6 +269,22 @@ export const koffiLibc: Libc = {
   },
   listen(fd, backlog) {
     check('listen', `fd=${fd}`, c.listen(fd, backlog));
+  },
+  bindNetlink(fd, portId, groups) {
+    const sa = sockaddrNl(portId, groups);
+    check('bind', `netlink fd=${fd} port=${portId} groups=0x${groups.toString(16)}`, c.bind(fd, sa, sa.length));
+  },
+  sendNetlink(fd, data, portId) {
+    const sa = sockaddrNl(portId, 0);
+    return check('sendto', `netlink fd=${fd} port=${portId}, ${data.length} bytes`, Number(c.sendto(fd, data, data.length, 0, sa, sa.length)));
+  },
+  recv(fd, buf, flags) {
+    return check('recv', `fd=${fd}, ${buf.length}, 0x${flags.toString(16)}`, Number(c.recv(fd, buf, buf.length, flags)));
+  },
+  setsockoptInt(fd, level, name, value) {
+    const v = Buffer.alloc(4);
+    v.writeInt32LE(value, 0);
+    check('setsockopt', `fd=${fd}, ${level}, ${name}, ${value}`, c.setsockopt(fd, level, name, v, 4));
   },
   close(fd) {
     check('close', `fd=${fd}`, c.close(fd));

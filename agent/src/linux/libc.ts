@@ -4,6 +4,12 @@
 
 export const AF_UNIX = 1;
 export const AF_VSOCK = 40;
+export const AF_NETLINK = 16;
+export const SOCK_RAW = 3;
+export const NETLINK_ROUTE = 0;
+export const SOL_NETLINK = 270;
+/** The kernel then adds its own text (e.g. "Invalid prefix for given prefix length") to NLMSG_ERROR. */
+export const NETLINK_EXT_ACK = 11;
 export const SOCK_STREAM = 1;
 export const SOCK_SEQPACKET = 5;
 export const SOCK_NONBLOCK = 0o4000;
@@ -143,6 +149,14 @@ export interface Libc {
   /** Blocking connect() to an AF_VSOCK address (host-side tools only). */
   connectVsock(fd: number, cid: number, port: number): void;
   listen(fd: number, backlog: number): void;
+  /** bind() to an AF_NETLINK address (port id 0: the kernel picks one). */
+  bindNetlink(fd: number, portId: number, groups: number): void;
+  /** sendto() of one datagram to a netlink port (0 = the kernel); returns the bytes sent. */
+  sendNetlink(fd: number, data: Uint8Array, portId: number): number;
+  /** recv() into `buf`; returns the datagram's byte count (with MSG_TRUNC in `flags`, its full length). */
+  recv(fd: number, buf: Uint8Array, flags: number): number;
+  /** setsockopt() with an int value. */
+  setsockoptInt(fd: number, level: number, name: number, value: number): void;
   close(fd: number): void;
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
   umount2(target: string, flags: number): void;

@@ -41,6 +41,10 @@ export class RecordingLibc implements Libc {
   bindVsock(fd: number, cid: number, port: number) { this.run('bindVsock', [fd, cid, port], undefined); }
   connectVsock(fd: number, cid: number, port: number) { this.run('connectVsock', [fd, cid, port], undefined); }
   listen(fd: number, backlog: number) { this.run('listen', [fd, backlog], undefined); }
+  bindNetlink(fd: number, port: number, groups: number) { this.run('bindNetlink', [fd, port, groups], undefined); }
+  sendNetlink(fd: number, data: Uint8Array, port: number) { return this.run('sendNetlink', [fd, data, port], data.length); }
+  recv(fd: number, buf: Uint8Array, fl: number) { return this.run('recv', [fd, buf, fl], 0); }
+  setsockoptInt(fd: number, level: number, name: number, value: number) { this.run('setsockoptInt', [fd, level, name, value], undefined); }
   close(fd: number) { this.run('close', [fd], undefined); }
   mount(s: string | null, t: string, f: string | null, fl: number, d: string | null) { this.run('mount', [s, t, f, fl, d], undefined); }
   umount2(t: string, fl: number) { this.run('umount2', [t, fl], undefined); }
