@@ -100,3 +100,39 @@ t.test('drainAtEnd adds the bytes the source missed, before end of stream', asyn
   t.equal(got.join(''), 'early-late');
   t.equal(drains, 1, 'drained once though end and close both fired');
 });
+
+t.test('unread puts bytes back at the front, for the next read, and wakes a waiting read', async (t) => {
+  const src = source();
+  const out = new OutputStream(src, { highWater: 1 << 20, eioIsEnd: false });
+  src.write('abcdef');
+  await tick();
+  const first = await out.read(4, never);
+  t.equal(Buffer.from(first!).toString(), 'abcd');
+  out.unread(first!);
+  t.equal(out.pending, 6);
+  t.equal(Buffer.from((await out.read(100, never))!).toString(), 'abcdef', 'the put-back bytes come first, then the rest');
+  // A read waiting on an empty queue gets bytes put back while it waits.
+  const waiting = out.read(100, never);
+  out.unread(Buffer.from('xy'));
+  t.equal(Buffer.from((await waiting)!).toString(), 'xy');
+  // After the writers closed, put-back bytes still come before end of stream.
+  src.end();
+  await tick();
+  out.unread(Buffer.from('z'));
+  t.equal(Buffer.from((await out.read(100, never))!).toString(), 'z');
+  t.equal(await out.read(100, never), null);
+});
+
+t.test('unread past the high-water mark keeps the source paused until the host reads it down', async (t) => {
+  const src = source();
+  const out = new OutputStream(src, { highWater: 8, eioIsEnd: false });
+  src.write('1234');
+  await tick();
+  const d = await out.read(4, never);
+  t.notOk(src.isPaused());
+  out.unread(Buffer.alloc(8, 0x41));
+  out.unread(d!);
+  t.ok(src.isPaused(), 'paused: 12 bytes queued over a mark of 8');
+  await out.read(10, never);
+  t.notOk(src.isPaused(), 'resumed once read below half the mark');
+});

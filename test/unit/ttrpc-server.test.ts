@@ -4,6 +4,7 @@ import { WaitProcessRequestSchema, WaitProcessResponseSchema } from '../../proto
 import { CheckRequestSchema, HealthCheckResponseSchema, HealthCheckResponse_ServingStatus } from '../../protos/gen/health_pb.js';
 import { Code } from '../../agent/src/rpc/status.js';
 import { encodeFrame, FrameType, FLAG_REMOTE_OPEN, MAX_DATA_LENGTH } from '../../agent/src/transport/ttrpc/frame.js';
+import { MAX_IN_FLIGHT } from '../../agent/src/transport/ttrpc-transport.js';
 import { RawTtrpc } from '../helpers/raw-ttrpc.js';
 import { serveInProcess } from '../helpers/in-process.js';
 
@@ -11,13 +12,17 @@ const check = toBinary(CheckRequestSchema, create(CheckRequestSchema));
 
 // WaitProcess here blocks until the test releases it (or the call is cancelled), like a real long-poll.
 const waits = new Map<string, { release: (status: number) => void; aborted: Promise<unknown> }>();
+// WaitProcess calls running now, and the most that ever ran at once.
+const running = { now: 0, max: 0 };
 const handlers = {
-  waitProcess: (req: { containerId: string }, ctx: { signal: AbortSignal }) =>
-    new Promise<{ status: number }>((resolve, reject) => {
+  waitProcess: (req: { containerId: string }, ctx: { signal: AbortSignal }) => {
+    running.max = Math.max(running.max, ++running.now);
+    return new Promise<{ status: number }>((resolve, reject) => {
       const aborted = new Promise((r) => ctx.signal.addEventListener('abort', () => r(ctx.signal.reason)));
       ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason));
       waits.set(req.containerId, { release: (status) => resolve({ status }), aborted });
-    }),
+    }).finally(() => running.now--);
+  },
 };
 
 async function waitFor(id: string) {
@@ -213,15 +218,30 @@ t.test('ttrpc server', async (t) => {
     t.match(await c.next(), { id: 3, code: Code.OK });
   });
 
-  t.test('more calls in flight than allowed get RESOURCE_EXHAUSTED', async (t) => {
+  t.test('past MAX_IN_FLIGHT calls the agent reads no further frame until one finishes; none is refused', async (t) => {
     const c = await RawTtrpc.connect(srv.socket);
     t.teardown(() => c.destroy());
-    for (let i = 0; i < 1024; i++) c.request(1 + 2 * i, 'grpc.AgentService', 'WaitProcess', waitReq(`many-${i}`));
-    c.request(1 + 2 * 1024, 'grpc.Health', 'Check', check);
-    t.match(await c.next(), { id: 2049, code: Code.RESOURCE_EXHAUSTED, message: /1024 calls already in flight/ });
-    await waitFor('many-1023');
-    for (let i = 0; i < 1024; i++) waits.get(`many-${i}`)!.release(0);
-    for (let i = 0; i < 1024; i++) t.equal((await c.next()).code, Code.OK);
-    await expectCheckWorks(c, 2051);
+    const extra = 4;
+    running.max = 0;
+    for (let i = 0; i < MAX_IN_FLIGHT + extra; i++) c.request(1 + 2 * i, 'grpc.AgentService', 'WaitProcess', waitReq(`many-${i}`));
+    // The Check behind them is read only once calls finish and the held-back frames go first.
+    const checkId = 1 + 2 * (MAX_IN_FLIGHT + extra);
+    c.request(checkId, 'grpc.Health', 'Check', check);
+    await waitFor(`many-${MAX_IN_FLIGHT - 1}`);
+    t.equal(running.now, MAX_IN_FLIGHT, 'the cap is reached');
+    // No slot can free up until the test releases one, so nothing more has started.
+    t.notOk(waits.has(`many-${MAX_IN_FLIGHT}`), 'the next WaitProcess is held back, not started');
+    // Each release frees one slot, and the next held-back call starts in it.
+    for (let i = 0; i < MAX_IN_FLIGHT + extra; i++) (await waitFor(`many-${i}`)).release(0);
+    const answers = new Map<number, number>();
+    for (let i = 0; i <= MAX_IN_FLIGHT + extra; i++) {
+      const a = await c.next();
+      answers.set(a.id, a.code);
+    }
+    t.equal(answers.size, MAX_IN_FLIGHT + extra + 1, 'one answer per call');
+    t.ok([...answers.values()].every((code) => code === Code.OK), 'every call answered OK, none refused');
+    t.equal(answers.get(checkId), Code.OK);
+    t.equal(running.max, MAX_IN_FLIGHT, `never more than ${MAX_IN_FLIGHT} calls ran at once`);
+    await expectCheckWorks(c, checkId + 2);
   });
 });

@@ -19,8 +19,12 @@ export function ioHandlers(lookup: ProcessIOLookup): AgentHandlers {
   const read = (stream: OutputName): NonNullable<AgentHandlers['readStdout']> =>
     async (req, ctx) => {
       const len = readLength(req.len);
-      const data = await lookup(req.containerId, req.execId).read(stream, len, ctx.signal);
+      const io = lookup(req.containerId, req.execId);
+      const data = await io.read(stream, len, ctx.signal);
       if (data === null) throw ctx.dialect.endOfStream(`${stream} of process ${req.execId || '(init)'} of container ${req.containerId}`);
+      // The bytes left the queue; if the answer never reaches the host they go back for its next
+      // read, so a host that disconnects mid-read (kata agent#125: truncated output) loses none.
+      ctx.onUndelivered(() => io.unread(stream, data));
       return { data };
     };
   return {

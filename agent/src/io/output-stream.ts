@@ -69,6 +69,22 @@ export class OutputStream {
     }
   }
 
+  /**
+   * Puts bytes a read handed out back at the front of the queue: the answer that carried them was
+   * not delivered (the host disconnected or cancelled before it was written). The host reads a
+   * stream one call at a time, so what comes back is always the oldest output and goes first. It
+   * may push the queue past the high-water mark for a moment; the source stays paused until the
+   * host has read it back down.
+   */
+  unread(data: Uint8Array): void {
+    if (this.disposed || data.length === 0) return;
+    const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    this.chunks.unshift(buf);
+    this.queued += buf.length;
+    if (this.queued >= this.opts.highWater && !this.ended) this.source.pause();
+    this.wake();
+  }
+
   /** Stops reading, closes the fd and ends every waiting read with end of stream. */
   dispose(): void {
     this.disposed = true;

@@ -25,6 +25,11 @@ export interface ProcessIO {
   attachPty(master: number): void;
   /** Up to `len` bytes, waiting while none are available; `null` = end of stream (every writer closed). */
   read(stream: OutputName, len: number, signal: AbortSignal): Promise<Uint8Array | null>;
+  /**
+   * Puts bytes a read returned back at the front of their stream, for the next read: the answer
+   * that carried them never reached the host. Ignored once the stdio is released.
+   */
+  unread(stream: OutputName, data: Uint8Array): void;
   write(data: Uint8Array, signal: AbortSignal): Promise<number>;
   closeStdin(): void;
   resize(rows: number, cols: number): void; // throws RpcError UNAVAILABLE "no tty" when !terminal
@@ -96,6 +101,11 @@ abstract class BaseIO implements ProcessIO {
     if (this.disposed) throw released();
     const out = this.outputs[stream];
     return out ? out.read(len, signal) : null;
+  }
+
+  unread(stream: OutputName, data: Uint8Array): void {
+    if (this.disposed) return;
+    this.outputs[stream]?.unread(data);
   }
 
   write(data: Uint8Array, signal: AbortSignal): Promise<number> {

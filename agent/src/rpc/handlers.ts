@@ -13,6 +13,12 @@ export interface CallContext {
   readonly log: Logger;
   /** Request fields that only an older wire generation carries (see Dialect.decode). */
   readonly legacy: LegacyFields;
+  /**
+   * Asks to be told if this call's successful answer never reached the host (the connection went
+   * away, the call was cancelled before its answer was written, the write failed), so a handler
+   * whose answer took something out of a queue can put it back. Never called for an error answer.
+   */
+  readonly onUndelivered: (fn: () => void) => void;
 }
 
 export interface LegacyFields {

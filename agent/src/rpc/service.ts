@@ -3,6 +3,7 @@ import type { AgentService } from '../../../protos/gen/agent_pb.js';
 import type { Health } from '../../../protos/gen/health_pb.js';
 import { healthMethods } from '../health/wire.js';
 import type { Logger } from '../log/logger.js';
+import type { Delivery } from './delivery.js';
 import type { Dialect } from './dialect.js';
 import type { CallContext, Handlers, LegacyFields } from './handlers.js';
 import { agentProtos, healthProtos } from './lazy-protos.js';
@@ -34,6 +35,8 @@ export interface MethodEntry {
 export interface DispatchOptions {
   dialect: Dialect;
   signal: AbortSignal;
+  /** Settled by the transport once it knows whether the answer was written; absent = always delivered. */
+  delivery?: Delivery;
 }
 
 /**
@@ -112,7 +115,8 @@ export class AgentRpcService {
     let code = Code.OK;
     try {
       req = entry.codec.decode(payload, opts.dialect, legacy);
-      const ctx: CallContext = { method: entry.name, dialect: opts.dialect, signal: opts.signal, log: this.log, legacy };
+      const onUndelivered = (fn: () => void) => opts.delivery?.onUndelivered(fn);
+      const ctx: CallContext = { method: entry.name, dialect: opts.dialect, signal: opts.signal, log: this.log, legacy, onUndelivered };
       const init = await entry.call(req, ctx);
       return entry.codec.encode(init);
     } catch (err) {

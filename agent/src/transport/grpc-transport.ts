@@ -1,15 +1,26 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Duplex } from 'node:stream';
+import { Delivery } from '../rpc/delivery.js';
 import { dialect1x } from '../rpc/dialect.js';
 import { serviceMethods } from '../../../protos/gen/service_methods.js';
 import { agentServiceName, healthServiceName, type AgentRpcService } from '../rpc/service.js';
 import { Code, RpcError, toRpcError } from '../rpc/status.js';
 import type { Logger } from '../log/logger.js';
+import { GrpcDeliveries } from './grpc-delivery.js';
 import { addLazyReflection } from './grpc-reflection.js';
 import { Http2HostConn } from './http2-host-conn.js';
 
 /** kata 1.x hosts (grpc-go) cap messages at 4 MiB; accept what they may send, refuse more. */
 const MAX_MESSAGE = 4 << 20;
+
+/**
+ * Calls (HTTP/2 streams) one connection may have open, announced in SETTINGS so a client such as
+ * grpc-go queues further calls on its side. The same figure and reasons as ttrpc's cap
+ * (MAX_IN_FLIGHT in ttrpc-transport.ts). Without it, HTTP/2 flow control alone let a client that
+ * never reads leave about 6000 Checks open on one connection (agent RSS 45 → 128 MB, measured)
+ * before Node stopped reading it.
+ */
+export const MAX_CONCURRENT_CALLS = 256;
 
 const passthrough = (b: Buffer) => b;
 
@@ -26,9 +37,12 @@ export class GrpcTransport {
     service: AgentRpcService,
     private readonly log: Logger,
   ) {
+    const deliveries = new GrpcDeliveries();
     this.server = new grpc.Server({
       'grpc.max_receive_message_length': MAX_MESSAGE,
       'grpc.max_send_message_length': MAX_MESSAGE,
+      'grpc.max_concurrent_streams': MAX_CONCURRENT_CALLS,
+      interceptors: [deliveries.interceptor],
     });
     // Method names, not descriptors: the agent service's descriptors load on its first call.
     for (const typeName of [agentServiceName, healthServiceName]) {
@@ -46,16 +60,22 @@ export class GrpcTransport {
         };
         impl[name] = (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
           const abort = new AbortController();
+          const delivery = new Delivery();
           call.once('cancelled', () => abort.abort());
           service
             .resolve(typeName, name)
             .then((entry) => {
               if (!entry) throw new RpcError(Code.UNIMPLEMENTED, `unknown method /${typeName}/${name}`);
-              return service.dispatch(entry, call.request, { dialect: dialect1x, signal: abort.signal });
+              return service.dispatch(entry, call.request, { dialect: dialect1x, signal: abort.signal, delivery });
             })
             .then(
-              (bytes) => callback(null, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)),
+              (bytes) => {
+                const answer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+                deliveries.track(answer, delivery);
+                callback(null, answer);
+              },
               (err: unknown) => {
+                delivery.undelivered();
                 const e = toRpcError(err);
                 callback({ code: e.code as number, details: e.message });
               },

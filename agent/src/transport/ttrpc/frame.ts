@@ -53,34 +53,47 @@ export class FrameReader {
   private pending?: FrameHeader;
   private skip = 0;
 
+  /** Adds bytes and returns every frame they complete. */
   push(chunk: Buffer): ReadEvent[] {
+    this.feed(chunk);
     const events: ReadEvent[] = [];
+    for (let ev = this.next(); ev; ev = this.next()) events.push(ev);
+    return events;
+  }
+
+  /**
+   * Adds bytes without parsing them; take frames out with next(). A reader that stops calling
+   * next() (the connection is backed up) keeps only the bytes it was fed, never parsed frames.
+   */
+  feed(chunk: Buffer): void {
     if (this.skip > 0) {
       const n = Math.min(this.skip, chunk.length);
       this.skip -= n;
       chunk = chunk.subarray(n);
     }
-    this.bytes.push(chunk);
+    if (chunk.length > 0) this.bytes.push(chunk);
+  }
+
+  /** The next whole frame (or oversized header) among the bytes fed so far, or undefined. */
+  next(): ReadEvent | undefined {
     for (;;) {
       if (!this.pending) {
-        if (this.bytes.length < HEADER_LENGTH) break;
+        if (this.bytes.length < HEADER_LENGTH) return undefined;
         const h = this.bytes.take(HEADER_LENGTH);
         const header: FrameHeader = { length: h.readUInt32BE(0), streamId: h.readUInt32BE(4), type: h[8], flags: h[9] };
         if (header.length > MAX_DATA_LENGTH) {
-          events.push({ kind: 'oversized', header });
           const n = Math.min(header.length, this.bytes.length);
           this.bytes.take(n);
           this.skip = header.length - n;
-          if (this.skip > 0) break;
-          continue;
+          return { kind: 'oversized', header };
         }
         this.pending = header;
       }
-      if (this.bytes.length < this.pending.length) break;
-      events.push({ kind: 'frame', header: this.pending, data: this.bytes.take(this.pending.length) });
+      if (this.bytes.length < this.pending.length) return undefined;
+      const ev: ReadEvent = { kind: 'frame', header: this.pending, data: this.bytes.take(this.pending.length) };
       this.pending = undefined;
+      return ev;
     }
-    return events;
   }
 
   /** True while part of a frame has arrived but not all of it. */
