@@ -63,7 +63,7 @@ t.test('storages of a kata pod', { skip }, async (t) => {
   const hostsDst = `${h.dir}/binds/${a}/hosts`;
 
   await t.test('CreateContainer with the rootfs in the shared dir, watchable-bind, bind and ephemeral storages', async (t) => {
-    const rootfs = buildBusyboxRootfs(`${shared}/${a}/rootfs`);
+    const rootfs = buildBusyboxRootfs(`${shared}/${a}`);
     fs.mkdirSync(cfgSrc, { recursive: true });
     fs.writeFileSync(`${cfgSrc}/app.conf`, 'v=1\n');
     fs.writeFileSync(hostsSrc, '127.0.0.1 pod\n');
@@ -99,7 +99,7 @@ t.test('storages of a kata pod', { skip }, async (t) => {
   });
 
   await t.test('a second container naming the same ephemeral volume shares the one mount until the last goes', async (t) => {
-    const rootfs = buildBusyboxRootfs(`${shared}/${b}/rootfs`);
+    const rootfs = buildBusyboxRootfs(`${shared}/${b}`);
     const spec = busyboxSpec(rootfs, ['cat', '/cache/a']);
     addMount(spec, { destination: '/cache', type: 'bind', source: cache, options: ['rbind'] });
     await h.call('createContainer', { containerId: b, execId: b, OCI: spec, storages: [{ driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', options: [], mountPoint: cache }] });
