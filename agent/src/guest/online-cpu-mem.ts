@@ -87,34 +87,38 @@ function onlineOne(dir: string, log: Logger): boolean {
 
 const realSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const RETRY_MS = 50;
+type Generation = 'kata-1.x' | 'kata-3.x';
 
-export async function onlineCpuMem(deps: OnlineCpuMemDeps, req: OnlineCPUMemRequest, generation: 'kata-1.x' | 'kata-3.x'): Promise<void> {
-  const cpuDir = path.join(deps.sysfs, 'devices/system/cpu');
-  const memDir = path.join(deps.sysfs, 'devices/system/memory');
+/** Onlines CPUs until the request is met (see the header for the two counts); returns how many it onlined. */
+async function onlineCpus(deps: OnlineCpuMemDeps, req: OnlineCPUMemRequest, generation: Generation, cpuDir: string): Promise<number> {
   const sleep = deps.sleep ?? realSleep;
   const deadline = Date.now() + deps.hotplugTimeoutMs;
-  if (req.nbCpus > 0) {
-    const onlineCount = () => countOnlineCpus(cpuDir);
-    let added = 0;
-    for (;;) {
-      if (generation === 'kata-3.x') {
-        const have = onlineCount();
-        if (have >= req.nbCpus) break;
-        onlineOffline(cpuDir, 'cpu', req.nbCpus - have, deps.log);
-        if (onlineCount() >= req.nbCpus) break;
-      } else {
-        added += onlineOffline(cpuDir, 'cpu', req.nbCpus - added, deps.log);
-        if (added >= req.nbCpus) break;
-      }
-      if (Date.now() >= deadline) {
-        const have = generation === 'kata-3.x' ? `${onlineCount()} online` : `${added} onlined`;
-        throw new RpcError(Code.DEADLINE_EXCEEDED, `OnlineCPUMem: ${have}, ${req.nbCpus} wanted, after ${deps.hotplugTimeoutMs} ms (${cpuDir})`);
-      }
-      await sleep(RETRY_MS);
+  let added = 0;
+  for (;;) {
+    if (generation === 'kata-3.x') {
+      const have = countOnlineCpus(cpuDir);
+      if (have >= req.nbCpus) return added;
+      added += onlineOffline(cpuDir, 'cpu', req.nbCpus - have, deps.log);
+      if (countOnlineCpus(cpuDir) >= req.nbCpus) return added;
+    } else {
+      added += onlineOffline(cpuDir, 'cpu', req.nbCpus - added, deps.log);
+      if (added >= req.nbCpus) return added;
     }
+    if (Date.now() >= deadline) {
+      const have = generation === 'kata-3.x' ? `${countOnlineCpus(cpuDir)} online` : `${added} onlined`;
+      throw new RpcError(Code.DEADLINE_EXCEEDED, `OnlineCPUMem: ${have}, ${req.nbCpus} wanted, after ${deps.hotplugTimeoutMs} ms (${cpuDir})`);
+    }
+    await sleep(RETRY_MS);
   }
+}
+
+export async function onlineCpuMem(deps: OnlineCpuMemDeps, req: OnlineCPUMemRequest, generation: Generation): Promise<void> {
+  const cpuDir = path.join(deps.sysfs, 'devices/system/cpu');
+  const memDir = path.join(deps.sysfs, 'devices/system/memory');
+  const cpus = req.nbCpus > 0 ? await onlineCpus(deps, req, generation, cpuDir) : 0;
   // Memory has no count: every offline block is onlined. A guest without memory hotplug has no such dir.
-  if (!req.cpuOnly && fs.existsSync(memDir)) onlineOffline(memDir, 'memory', Infinity, deps.log);
+  const blocks = !req.cpuOnly && fs.existsSync(memDir) ? onlineOffline(memDir, 'memory', Infinity, deps.log) : 0;
+  if (cpus + blocks > 0) deps.log.info({ cpus_onlined: cpus, memory_blocks_onlined: blocks }, 'OnlineCPUMem');
 }
 
 export function onlineCpuMemHandlers(deps: OnlineCpuMemDeps): AgentHandlers {
