@@ -107,7 +107,16 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
     (deps.ioHandlers ?? ioHandlers)((c, e) => containers.io(c, e)),
     staleShareMountHandlers({ sharedDir: sharedContainersDir(config.stateRoot), log }),
     storageHandlers(storages),
-    onlineCpuMemHandlers({ sysfs: deps.sysfs ?? '/sys', log, hotplugTimeoutMs: config.hotplugTimeoutMs }),
+    onlineCpuMemHandlers({
+      sysfs: deps.sysfs ?? '/sys',
+      log,
+      hotplugTimeoutMs: config.hotplugTimeoutMs,
+      containerCgroups: () =>
+        containers.ids().map((id) => {
+          const c = containers.get(id);
+          return { id, cgroup: c.cgroup, cpus: c.spec.Linux?.Resources?.CPU?.Cpus || undefined };
+        }),
+    }),
   );
   return {
     handlers,

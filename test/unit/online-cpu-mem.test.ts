@@ -106,3 +106,15 @@ t.test('filesystem modules: loaded with finit_module only when /proc/filesystems
   t.throws(() => ensure('virtiofs'), /filesystem virtiofs is not in \/proc\/filesystems and loading virtiofs did not add it/);
   ensure('nosuchfs');
 });
+
+t.test('after adding CPUs the containers\' cpusets are refreshed with the online list (memory-only calls leave them)', async (t) => {
+  const root = fakeSysfs(t, ['0'], {});
+  fs.writeFileSync(`${root}/devices/system/cpu/online`, '0-1\n');
+  const calls: unknown[][] = [];
+  const cgroup = { refreshCpuset: (...a: unknown[]) => void calls.push(a) } as never;
+  const deps = { sysfs: root, log, hotplugTimeoutMs: 1000, sleep: noSleep, containerCgroups: () => [{ id: 'c1', cgroup, cpus: undefined }, { id: 'c2', cgroup, cpus: '1' }] };
+  await onlineCpuMem(deps, req({ nbCpus: 0 }), 'kata-3.x');
+  t.same(calls, [], 'nb_cpus 0: no CPU changed');
+  await onlineCpuMem(deps, req({ nbCpus: 2, cpuOnly: true }), 'kata-3.x');
+  t.same(calls, [['0-1', undefined], ['0-1', '1']]);
+});

@@ -9,6 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { OnlineCPUMemRequest } from '../../../protos/gen/agent_pb.js';
+import type { Cgroup } from '../cgroups/cgroup.js';
 import type { Logger } from '../log/logger.js';
 import type { AgentHandlers } from '../rpc/service.js';
 import { Code, invalidArgument, RpcError } from '../rpc/status.js';
@@ -19,6 +20,8 @@ export interface OnlineCpuMemDeps {
   log: Logger;
   /** How long to keep looking for hot-added CPUs (agent.hotplug_timeout). */
   hotplugTimeoutMs: number;
+  /** The pod's containers' groups and their spec's cpuset, refreshed once CPUs were added. */
+  containerCgroups?: () => { id: string; cgroup: Cgroup; cpus: string | undefined }[];
   /** Pause between looks (default 50 ms, kata 3.x's); tests hot-add a CPU in it. */
   sleep?: (ms: number) => Promise<void>;
 }
@@ -112,10 +115,25 @@ async function onlineCpus(deps: OnlineCpuMemDeps, req: OnlineCPUMemRequest, gene
   }
 }
 
+/** As kata does after onlining CPUs: the containers' cpuset groups (and their parents) take them in. */
+function refreshCpusets(deps: OnlineCpuMemDeps, cpuDir: string): void {
+  const groups = deps.containerCgroups?.() ?? [];
+  if (groups.length === 0) return;
+  const guest = fs.readFileSync(path.join(cpuDir, 'online'), 'utf8').trim();
+  for (const g of groups) {
+    try {
+      g.cgroup.refreshCpuset(guest, g.cpus);
+    } catch (err) {
+      throw new RpcError(Code.INTERNAL, `OnlineCPUMem: cpuset of container ${g.id} (${guest}): ${(err as Error).message}`);
+    }
+  }
+}
+
 export async function onlineCpuMem(deps: OnlineCpuMemDeps, req: OnlineCPUMemRequest, generation: Generation): Promise<void> {
   const cpuDir = path.join(deps.sysfs, 'devices/system/cpu');
   const memDir = path.join(deps.sysfs, 'devices/system/memory');
   const cpus = req.nbCpus > 0 ? await onlineCpus(deps, req, generation, cpuDir) : 0;
+  if (req.nbCpus > 0) refreshCpusets(deps, cpuDir);
   // Memory has no count: every offline block is onlined. A guest without memory hotplug has no such dir.
   const blocks = !req.cpuOnly && fs.existsSync(memDir) ? onlineOffline(memDir, 'memory', Infinity, deps.log) : 0;
   if (cpus + blocks > 0) deps.log.info({ cpus_onlined: cpus, memory_blocks_onlined: blocks }, 'OnlineCPUMem');
