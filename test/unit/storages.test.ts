@@ -59,6 +59,9 @@ t.test('kata 3.x virtio-fs with a DAX window: "dax" is filesystem data', async (
   const { dir, reg, mounts } = setup(t);
   reg.mount([st({ driver: 'virtio-fs', source: 'kataShared', fstype: 'virtiofs', options: ['dax'], mountPoint: `${dir}/s` })]);
   t.same(mounts(), [['kataShared', `${dir}/s`, 'virtiofs', 0, 'dax']]);
+  reg.mount([st({ driver: 'virtio-fs', source: 'kataShared', fstype: 'virtiofs', options: ['dax'], mountPoint: `${dir}/s/` })]);
+  t.equal(mounts().length, 1, 'a trailing slash names the same mount point');
+  t.same(reg.refCounts(), { [`${dir}/s`]: 2 });
 });
 
 t.test('kata 1.x CreateSandbox: 9p kataShared, nodev a flag and the rest data', async (t) => {

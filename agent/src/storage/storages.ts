@@ -1,6 +1,7 @@
 // Sandbox and container storages (Storage messages of CreateSandbox and CreateContainer), counted by
 // mount point as kata does: a storage several containers name is set up once and undone when its
 // last user is released. The drivers themselves are in drivers.ts and watchable.ts.
+import path from 'node:path';
 import type { Storage } from '../../../protos/gen/agent_pb.js';
 import type { Libc } from '../linux/libc.js';
 import type { Logger } from '../log/logger.js';
@@ -74,7 +75,8 @@ export class StorageRegistry {
   }
 
   private acquire(s: Storage, containerId: string): MountedStorage {
-    const mp = s.mountPoint;
+    // "/run/…/containers/" and "/run/…/containers" are one mount point.
+    const mp = path.resolve(s.mountPoint);
     let e = this.entries.get(mp);
     if (e) {
       if (e.driver !== s.driver) throw invalidArgument(`storage mount point ${mp} is already a ${e.driver} storage, not ${s.driver}`);
