@@ -14,6 +14,7 @@ import {
   OnlineCPUMemRequestSchema,
   ReadStreamRequestSchema,
   ReadStreamResponseSchema,
+  RemoveContainerRequestSchema,
   StartContainerRequestSchema,
   WaitProcessRequestSchema,
   WaitProcessResponseSchema,
@@ -83,6 +84,8 @@ t.test('a hot-added vCPU is onlined by OnlineCPUMem', { skip: guestSkip }, async
     const out = (await readToEnd(() => rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId: 'cpus', execId: 'cpus', len: 1024 }, ReadStreamResponseSchema), 'ReadStdout')).toString();
     await rpc.call(agent, 'WaitProcess', WaitProcessRequestSchema, { containerId: 'cpus', execId: 'cpus' }, WaitProcessResponseSchema);
     t.equal(out, '0-1\n', 'both vCPUs online');
+    // As kata hosts end a pod: RemoveContainer, then DestroySandbox.
+    await rpc.call(agent, 'RemoveContainer', RemoveContainerRequestSchema, { containerId: 'cpus' }, EmptySchema);
     await rpc.call(agent, 'DestroySandbox', DestroySandboxRequestSchema, {}, EmptySchema);
     rpc.close();
     t.equal(await vm.waitExit(120_000), 0);
