@@ -84,10 +84,13 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
   // A state root other than the guest's own means a test or development run on some host: the pod's
   // DNS file must then not be bind-mounted over that host's /etc/resolv.conf.
   const resolvConfTarget = deps.resolvConfTarget ?? (config.stateRoot === defaults.stateRoot ? '/etc/resolv.conf' : `${config.stateRoot}/etc-resolv.conf`);
+  // The guest's own agent runs with the default state root; a test or development run on some host
+  // (another state root) must neither load modules into that host's kernel nor online its memory.
+  const guest = config.stateRoot === defaults.stateRoot;
   const storages = new StorageRegistry({
     libc,
     log,
-    ensureFilesystem: deps.ensureFilesystem ?? filesystemEnsurer({ libc, log }),
+    ensureFilesystem: deps.ensureFilesystem ?? (guest ? filesystemEnsurer({ libc, log }) : () => undefined),
     watchIntervalMs: deps.watchIntervalMs,
   });
   const sandbox = new Sandbox({ libc, stateRoot: config.stateRoot, resolvConfTarget, storages });
@@ -108,7 +111,7 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
     staleShareMountHandlers({ sharedDir: sharedContainersDir(config.stateRoot), log }),
     storageHandlers(storages),
     onlineCpuMemHandlers({
-      sysfs: deps.sysfs ?? '/sys',
+      sysfs: deps.sysfs ?? (guest ? '/sys' : undefined),
       log,
       hotplugTimeoutMs: config.hotplugTimeoutMs,
       containerCgroups: () =>

@@ -15,8 +15,8 @@ import type { AgentHandlers } from '../rpc/service.js';
 import { Code, invalidArgument, RpcError } from '../rpc/status.js';
 
 export interface OnlineCpuMemDeps {
-  /** Root of sysfs; tests point it at a fake tree. */
-  sysfs: string;
+  /** Root of sysfs; tests point it at a fake tree. None: not the guest's agent, nothing is onlined. */
+  sysfs: string | undefined;
   log: Logger;
   /** How long to keep looking for hot-added CPUs (agent.hotplug_timeout). */
   hotplugTimeoutMs: number;
@@ -130,6 +130,10 @@ function refreshCpusets(deps: OnlineCpuMemDeps, cpuDir: string): void {
 }
 
 export async function onlineCpuMem(deps: OnlineCpuMemDeps, req: OnlineCPUMemRequest, generation: Generation): Promise<void> {
+  if (deps.sysfs === undefined) {
+    deps.log.debug({ nb_cpus: req.nbCpus, cpu_only: req.cpuOnly }, "OnlineCPUMem: not the guest's agent (state root), sysfs left alone");
+    return;
+  }
   const cpuDir = path.join(deps.sysfs, 'devices/system/cpu');
   const memDir = path.join(deps.sysfs, 'devices/system/memory');
   const cpus = req.nbCpus > 0 ? await onlineCpus(deps, req, generation, cpuDir) : 0;
