@@ -118,3 +118,9 @@ t.test('after adding CPUs the containers\' cpusets are refreshed with the online
   await onlineCpuMem(deps, req({ nbCpus: 2, cpuOnly: true }), 'kata-3.x');
   t.same(calls, [['0-1', undefined], ['0-1', '1']]);
 });
+
+t.test("an agent that is not the guest's (no sysfs given) onlines nothing", async (t) => {
+  const calls: unknown[] = [];
+  await onlineCpuMem({ sysfs: undefined, log, hotplugTimeoutMs: 0, sleep: noSleep, containerCgroups: () => (calls.push(1), []) }, req({ nbCpus: 4 }), 'kata-3.x');
+  t.same(calls, [], 'not even the containers are looked at');
+});
