@@ -23,7 +23,10 @@ import { trackAllChildProcesses } from './process/track-children.js';
 import { WarmExecHelpers } from './process/warm-exec-helpers.js';
 import type { AgentHandlers } from './rpc/service.js';
 import { Sandbox } from './sandbox/sandbox.js';
-import { storageDrivers } from './storage/storages.js';
+import { onlineCpuMemHandlers } from './guest/online-cpu-mem.js';
+import { filesystemEnsurer } from './storage/filesystems.js';
+import { storageHandlers } from './storage/handlers.js';
+import { StorageRegistry, storageDrivers } from './storage/storages.js';
 
 /** What the container domain is built from; tests substitute parts (a temp resolv.conf, for one). */
 export interface DomainDeps {
@@ -44,6 +47,12 @@ export interface DomainDeps {
   pool?: HelperPool;
   /** Warm exec helpers (default: capped at DEFAULT_WARM_EXEC_MAX); tests pass their own to read its stats. */
   warmExec?: WarmExecHelpers;
+  /** Root of sysfs (/sys); tests give a fake tree for OnlineCPUMem and GetGuestDetails. */
+  sysfs?: string;
+  /** Makes a filesystem type available (loads its modules); tests record what was asked. */
+  ensureFilesystem?: (fstype: string) => void;
+  /** watchable-bind poll interval (default 2 s, kata's). */
+  watchIntervalMs?: number;
 }
 
 /**
@@ -76,7 +85,16 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
   // A state root other than the guest's own means a test or development run on some host: the pod's
   // DNS file must then not be bind-mounted over that host's /etc/resolv.conf.
   const resolvConfTarget = deps.resolvConfTarget ?? (config.stateRoot === defaults.stateRoot ? '/etc/resolv.conf' : `${config.stateRoot}/etc-resolv.conf`);
-  const sandbox = new Sandbox({ libc, stateRoot: config.stateRoot, resolvConfTarget });
+  // The guest's own agent runs with the default state root; a test or development run on some host
+  // (another state root) must neither load modules into that host's kernel nor online its memory.
+  const guest = config.stateRoot === defaults.stateRoot;
+  const storages = new StorageRegistry({
+    libc,
+    log,
+    ensureFilesystem: deps.ensureFilesystem ?? (guest ? filesystemEnsurer({ libc, log }) : () => undefined),
+    watchIntervalMs: deps.watchIntervalMs,
+  });
+  const sandbox = new Sandbox({ libc, stateRoot: config.stateRoot, resolvConfTarget, storages });
   const containers = new ContainerManager({
     libc,
     log,
@@ -92,6 +110,17 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
     containerHandlers(containers, sandbox, deps.onSandboxDestroyed),
     (deps.ioHandlers ?? ioHandlers)((c, e) => containers.io(c, e)),
     staleShareMountHandlers({ sharedDir: sharedContainersDir(config.stateRoot), log }),
+    storageHandlers(storages),
+    onlineCpuMemHandlers({
+      sysfs: deps.sysfs ?? (guest ? '/sys' : undefined),
+      log,
+      hotplugTimeoutMs: config.hotplugTimeoutMs,
+      containerCgroups: () =>
+        containers.ids().map((id) => {
+          const c = containers.get(id);
+          return { id, cgroup: c.cgroup, cpus: c.spec.Linux?.Resources?.CPU?.Cpus || undefined };
+        }),
+    }),
   );
   return {
     handlers,
@@ -101,6 +130,7 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
       await warmExec.close();
       await containers.removeAll();
       if (sandbox.exists) sandbox.destroy();
+      storages.close();
     },
   };
 }
@@ -131,7 +161,7 @@ export async function startDomains(config: AgentConfig, log: Logger, deps: Domai
     ...domains.handlers,
     network.handlers,
     guestDetailsHandlers({
-      sysfs: '/sys',
+      sysfs: deps.sysfs ?? '/sys',
       isInit: process.pid === 1,
       storageHandlers: () => (domains.handlers.length > 0 ? storageDrivers : []),
       deviceHandlers: () => [],

@@ -263,3 +263,27 @@ t.test('v1: no group of this test run is left in any hierarchy', { skip }, async
     t.same(left, [], `${h.mountPoint}${h.ownPath}`);
   }
 });
+
+t.test('v1: refreshCpuset gives the parent levels and the group the guest CPUs, or the group its own', { skip }, async (t) => {
+  const m = mgr();
+  const parent = uniqueName('cgtest-v1-cpuset');
+  const online = read('/sys/devices/system/cpu/online');
+  const narrow = create(LinuxResourcesSchema, { CPU: { Cpus: '0' } });
+  const a = m.create(`${parent}/mid/a`, undefined);
+  const b = m.create(`${parent}/mid/b`, undefined);
+  t.teardown(async () => {
+    await a.destroy().catch(() => undefined);
+    await b.destroy().catch(() => undefined);
+  });
+  // A group made before a hot-add holds the old CPUs: narrow them as a stand-in for that.
+  a.update(narrow);
+  b.update(narrow);
+  fs.writeFileSync(path.join(dirOf(m, 'cpuset', `${parent}/mid`), 'cpuset.cpus'), '0');
+  fs.writeFileSync(path.join(dirOf(m, 'cpuset', parent), 'cpuset.cpus'), '0');
+  a.refreshCpuset(online, undefined);
+  t.equal(read(path.join(dirOf(m, 'cpuset', parent), 'cpuset.cpus')), online, 'outer level widened');
+  t.equal(read(path.join(dirOf(m, 'cpuset', `${parent}/mid`), 'cpuset.cpus')), online, 'inner level widened');
+  t.equal(read(path.join(dirOf(m, 'cpuset', `${parent}/mid/a`), 'cpuset.cpus')), online, 'the group: every online CPU');
+  b.refreshCpuset(online, '0');
+  t.equal(read(path.join(dirOf(m, 'cpuset', `${parent}/mid/b`), 'cpuset.cpus')), '0', 'a group with its own cpuset keeps it');
+});

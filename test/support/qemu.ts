@@ -174,6 +174,8 @@ export interface BootOptions {
   init?: string;
   /** Where the console goes (besides memory); default a temp file. */
   consoleFile?: string;
+  /** More QEMU arguments (devices such as a 9p or virtio-fs share), added as given. */
+  extraArgs?: string[];
 }
 
 export class GuestVm {
@@ -305,6 +307,7 @@ export function qemuArgs(o: BootOptions, accel: Accelerator): string[] {
       '-device', 'virtserialport,bus=vser0.0,chardev=agentch,name=agent.channel.0',
     );
   }
+  args.push(...(o.extraArgs ?? []));
   params.push(...(o.params ?? []));
   args.push('-append', params.join(' '));
   return args;

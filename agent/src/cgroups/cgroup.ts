@@ -25,6 +25,12 @@ export interface Cgroup {
   stats(): CgroupStats;
   /** Calls back on every OOM kill in the group until the returned function is called. */
   watchOom(onOom: () => void): () => void;
+  /**
+   * After a vCPU hot-add: v1 cpuset levels keep the CPUs they were created with, so each level below
+   * the agent's own group gets `guestCpus` (all online CPUs), and the group `own` (its spec's
+   * Cpus) or `guestCpus`. v2 groups inherit their parent's CPUs: only an `own` set is written again.
+   */
+  refreshCpuset(guestCpus: string, own: string | undefined): void;
   /** Removes the group; kills nothing (callers kill and wait first). */
   destroy(): Promise<void>;
 }

@@ -156,6 +156,19 @@ class V1Cgroup implements Cgroup {
     return this.watches.add(stop);
   }
 
+  refreshCpuset(guestCpus: string, own: string | undefined): void {
+    const leaf = this.dirs.get('cpuset');
+    const base = this.leaves.find((l) => l.leaf === leaf)?.base;
+    if (!leaf || !base) return;
+    // Outermost first: a level cannot hold CPUs its parent lacks.
+    let dir = base;
+    for (const seg of path.relative(base, leaf).split('/').slice(0, -1)) {
+      dir = path.join(dir, seg);
+      this.deps.files.write(path.join(dir, 'cpuset.cpus'), guestCpus);
+    }
+    this.deps.files.write(path.join(leaf, 'cpuset.cpus'), own ?? guestCpus);
+  }
+
   async destroy(): Promise<void> {
     await awaitEmpty(this.relPath, () => this.pids(), this.deps.destroyGraceMs);
     this.watches.stopAll();

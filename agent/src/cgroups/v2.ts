@@ -91,6 +91,10 @@ class V2Cgroup implements Cgroup {
     this.deps.files.write(this.file('cgroup.procs'), String(pid));
   }
 
+  refreshCpuset(_guestCpus: string, own: string | undefined): void {
+    if (own && this.deps.files.exists(this.file('cpuset.cpus'))) this.deps.files.write(this.file('cpuset.cpus'), own);
+  }
+
   update(resources: LinuxResources): void {
     const { files, log } = this.deps;
     const writes = v2Writes(

@@ -19,7 +19,7 @@ import type { CreateProcessIO, ProcessIO } from '../process/io-contract.js';
 import type { WarmExecHelpers } from '../process/warm-exec-helpers.js';
 import { alreadyExists, Code, failedPrecondition, invalidArgument, notFound, RpcError } from '../rpc/status.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
-import { mountStorages, releaseStorages } from '../storage/storages.js';
+import { releaseStorages } from '../storage/storages.js';
 import { bundleRootfs, removeBundle, writeBundle } from './bundle.js';
 import { v1Hierarchies } from './cgroup-hierarchies.js';
 import { Container } from './container.js';
@@ -108,9 +108,10 @@ export class ContainerManager {
     try {
       const { libc, sandbox } = this.deps;
       const bundle = path.join(this.deps.stateRoot, id);
-      const rootfs = resolveRootfs(spec, bundle);
-      const storages = mountStorages(libc, req.storages);
+      // Before the rootfs is looked for: a storage may be what puts it there (a block device at <cid>).
+      const storages = sandbox.storages.mount(req.storages, id);
       undo.push(() => releaseStorages(storages));
+      const rootfs = resolveRootfs(spec, bundle);
       const { plan, pidns: specPidns } = createPlan({
         spec,
         rootfs,

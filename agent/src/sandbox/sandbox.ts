@@ -8,7 +8,7 @@ import type { Libc } from '../linux/libc.js';
 import { MNT_DETACH, MS_BIND } from '../linux/libc.js';
 import { failedPrecondition, RpcError, Code } from '../rpc/status.js';
 import { checkId } from '../container/id.js';
-import { mountStorages, releaseStorages, type MountedStorage } from '../storage/storages.js';
+import { releaseStorages, type MountedStorage, type StorageRegistry } from '../storage/storages.js';
 import { pinSharedNamespaces, unpinSharedNamespaces, type PinnedNamespaces } from './shared-namespaces.js';
 
 export interface SandboxDeps {
@@ -16,6 +16,8 @@ export interface SandboxDeps {
   stateRoot: string;
   /** Where the pod's DNS config is bind-mounted: /etc/resolv.conf in a guest, a temp file in tests. */
   resolvConfTarget: string;
+  /** Storages of the pod and its containers, counted by mount point. */
+  storages: StorageRegistry;
 }
 
 interface Active {
@@ -49,6 +51,11 @@ export class Sandbox {
 
   get sharedNamespaces(): { ipc?: string; uts?: string } {
     return this.active ? { ipc: this.active.namespaces.ipc, uts: this.active.namespaces.uts } : {};
+  }
+
+  /** Where sandbox and container storages are set up and counted (containers share some). */
+  get storages(): StorageRegistry {
+    return this.deps.storages;
   }
 
   get sandboxPidns(): boolean {
@@ -88,7 +95,7 @@ export class Sandbox {
         resolvConfMounted = true;
         undo.push(() => libc.umount2(this.deps.resolvConfTarget, MNT_DETACH));
       }
-      const storages = mountStorages(libc, req.storages);
+      const storages = this.deps.storages.mount(req.storages);
       this.active = { id: req.sandboxId, dir, namespaces, storages, resolvConfMounted, sandboxPidns: req.sandboxPidns };
     } catch (err) {
       for (const f of undo.reverse()) f();

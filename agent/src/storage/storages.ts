@@ -1,73 +1,140 @@
-// Sandbox and container storages. Only the drivers that need no device or host share are here yet:
-// "ephemeral" (a tmpfs, e.g. the pod's /dev/shm) and "local" (a directory in the guest).
-import fs from 'node:fs';
+// Sandbox and container storages (Storage messages of CreateSandbox and CreateContainer), counted by
+// mount point as kata does: a storage several containers name is set up once and undone when its
+// last user is released. The drivers themselves are in drivers.ts and watchable.ts.
+import path from 'node:path';
 import type { Storage } from '../../../protos/gen/agent_pb.js';
 import type { Libc } from '../linux/libc.js';
-import { MNT_DETACH } from '../linux/libc.js';
-import { parseMountOptions } from '../mount/options.js';
-import { invalidArgument } from '../rpc/status.js';
+import type { Logger } from '../log/logger.js';
+import { invalidArgument, RpcError, Code } from '../rpc/status.js';
+import { mountBind, mountEphemeral, mountLocal, mountSharedFs, remountEphemeral, type DriverEnv, type Undo } from './drivers.js';
+import { WatchableBinds } from './watchable.js';
 
-export const storageDrivers = ['ephemeral', 'local'];
+/** Drivers this agent sets up (GetGuestDetails reports them as storage_handlers). */
+export const storageDrivers = ['9p', 'virtio-fs', 'ephemeral', 'local', 'bind', 'watchable-bind'];
+
+/** kata drivers that need a hot-plugged device (issue 12): refused by name, not as unknown. */
+const deviceDrivers = ['blk', 'blk-ccw', 'mmioblk', 'scsi', 'nvdimm', 'vfio', 'vfio-pci', 'vfio-ap', 'image_guest_pull', 'erofs.multi-layer'];
 
 export interface MountedStorage {
   mountPoint: string;
-  /** Undoes the mount/directory; never throws. */
+  /** Drops this user's reference; the last one undoes the mount/directory. Never throws. */
   release(): void;
 }
 
+export interface StorageDeps {
+  libc: Libc;
+  log: Logger;
+  /** Makes sure the kernel knows a filesystem type (loads its modules); throws when it cannot. */
+  ensureFilesystem: (fstype: string) => void;
+  /** How often watchable-bind sources are compared with their copies (kata: 2 s). */
+  watchIntervalMs?: number;
+}
+
+interface Entry {
+  refs: number;
+  driver: string;
+  undo: Undo;
+}
+
 function checkStorage(s: Storage): void {
+  if (deviceDrivers.includes(s.driver)) {
+    throw new RpcError(Code.UNIMPLEMENTED, `storage driver ${s.driver} (source "${s.source}", mount point ${s.mountPoint}) needs a hot-plugged device, which this agent does not support yet`);
+  }
   if (!storageDrivers.includes(s.driver)) throw invalidArgument(`storage driver ${s.driver} not supported`);
   if (!s.mountPoint.startsWith('/') || s.mountPoint.split('/').includes('..')) {
     throw invalidArgument(`storage mount point "${s.mountPoint}" must be an absolute path without ".."`);
   }
 }
 
-function mountOne(libc: Libc, s: Storage): MountedStorage {
-  const existed = fs.existsSync(s.mountPoint);
-  fs.mkdirSync(s.mountPoint, { recursive: true });
-  const removeDir = () => {
-    if (!existed) fs.rmSync(s.mountPoint, { recursive: true, force: true });
-  };
-  if (s.driver === 'local') {
-    const mode = s.options.find((o) => o.startsWith('mode='));
-    fs.chmodSync(s.mountPoint, mode ? parseInt(mode.slice(5), 8) : 0o777);
-    return { mountPoint: s.mountPoint, release: () => removeDir() };
-  }
-  const opts = parseMountOptions(s.options);
-  try {
-    libc.mount(s.source || 'tmpfs', s.mountPoint, s.fstype || 'tmpfs', opts.flags, opts.data || null);
-  } catch (err) {
-    removeDir();
-    throw err;
-  }
-  return {
-    mountPoint: s.mountPoint,
-    release() {
-      try {
-        libc.umount2(s.mountPoint, MNT_DETACH);
-      } catch {
-        // Already gone: nothing left to undo.
-      }
-      try {
-        if (!existed) fs.rmdirSync(s.mountPoint);
-      } catch {
-        // Someone left files in it; keep the directory rather than lose them.
-      }
-    },
-  };
-}
+export class StorageRegistry {
+  private readonly entries = new Map<string, Entry>();
+  private readonly watchable: WatchableBinds;
+  private readonly env: DriverEnv;
 
-/** Mounts all or none: on a failure the ones already mounted are released before the error surfaces. */
-export function mountStorages(libc: Libc, storages: readonly Storage[]): MountedStorage[] {
-  storages.forEach(checkStorage);
-  const done: MountedStorage[] = [];
-  try {
-    for (const s of storages) done.push(mountOne(libc, s));
-  } catch (err) {
-    releaseStorages(done);
-    throw err;
+  constructor(private readonly deps: StorageDeps) {
+    this.env = { libc: deps.libc, log: deps.log, ensureFilesystem: deps.ensureFilesystem };
+    this.watchable = new WatchableBinds(this.env, deps.watchIntervalMs ?? 2000);
   }
-  return done;
+
+  /** Sets up all or none: on a failure the ones already done are released before the error surfaces. */
+  mount(storages: readonly Storage[], containerId = ''): MountedStorage[] {
+    storages.forEach(checkStorage);
+    const done: MountedStorage[] = [];
+    try {
+      for (const s of storages) done.push(this.acquire(s, containerId));
+    } catch (err) {
+      releaseStorages(done);
+      throw err;
+    }
+    return done;
+  }
+
+  /** Mount points in use and how many users each has (tests, debugging). */
+  refCounts(): Record<string, number> {
+    return Object.fromEntries([...this.entries].map(([mp, e]) => [mp, e.refs]));
+  }
+
+  private acquire(s: Storage, containerId: string): MountedStorage {
+    // "/run/…/containers/" and "/run/…/containers" are one mount point.
+    const mp = path.resolve(s.mountPoint);
+    let e = this.entries.get(mp);
+    if (e) {
+      if (e.driver !== s.driver) throw invalidArgument(`storage mount point ${mp} is already a ${e.driver} storage, not ${s.driver}`);
+      e.refs++;
+    } else {
+      e = { refs: 1, driver: s.driver, undo: this.setUp(s, containerId) };
+      this.entries.set(mp, e);
+    }
+    const entry = e;
+    let released = false;
+    return {
+      mountPoint: mp,
+      release: () => {
+        if (released) return;
+        released = true;
+        if (--entry.refs > 0) return;
+        this.entries.delete(mp);
+        try {
+          entry.undo();
+        } catch (err) {
+          this.deps.log.warn({ mount_point: mp, driver: entry.driver, err: (err as Error).message }, 'storage release');
+        }
+      },
+    };
+  }
+
+  private setUp(s: Storage, containerId: string): Undo {
+    switch (s.driver) {
+      case '9p':
+      case 'virtio-fs':
+        return mountSharedFs(this.env, s);
+      case 'ephemeral':
+        return mountEphemeral(this.env, s);
+      case 'local':
+        return mountLocal(this.env, s);
+      case 'bind':
+        return mountBind(this.env, s);
+      case 'watchable-bind':
+        return this.watchable.add(s, containerId);
+      default:
+        throw invalidArgument(`storage driver ${s.driver} not supported`);
+    }
+  }
+
+  /** UpdateEphemeralMounts: each tmpfs is remounted with the options given (its new size). */
+  updateEphemeral(storages: readonly Storage[]): void {
+    for (const s of storages) remountEphemeral(this.env, s);
+  }
+
+  /** One comparison of every watchable-bind source with its copy (what the poller does every interval). */
+  pollWatchable(): void {
+    this.watchable.tick();
+  }
+
+  /** Stops the watchable-bind poller (agent shutdown); mounts are undone by their releases. */
+  close(): void {
+    this.watchable.close();
+  }
 }
 
 export function releaseStorages(list: readonly MountedStorage[]): void {

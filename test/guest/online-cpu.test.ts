@@ -1,0 +1,95 @@
+// OnlineCPUMem on the guest's real sysfs: QEMU starts with one of two vCPUs, the test hot-adds the
+// second through QMP (as kata's runtime does on a resource update), then sends kata 1.x's
+// OnlineCPUMem{wait, nb_cpus 1, cpu_only}. A container then sees both CPUs online.
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { EmptySchema } from '@bufbuild/protobuf/wkt';
+import {
+  CreateContainerRequestSchema,
+  CreateSandboxRequestSchema,
+  DestroySandboxRequestSchema,
+  OnlineCPUMemRequestSchema,
+  ReadStreamRequestSchema,
+  ReadStreamResponseSchema,
+  RemoveContainerRequestSchema,
+  StartContainerRequestSchema,
+  WaitProcessRequestSchema,
+  WaitProcessResponseSchema,
+} from '../../protos/gen/agent_pb.js';
+import { readToEnd } from '../support/end-of-stream.js';
+import { guestBusyboxRootfs } from '../support/guest-container.js';
+import { GuestRpc } from '../support/guest-rpc.js';
+import { guestSkip, mustRunButCannot } from '../support/guest-skip.js';
+import { busyboxSpec } from '../support/oci-spec.js';
+import { agentReady, bootGuest } from '../support/qemu.js';
+
+if (mustRunButCannot) t.fail(`CI must run the in-VM tests: ${mustRunButCannot}`);
+const agent = 'grpc.AgentService';
+
+/** A minimal QMP client: one command at a time, answers matched by order (events skipped). */
+async function qmp(sock: string): Promise<{ cmd: (execute: string, args?: object) => Promise<unknown>; close: () => void }> {
+  const s = net.connect(sock);
+  await new Promise<void>((resolve, reject) => s.once('connect', resolve).once('error', reject));
+  let buf = '';
+  const waiting: ((m: Record<string, unknown>) => void)[] = [];
+  s.on('data', (d) => {
+    buf += d.toString();
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const m = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
+      buf = buf.slice(nl + 1);
+      if ('return' in m || 'error' in m || 'QMP' in m) waiting.shift()?.(m);
+    }
+  });
+  const next = () => new Promise<Record<string, unknown>>((r) => waiting.push(r));
+  await next(); // greeting
+  const cmd = async (execute: string, args?: object) => {
+    const answer = next();
+    s.write(JSON.stringify({ execute, arguments: args }) + '\n');
+    const m = await answer;
+    if ('error' in m) throw new Error(`QMP ${execute}: ${JSON.stringify(m.error)}`);
+    return m.return;
+  };
+  await cmd('qmp_capabilities');
+  return { cmd, close: () => s.destroy() };
+}
+
+t.test('a hot-added vCPU is onlined by OnlineCPUMem', { skip: guestSkip }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kata-guest-cpu-'));
+  const sock = path.join(dir, 'agent.sock');
+  const qmpSock = path.join(dir, 'qmp.sock');
+  const vm = await bootGuest({ mode: 'initrd', serialSocket: sock, consoleFile: path.join(dir, 'console.log'), extraArgs: ['-smp', '1,maxcpus=2', '-qmp', `unix:${qmpSock},server=on,wait=off`] });
+  t.teardown(async () => {
+    await vm.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  try {
+    await vm.waitFor(agentReady, 300_000);
+    const rpc = await GuestRpc.connect(sock);
+    const q = await qmp(qmpSock);
+    await rpc.call(agent, 'CreateSandbox', CreateSandboxRequestSchema, { hostname: 'cpu-pod', sandboxId: 'cpu-pod' }, EmptySchema);
+    const slots = (await q.cmd('query-hotpluggable-cpus')) as { type: string; props: object; 'qom-path'?: string }[];
+    const free = slots.find((c) => !c['qom-path']);
+    t.ok(free, 'QEMU has a free vCPU slot');
+    await q.cmd('device_add', { driver: free!.type, id: 'hotcpu1', ...free!.props });
+    q.close();
+    await rpc.call(agent, 'OnlineCPUMem', OnlineCPUMemRequestSchema, { wait: true, nbCpus: 1, cpuOnly: true }, EmptySchema);
+    t.match(vm.console, /"cpus_onlined":1,"memory_blocks_onlined":0,"msg":"OnlineCPUMem"/, 'the agent onlined it');
+    const spec = busyboxSpec(guestBusyboxRootfs, ['cat', '/sys/devices/system/cpu/online']);
+    await rpc.call(agent, 'CreateContainer', CreateContainerRequestSchema, { containerId: 'cpus', execId: 'cpus', OCI: spec }, EmptySchema);
+    await rpc.call(agent, 'StartContainer', StartContainerRequestSchema, { containerId: 'cpus' }, EmptySchema);
+    const out = (await readToEnd(() => rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId: 'cpus', execId: 'cpus', len: 1024 }, ReadStreamResponseSchema), 'ReadStdout')).toString();
+    await rpc.call(agent, 'WaitProcess', WaitProcessRequestSchema, { containerId: 'cpus', execId: 'cpus' }, WaitProcessResponseSchema);
+    t.equal(out, '0-1\n', 'both vCPUs online');
+    // As kata hosts end a pod: RemoveContainer, then DestroySandbox.
+    await rpc.call(agent, 'RemoveContainer', RemoveContainerRequestSchema, { containerId: 'cpus' }, EmptySchema);
+    await rpc.call(agent, 'DestroySandbox', DestroySandboxRequestSchema, {}, EmptySchema);
+    rpc.close();
+    t.equal(await vm.waitExit(120_000), 0);
+  } catch (err) {
+    t.fail(`${(err as Error).message}\n--- guest console ---\n${vm.console.slice(-8000)}`);
+  }
+});

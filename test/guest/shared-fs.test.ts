@@ -1,0 +1,126 @@
+// The pod's shared directory in the VM, as real kata hosts share it: a host folder exported by QEMU as
+// 9p (kata 1.x) or virtio-fs through virtiofsd (2.x/3.x), tag kataShared, named by CreateSandbox's
+// storage; the agent loads the filesystem module and mounts it; a container whose rootfs is in that
+// share at /run/kata-containers/shared/containers/<cid>/rootfs runs and writes back through it.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import t, { type Test } from 'tap';
+import { EmptySchema } from '@bufbuild/protobuf/wkt';
+import {
+  CreateContainerRequestSchema,
+  CreateSandboxRequestSchema,
+  DestroySandboxRequestSchema,
+  OnlineCPUMemRequestSchema,
+  ReadStreamRequestSchema,
+  ReadStreamResponseSchema,
+  RemoveContainerRequestSchema,
+  StartContainerRequestSchema,
+  WaitProcessRequestSchema,
+  WaitProcessResponseSchema,
+} from '../../protos/gen/agent_pb.js';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import type { StorageSchema } from '../../protos/gen/agent_pb.js';
+import { buildBusyboxRootfs, containerTestSkipReason } from '../support/busybox-rootfs.js';
+import { readToEnd } from '../support/end-of-stream.js';
+import { GuestRpc } from '../support/guest-rpc.js';
+import { guestSkip, mustRunButCannot } from '../support/guest-skip.js';
+import { addMount, busyboxSpec } from '../support/oci-spec.js';
+import { agentReady, bootGuest } from '../support/qemu.js';
+
+if (mustRunButCannot) t.fail(`CI must run the in-VM tests: ${mustRunButCannot}`);
+const virtiofsd = '/usr/lib/qemu/virtiofsd';
+const skip = guestSkip || containerTestSkipReason() || false;
+const sharedInGuest = '/run/kata-containers/shared/containers';
+const agent = 'grpc.AgentService';
+type StorageInit = MessageInitShape<typeof StorageSchema>;
+
+const shm: StorageInit = { driver: 'ephemeral', source: 'shm', fstype: 'tmpfs', options: ['noexec', 'nosuid', 'nodev', 'mode=1777', 'size=67108864'], mountPoint: '/run/kata-containers/sandbox/shm' };
+
+/** The host's side of the share: the container's rootfs and a data folder, as the kata runtime lays them out. */
+function hostShare(dir: string, cid: string): string {
+  const share = path.join(dir, 'share');
+  const rootfs = buildBusyboxRootfs(path.join(share, cid));
+  fs.writeFileSync(path.join(rootfs, 'etc/marker'), `rootfs-from-host-${cid}\n`);
+  fs.mkdirSync(path.join(share, `${cid}-data`));
+  fs.writeFileSync(path.join(share, `${cid}-data/msg`), 'hello through the share\n');
+  return share;
+}
+
+async function runPod(rpc: GuestRpc, shared: StorageInit, cid: string): Promise<{ stdout: string; status: number }> {
+  await rpc.call(agent, 'CreateSandbox', CreateSandboxRequestSchema, { hostname: 'shared-pod', sandboxId: cid, storages: [shared, shm] }, EmptySchema);
+  // What hosts send before every container: memory only (nb_cpus 0), on the guest's real sysfs.
+  await rpc.call(agent, 'OnlineCPUMem', OnlineCPUMemRequestSchema, { wait: true, nbCpus: 0, cpuOnly: false }, EmptySchema);
+  const spec = busyboxSpec(`${sharedInGuest}/${cid}/rootfs`, ['sh', '-c', 'cat /etc/marker /data/msg; echo written-in-guest > /data/out; grep -c " /dev/shm " /proc/mounts']);
+  addMount(spec, { destination: '/data', type: 'bind', source: `${sharedInGuest}/${cid}-data`, options: ['rbind'] });
+  await rpc.call(agent, 'CreateContainer', CreateContainerRequestSchema, { containerId: cid, execId: cid, OCI: spec }, EmptySchema);
+  await rpc.call(agent, 'StartContainer', StartContainerRequestSchema, { containerId: cid }, EmptySchema);
+  const stdout = (await readToEnd(() => rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId: cid, execId: cid, len: 32 * 1024 }, ReadStreamResponseSchema), `ReadStdout ${cid}`)).toString();
+  const { status } = await rpc.call(agent, 'WaitProcess', WaitProcessRequestSchema, { containerId: cid, execId: cid }, WaitProcessResponseSchema);
+  await rpc.call(agent, 'RemoveContainer', RemoveContainerRequestSchema, { containerId: cid }, EmptySchema);
+  await rpc.call(agent, 'DestroySandbox', DestroySandboxRequestSchema, {}, EmptySchema);
+  return { stdout, status };
+}
+
+async function check(t: Test, name: string, extraArgs: (share: string, dir: string) => Promise<string[]>, shared: StorageInit, memoryBackend: boolean) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `kata-guest-${name}-`));
+  const cid = `storage-${name}-${process.pid}`;
+  const share = hostShare(dir, cid);
+  const sock = path.join(dir, 'agent.sock');
+  const vm = await bootGuest({ mode: 'initrd', serialSocket: sock, consoleFile: path.join(dir, 'console.log'), extraArgs: [...(memoryBackend ? ['-object', 'memory-backend-memfd,id=mem,size=512M,share=on', '-numa', 'node,memdev=mem'] : []), ...(await extraArgs(share, dir))] });
+  t.teardown(async () => {
+    await vm.kill();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  try {
+    await vm.waitFor(agentReady, 300_000);
+    const rpc = await GuestRpc.connect(sock);
+    const run = await runPod(rpc, shared, cid);
+    rpc.close();
+    t.equal(run.status, 0, 'the container exited 0');
+    t.same(run.stdout.split('\n'), [`rootfs-from-host-${cid}`, 'hello through the share', '1', ''], 'rootfs and data read from the host share');
+    t.equal(fs.readFileSync(path.join(share, `${cid}-data/out`), 'utf8'), 'written-in-guest\n', 'a file the container wrote is on the host');
+    const loaded = vm.console.split('\n').find((l) => l.includes(`"fstype":"${shared.fstype}","loaded":[`));
+    t.ok(loaded, 'the filesystem module was loaded by the agent');
+    t.comment(`agent log: ${loaded?.slice(loaded.indexOf('{'))}`);
+    t.equal(await vm.waitExit(120_000), 0, 'DestroySandbox unmounted everything and powered off');
+  } catch (err) {
+    t.fail(`${(err as Error).message}\n--- guest console ---\n${vm.console.slice(-8000)}`);
+  }
+}
+
+t.test('kata 1.x: 9p kataShared', { skip }, async (t) => {
+  await check(
+    t,
+    '9p',
+    async (share) => ['-fsdev', `local,id=fs0,path=${share},security_model=none`, '-device', 'virtio-9p-pci,fsdev=fs0,mount_tag=kataShared'],
+    { driver: '9p', source: 'kataShared', fstype: '9p', options: ['trans=virtio,version=9p2000.L,cache=mmap', 'nodev', 'msize=8192'], mountPoint: `${sharedInGuest}/` },
+    false,
+  );
+});
+
+t.test('kata 3.x: virtio-fs kataShared through virtiofsd', { skip: skip || (!fs.existsSync(virtiofsd) && `${virtiofsd} missing (qemu-system-common)`) || false }, async (t) => {
+  let daemon: ChildProcess | undefined;
+  t.teardown(async () => {
+    if (daemon?.exitCode === null && daemon.pid) {
+      process.kill(daemon.pid, 'SIGKILL');
+      await new Promise((r) => daemon!.once('exit', r));
+    }
+  });
+  await check(
+    t,
+    'virtiofs',
+    async (share, dir) => {
+      const vsock = path.join(dir, 'virtiofsd.sock');
+      daemon = spawn(virtiofsd, [`--socket-path=${vsock}`, '-o', `source=${share}`, '-o', 'cache=auto'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      daemon.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+      for (let i = 0; i < 200 && !fs.existsSync(vsock); i++) await new Promise((r) => setTimeout(r, 25));
+      if (!fs.existsSync(vsock)) throw new Error(`virtiofsd made no socket: ${err}`);
+      return ['-chardev', `socket,id=vfs,path=${vsock}`, '-device', 'vhost-user-fs-pci,chardev=vfs,tag=kataShared'];
+    },
+    { driver: 'virtio-fs', source: 'kataShared', fstype: 'virtiofs', options: [], mountPoint: `${sharedInGuest}/` },
+    true,
+  );
+});
