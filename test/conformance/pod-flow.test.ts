@@ -63,7 +63,11 @@ for (const [gen, wire] of [['3.x', 'ttrpc'], ['1.x', 'grpc']] as [Generation, 't
     for (const cid of [sandboxId, appId]) buildBusyboxRootfs(path.join(hostShareRoot, cid));
     for (const [name, content] of Object.entries(hostShareFiles(appId))) fs.writeFileSync(path.join(hostShareRoot, name), content);
 
-    const paths = { stateRoot: h.stateRoot };
+    // CAP_SYS_RESOURCE (bit 24) is what lowering oom_score_adj needs; without it kata's -998 cannot
+    // be set here, so the pause container asks for 0 (the in-VM replay keeps -998).
+    const capEff = BigInt('0x' + /^CapEff:\s*([0-9a-f]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))![1]);
+    const paths = { stateRoot: h.stateRoot, pauseOomScoreAdj: (capEff >> 24n) & 1n ? -998 : 0 };
+    if (paths.pauseOomScoreAdj === 0) t.comment('no CAP_SYS_RESOURCE here: the pause container asks for OOMScoreAdj 0 instead of -998');
     const appGroup = path.join(ownCgroupDir(), 'kubepods', 'besteffort', `pod${podUid}`, appId);
     let appGroupPids: number[] = [];
     const run = await runPod(gen, paths, (m, req, ms) => h.call(m, req, ms), () => h.check(), {

@@ -8,7 +8,7 @@
 // container id). Both address the init process by the container id everywhere else.
 import type { MessageInitShape, MessageShape } from '@bufbuild/protobuf';
 import type { AgentService } from '../../protos/gen/agent_pb.js';
-import { readToEnd } from './end-of-stream.js';
+import { checkReadData, isEndOfStream, readToEnd } from './end-of-stream.js';
 import type { SpecInit } from './oci-spec.js';
 
 type Methods = typeof AgentService.method;
@@ -19,6 +19,11 @@ export type Generation = '1.x' | '3.x';
 /** Where the guest side of the pod lives: /run/kata-containers in a guest, a temp dir in host tests. */
 export interface PodPaths {
   stateRoot: string;
+  /**
+   * The pause container's OOMScoreAdj: kata sends -998, which only a process with CAP_SYS_RESOURCE
+   * may set (a guest agent has it; root on these test machines does not).
+   */
+  pauseOomScoreAdj?: number;
 }
 
 export const sharedDir = (p: PodPaths) => `${p.stateRoot}/shared/containers`;
@@ -103,7 +108,7 @@ function podSpec(p: PodPaths, cid: string, args: string[], extra: { oomScoreAdj:
 
 /** The pause container: a process that waits for SIGTERM, as /pause does. */
 export function pauseSpec(p: PodPaths): SpecInit {
-  return podSpec(p, sandboxId, ['/bin/sh', '-c', 'trap "exit 0" TERM; while :; do sleep 1; done'], { oomScoreAdj: -998, binds: [] });
+  return podSpec(p, sandboxId, ['/bin/sh', '-c', 'trap "exit 0" TERM; while :; do sleep 1; done'], { oomScoreAdj: p.pauseOomScoreAdj ?? -998, binds: [] });
 }
 
 /** The app container: a server that logs to both streams and stays up until stopped. */
@@ -192,11 +197,24 @@ export async function runPod(gen: Generation, p: PodPaths, call: HostCall, check
     process: { Terminal: true, Args: ['/bin/sh'], Env: ['PATH=/usr/bin:/bin', 'TERM=xterm'], Cwd: '/', User: { UID: 0, GID: 0 } },
   });
   await send('ttyWinResize', { containerId: appId, execId: ttyExecId, row: 40, column: 120 });
-  const ttyOut = read('readStdout', appId, ttyExecId);
+  // The user types a line, sees its answer, resizes the window and types the next one.
+  let ttyOutput = '';
+  let ttyEnded = false;
+  const readTty = async (until: (out: string) => boolean) => {
+    while (!ttyEnded && !until(ttyOutput)) {
+      try {
+        ttyOutput += Buffer.from(checkReadData((await send('readStdout', { containerId: appId, execId: ttyExecId, len: 32768 })).data, 'tty')).toString();
+      } catch (err) {
+        if (!isEndOfStream(err)) throw err;
+        ttyEnded = true;
+      }
+    }
+  };
   await send('writeStdin', { containerId: appId, execId: ttyExecId, data: Buffer.from('tty; stty size; echo done-$((6*7))\n') });
+  await readTty((out) => out.includes('done-42\r\n'));
   await send('ttyWinResize', { containerId: appId, execId: ttyExecId, row: 50, column: 132 });
   await send('writeStdin', { containerId: appId, execId: ttyExecId, data: Buffer.from('stty size; exit 3\n') });
-  const ttyOutput = await ttyOut;
+  await readTty(() => false);
   await send('closeStdin', { containerId: appId, execId: ttyExecId });
   const ttyStatus = (await send('waitProcess', { containerId: appId, execId: ttyExecId })).status;
 
