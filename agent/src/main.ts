@@ -144,8 +144,9 @@ export async function main(argv: string[], hooks: MainHooks = {}): Promise<void>
 
   if (hooks.beforeStart) await hooks.beforeStart(loaded.config, log);
   let agent: RunningAgent;
-  // Answer DestroySandbox first, then stop: the reply is already queued on the host's stream when
-  // this fires, and stop() ends every connection.
+  // Fires once the DestroySandbox answer has been written to the host's connection. On virtio-serial
+  // that write lands in the yamux session, which still has to pass it to the port: the short grace
+  // lets it, before stop() ends every connection.
   const afterDestroy = hooks.stopAfterDestroySandbox ? () => setTimeout(() => shutdown('DestroySandbox'), 100) : undefined;
   try {
     agent = await startAgent(loaded.config, log, { onSandboxDestroyed: afterDestroy });

@@ -12,7 +12,7 @@ import { GrpcClient, type RpcClient } from '../../agent-ctl/src/grpc-client.js';
 import { TtrpcClient } from '../../agent-ctl/src/ttrpc-client.js';
 import { startAgentProcess, tempDir } from '../support/agent-process.js';
 import { buildBusyboxRootfs, containerTestSkipReason } from '../support/busybox-rootfs.js';
-import { fdsSettle, fuzzFrames, grpcSeeds, mutate, payloadSeeds, prng, ttrpcSeeds, zombiesOf } from '../support/fuzz.js';
+import { fdsSettle, fdTargets, fuzzFrames, grpcSeeds, mutate, payloadSeeds, prng, ttrpcSeeds, zombiesOf } from '../support/fuzz.js';
 import { busyboxSpec } from '../support/oci-spec.js';
 
 const FRAMES_PER_WIRE = 10_000;
@@ -46,6 +46,7 @@ t.test(`fuzz: mutated frames on every wire (seed ${SEED})`, async (t) => {
     c.close();
   }
   const fdsAtStart = await fdsSettle(agent.pid, Infinity);
+  const targetsAtStart = fdTargets(agent.pid);
 
   const tt = ttrpcSeeds();
   const ttrpcRun = await fuzzFrames(agent.socketPath, FRAMES_PER_WIRE, () => ({
@@ -121,7 +122,8 @@ t.test(`fuzz: mutated frames on every wire (seed ${SEED})`, async (t) => {
   ctl.close();
 
   const fdsAtEnd = await fdsSettle(agent.pid, fdsAtStart);
-  t.equal(fdsAtEnd, fdsAtStart, `the agent's open fds are back to ${fdsAtStart}`);
+  const opened = fdTargets(agent.pid).filter((f) => !targetsAtStart.includes(f));
+  t.equal(fdsAtEnd, fdsAtStart, `the agent's open fds are back to ${fdsAtStart} (new since the start: ${opened.join(', ') || 'none'})`);
   t.same(zombiesOf(agent.pid), [], 'no zombie children');
   t.equal(agent.child.exitCode, null, 'agent still running');
   t.notMatch(agent.logs(), /uncaught exception|unhandled rejection/, 'no uncaught errors logged');

@@ -155,6 +155,17 @@ export function payloadSeeds(): [string, Uint8Array][] {
 /** Open fds of a process (entries of /proc/<pid>/fd). */
 export const fdCount = (pid: number) => fs.readdirSync(`/proc/${pid}/fd`).length;
 
+/** What each open fd of a process points at ("3 socket:[1234]"), for a message when counts differ. */
+export function fdTargets(pid: number): string[] {
+  return fs.readdirSync(`/proc/${pid}/fd`).map((n) => {
+    try {
+      return `${n} ${fs.readlinkSync(`/proc/${pid}/fd/${n}`)}`;
+    } catch {
+      return `${n} (gone)`;
+    }
+  });
+}
+
 /** Children of `pid` that are zombies. */
 export function zombiesOf(pid: number): string[] {
   const out: string[] = [];

@@ -8,6 +8,8 @@ export type ContainerState = 'created' | 'running' | 'stopped';
 export class Container {
   state: ContainerState = 'created';
   readonly execs = new Map<string, ContainerProcess>();
+  /** Exec ids of ExecProcess calls still starting their process. */
+  readonly startingExecs = new Set<string>();
   stopOomWatch: (() => void) | undefined;
   /** True when the init is PID 1 of a pid namespace of its own (SIGTERM rule, kill-all semantics). */
   ownPidns = false;

@@ -13,10 +13,12 @@ export function containerHandlers(m: ContainerManager, sandbox: Sandbox, onSandb
       await sandbox.create(req);
       return {};
     },
-    async destroySandbox() {
+    async destroySandbox(_req, ctx) {
       await m.removeAll();
       sandbox.destroy();
-      onSandboxDestroyed();
+      // Init mode powers off from here: only once the host has its answer (under TCG load a fixed
+      // delay after the handler returned lost the reply).
+      ctx.afterAnswer(onSandboxDestroyed);
       return {};
     },
     async createContainer(req, ctx) {

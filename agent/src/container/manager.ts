@@ -234,8 +234,19 @@ export class ContainerManager {
   async exec(req: ExecProcessRequest): Promise<void> {
     const c = this.get(req.containerId);
     const execId = checkId('exec', req.execId);
-    if (c.execs.has(execId) || c.isInit(execId)) throw alreadyExists(`exec id ${execId} already exists in container ${c.id}`);
+    if (c.execs.has(execId) || c.startingExecs.has(execId) || c.isInit(execId)) throw alreadyExists(`exec id ${execId} already exists in container ${c.id}`);
     if (!c.init.running) throw failedPrecondition(`container ${c.id} is not running`);
+    // Reserved until registered: two concurrent ExecProcess with one id would otherwise both start,
+    // and the second's registration would orphan the first process and its pipes.
+    c.startingExecs.add(execId);
+    try {
+      await this.startExec(c, execId, req);
+    } finally {
+      c.startingExecs.delete(execId);
+    }
+  }
+
+  private async startExec(c: Container, execId: string, req: ExecProcessRequest): Promise<void> {
     const initProc = `/proc/${c.init.pid}`;
     // mnt last: the helper opens every path before it joins any, and needs its old /proc until then.
     const types: [string, number][] = [['ipc', CLONE_NEWIPC], ['uts', CLONE_NEWUTS], ['net', CLONE_NEWNET], ['cgroup', CLONE_NEWCGROUP], ['mnt', CLONE_NEWNS]];
@@ -272,6 +283,8 @@ export class ContainerManager {
       // Joined only now, just before execve, so the helper's own memory is not charged to the container.
       c.cgroup.addProcess(helper.pid);
       await helper.start(what);
+      // RemoveContainer began meanwhile and is waiting only for the processes it saw.
+      if (c.removing || this.containers.get(c.id) !== c) throw failedPrecondition(`${what}: container ${c.id} is being removed`);
     } catch (err) {
       if (helper) {
         helper.child.kill('SIGKILL');

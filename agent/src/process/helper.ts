@@ -40,6 +40,10 @@ export class Helper {
     this.exited = new Promise((resolve) => {
       child.once('exit', (code, signal) => {
         this.closeTerminalChannel();
+        // Node closes a child's extra pipes only once they end: the plan and start pipes are ours to
+        // write, and a helper that died before either was used would keep their fds open for good.
+        // (The status pipe ends by itself at EOF, after its last line has been read.)
+        for (const fd of [3, 5]) this.pipe(fd).destroy();
         resolve(code ?? 128 + (signal ? os.constants.signals[signal] : 0));
       });
     });

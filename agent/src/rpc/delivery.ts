@@ -10,7 +10,14 @@
  */
 export class Delivery {
   private fns: (() => void)[] = [];
+  private settled: (() => void)[] = [];
   private outcome: boolean | undefined;
+
+  /** Runs `fn` once the answer's fate is known, delivered or not (at once if it is known already). */
+  onSettled(fn: () => void): void {
+    if (this.outcome === undefined) this.settled.push(fn);
+    else fn();
+  }
 
   /** Runs `fn` once if the answer turns out not to have been delivered (at once if that is known). */
   onUndelivered(fn: () => void): void {
@@ -34,5 +41,8 @@ export class Delivery {
     const fns = this.fns;
     this.fns = [];
     if (!ok) for (const fn of fns) fn();
+    const settled = this.settled;
+    this.settled = [];
+    for (const fn of settled) fn();
   }
 }

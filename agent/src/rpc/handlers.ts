@@ -19,6 +19,11 @@ export interface CallContext {
    * whose answer took something out of a queue can put it back. Never called for an error answer.
    */
   readonly onUndelivered: (fn: () => void) => void;
+  /**
+   * Runs `fn` once this call's answer has been written (or is known lost): for what must happen only
+   * after the host has its answer, like powering the VM off after DestroySandbox.
+   */
+  readonly afterAnswer: (fn: () => void) => void;
 }
 
 export interface LegacyFields {

@@ -116,7 +116,9 @@ export class AgentRpcService {
     try {
       req = entry.codec.decode(payload, opts.dialect, legacy);
       const onUndelivered = (fn: () => void) => opts.delivery?.onUndelivered(fn);
-      const ctx: CallContext = { method: entry.name, dialect: opts.dialect, signal: opts.signal, log: this.log, legacy, onUndelivered };
+      // Without a transport's word (in-process callers), the answer is out once this call has returned.
+      const afterAnswer = (fn: () => void) => (opts.delivery ? opts.delivery.onSettled(fn) : setImmediate(fn));
+      const ctx: CallContext = { method: entry.name, dialect: opts.dialect, signal: opts.signal, log: this.log, legacy, onUndelivered, afterAnswer };
       const init = await entry.call(req, ctx);
       return entry.codec.encode(init);
     } catch (err) {
