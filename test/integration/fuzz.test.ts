@@ -122,8 +122,10 @@ t.test(`fuzz: mutated frames on every wire (seed ${SEED})`, async (t) => {
   ctl.close();
 
   const fdsAtEnd = await fdsSettle(agent.pid, fdsAtStart);
-  const opened = fdTargets(agent.pid).filter((f) => !targetsAtStart.includes(f));
-  t.equal(fdsAtEnd, fdsAtStart, `the agent's open fds are back to ${fdsAtStart} (new since the start: ${opened.join(', ') || 'none'})`);
+  const targetsAtEnd = fdTargets(agent.pid);
+  const opened = targetsAtEnd.filter((f) => !targetsAtStart.includes(f));
+  const closed = targetsAtStart.filter((f) => !targetsAtEnd.includes(f));
+  t.equal(fdsAtEnd, fdsAtStart, `the agent's open fds are back to ${fdsAtStart} (opened since: ${opened.join(', ') || 'none'}; closed since: ${closed.join(', ') || 'none'})`);
   t.same(zombiesOf(agent.pid), [], 'no zombie children');
   t.equal(agent.child.exitCode, null, 'agent still running');
   t.notMatch(agent.logs(), /uncaught exception|unhandled rejection/, 'no uncaught errors logged');
