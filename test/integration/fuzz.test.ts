@@ -12,7 +12,7 @@ import { GrpcClient, type RpcClient } from '../../agent-ctl/src/grpc-client.js';
 import { TtrpcClient } from '../../agent-ctl/src/ttrpc-client.js';
 import { startAgentProcess, tempDir } from '../support/agent-process.js';
 import { buildBusyboxRootfs, containerTestSkipReason } from '../support/busybox-rootfs.js';
-import { fdsSettle, fdTargets, fuzzFrames, grpcSeeds, mutate, payloadSeeds, prng, ttrpcSeeds, zombiesOf } from '../support/fuzz.js';
+import { fdsSettle, fdsSteady, fdTargets, fuzzFrames, grpcSeeds, mutate, payloadSeeds, prng, ttrpcSeeds, zombiesOf } from '../support/fuzz.js';
 import { busyboxSpec } from '../support/oci-spec.js';
 
 const FRAMES_PER_WIRE = 10_000;
@@ -45,7 +45,7 @@ t.test(`fuzz: mutated frames on every wire (seed ${SEED})`, async (t) => {
     await c.call('grpc.AgentService', 'GetGuestDetails', toBinary(GuestDetailsRequestSchema, create(GuestDetailsRequestSchema)), 30_000);
     c.close();
   }
-  const fdsAtStart = await fdsSettle(agent.pid, Infinity);
+  const fdsAtStart = await fdsSteady(agent.pid);
   const targetsAtStart = fdTargets(agent.pid);
 
   const tt = ttrpcSeeds();

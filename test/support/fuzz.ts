@@ -182,6 +182,22 @@ export function zombiesOf(pid: number): string[] {
 }
 
 /** Polls (bounded) until the agent's fd count is back to `start`; returns the last count seen. */
+/**
+ * The fd count once it has stayed the same for half a second: a baseline taken while the agent is
+ * still starting its helper pool (a spawn opens its socketpair and stdio pipes one by one) would be
+ * one the end count can never match.
+ */
+export async function fdsSteady(pid: number): Promise<number> {
+  let n = fdCount(pid);
+  for (let same = 0, i = 0; same < 5 && i < 200; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    const m = fdCount(pid);
+    same = m === n ? same + 1 : 0;
+    n = m;
+  }
+  return n;
+}
+
 export async function fdsSettle(pid: number, start: number): Promise<number> {
   let n = fdCount(pid);
   for (let i = 0; i < 100 && n > start; i++) {
