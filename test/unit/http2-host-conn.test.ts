@@ -7,6 +7,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import t, { type Test } from 'tap';
 import { Http2HostConn, normaliseAuthority } from '../../agent/src/transport/http2-host-conn.js';
+import { encodeLiteralBlock } from '../../agent/src/transport/hpack.js';
 import { badOpenings } from '../helpers/raw-http2.js';
 
 /** A unix-less loopback pair: the host dials, the accepted socket goes to `serve`. */
@@ -140,4 +141,45 @@ t.test('connections ended on an error are closed, with a GOAWAY saying why', asy
   t.same(data, { goawayCodes: [http2.constants.NGHTTP2_PROTOCOL_ERROR], closedByServer: true });
   t.ok(inner.every((s) => s.destroyed), 'every server-side socket destroyed');
   t.ok(server.sessions.every((s) => s.destroyed), 'and every HTTP/2 session with it');
+});
+
+t.test('a request the host sent just before closing still reaches the server', async (t) => {
+  // A host may write a whole request and close at once (it gave up, or it has nothing more to say):
+  // the layer must hand the server every byte it pushed before it goes away, as a plain socket does.
+  const h2 = http2.createServer();
+  const paths: string[] = [];
+  h2.on('stream', (stream, headers) => {
+    paths.push(String(headers[':path']));
+    stream.on('error', () => undefined);
+    stream.respond({ ':status': 200 });
+    stream.end();
+  });
+  const closed: Promise<void>[] = [];
+  const port = await serveOn(t, (sock) => {
+    const conn = new Http2HostConn(sock);
+    closed.push(new Promise((r) => conn.once('close', () => r())));
+    h2.emit('connection', conn);
+  });
+  const field = (name: string, value: string) => ({ name: Buffer.from(name), value: Buffer.from(value), sensitive: false });
+  const block = encodeLiteralBlock([field(':method', 'POST'), field(':scheme', 'http'), field(':path', '/dropped'), field(':authority', 'unix:///x')]);
+  const frame = (type: number, flags: number, stream: number, payload: Buffer) => {
+    const h = Buffer.alloc(9);
+    h.writeUIntBE(payload.length, 0, 3);
+    h[3] = type;
+    h[4] = flags;
+    h.writeUInt32BE(stream, 5);
+    return Buffer.concat([h, payload]);
+  };
+  const bytes = Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(4, 0, 0, Buffer.alloc(0)), frame(1, 0x5, 1, block)]);
+  for (let i = 0; i < 20; i++) {
+    const c = net.connect(port, '127.0.0.1');
+    c.on('error', () => undefined);
+    await new Promise((r) => c.once('connect', r));
+    c.end(bytes);
+    c.destroy();
+    await new Promise((r) => c.once('close', r));
+  }
+  await Promise.all(closed);
+  t.equal(paths.length, 20, 'every request was served');
+  t.ok(paths.every((p) => p === '/dropped'));
 });

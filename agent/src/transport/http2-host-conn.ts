@@ -94,9 +94,31 @@ export class Http2HostConn extends Duplex {
   ) {
     super({ allowHalfOpen: true });
     inner.on('data', (chunk: Buffer) => this.fromHost(chunk));
-    inner.on('end', () => this.push(null));
-    inner.on('error', (err) => this.destroy(err));
-    inner.on('close', () => this.destroy());
+    let hostEnded = false;
+    let hostError: Error | undefined;
+    inner.on('end', () => {
+      hostEnded = true;
+      this.push(null);
+    });
+    inner.on('error', (err) => {
+      hostError = err;
+    });
+    inner.on('close', () => {
+      // A host may send a whole request and close at once, even with a reset (closing with our
+      // SETTINGS unread makes its kernel send RST). What it sent is queued in this stream for the
+      // server, and destroying now would drop it unread, where a plain socket hands nghttp2 every
+      // byte as it arrives. So the queue is ended and read to its end first, bounded in case the
+      // server never reads; the answer then fails to write, which is how its handler learns the
+      // host is gone (and gets the output back into the stream).
+      if (this.readableEnded || this.destroyed || this.readableLength === 0) return void this.destroy(hostError);
+      if (!hostEnded) this.push(null);
+      const timer = setTimeout(() => this.destroy(hostError), FLUSH_GRACE_MS);
+      timer.unref();
+      this.once('end', () => {
+        clearTimeout(timer);
+        setImmediate(() => this.destroy(hostError));
+      });
+    });
   }
 
   // ---- host → server ----
@@ -222,8 +244,17 @@ export class Http2HostConn extends Duplex {
       this.closeHost(`the server sent GOAWAY with error ${errorGoaway}`);
       return cb();
     }
-    if (this.inner.write(chunk)) cb();
-    else this.inner.once('drain', () => cb());
+    if (this.inner.write(chunk)) return cb();
+    // A host that went away never drains. Until this write completes Node's http2 reads no more of
+    // what the host had already sent, so its close must complete the write too (the bytes are lost
+    // with the host either way).
+    const done = () => {
+      this.inner.off('drain', done);
+      this.inner.off('close', done);
+      cb();
+    };
+    this.inner.once('drain', done);
+    this.inner.once('close', done);
   }
 
   /** Follows frame boundaries in what the server writes; returns the code of an error GOAWAY that ends in this chunk. */
