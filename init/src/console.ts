@@ -91,10 +91,24 @@ export async function moveLogsToConsole(libc: Pick<Libc, 'finitModule' | 'dup3'>
   const sysDir = o.sysDir ?? '/sys';
   if (!consoleDevices(sysDir).length) return { reason: `no device bound to virtio_console under ${sysDir}/bus/virtio/drivers`, waitedMs: waited(), modules };
   const devices = names.map((n) => path.join(o.devDir ?? '/dev', n));
+  // The device node comes before the port behind it is ready: seen under load, open('/dev/hvc0')
+  // failed with EINVAL a moment after the node appeared, and giving up then left the agent's logs
+  // on /dev/null for good. So a node that cannot be opened yet counts as not there yet.
+  let lastOpenError = '';
   const tryMove = (): string | undefined => {
-    const found = devices.find((p) => fs.existsSync(p));
+    let found: string | undefined;
+    let fd = -1;
+    for (const p of devices) {
+      if (!fs.existsSync(p)) continue;
+      try {
+        fd = fs.openSync(p, fs.constants.O_WRONLY | O_NOCTTY);
+        found = p;
+        break;
+      } catch (err) {
+        lastOpenError = ` (${(err as Error).message})`;
+      }
+    }
     if (!found) return undefined;
-    const fd = fs.openSync(found, fs.constants.O_WRONLY | O_NOCTTY);
     try {
       libc.dup3(fd, 1, 0);
       libc.dup3(fd, 2, 0);
@@ -119,10 +133,10 @@ export async function moveLogsToConsole(libc: Pick<Libc, 'finitModule' | 'dup3'>
       await sleep(Math.max(pollMs, 50), true);
       const found = tryMove();
       if (found) return { console: found, waitedMs: waited(), modules };
-      if (waited() >= timeoutMs + lateMs) return { reason: `none of ${devices.join(', ')} appeared within ${timeoutMs + lateMs} ms`, waitedMs: waited(), modules };
+      if (waited() >= timeoutMs + lateMs) return { reason: `none of ${devices.join(', ')} appeared within ${timeoutMs + lateMs} ms${lastOpenError}`, waitedMs: waited(), modules };
     }
   })();
-  return { reason: `none of ${devices.join(', ')} appeared within ${timeoutMs} ms; still watching`, waitedMs: waited(), modules, late };
+  return { reason: `none of ${devices.join(', ')} appeared within ${timeoutMs} ms${lastOpenError}; still watching`, waitedMs: waited(), modules, late };
 }
 
 /**

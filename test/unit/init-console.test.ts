@@ -72,6 +72,31 @@ t.test('loads the PCI transport and the console driver, waits for hvc0, puts it 
   t.ok(names.indexOf('dup3') > names.lastIndexOf('finitModule'), 'after the driver loaded');
 });
 
+t.test('a device node that cannot be opened yet is waited for, not given up on', async (t) => {
+  const { modulesDir, devDir, sysDir } = fixture(t);
+  const libc = new RecordingLibc();
+  // Under load the guest's /dev/hvc0 existed a moment before it could be opened (EINVAL); a
+  // directory in its place fails the open the same way (EISDIR) until the real node replaces it.
+  const hvc0 = path.join(devDir, 'hvc0');
+  fs.mkdirSync(hvc0);
+  setTimeout(() => {
+    fs.rmdirSync(hvc0);
+    fs.writeFileSync(hvc0, '');
+  }, 50);
+  const r = await moveLogsToConsole(libc, { cmdline: 'console=hvc0', modulesDir, devDir, sysDir, timeoutMs: 20_000 });
+  t.equal(r.console, hvc0, 'moved once the node could be opened');
+  t.same(libc.calls.filter((c) => c.name === 'dup3').map((c) => c.args[1]), [1, 2]);
+});
+
+t.test('a node that never opens: the reason says why', async (t) => {
+  holdLoop(t);
+  const { modulesDir, devDir, sysDir } = fixture(t);
+  fs.mkdirSync(path.join(devDir, 'hvc0'));
+  const r = await moveLogsToConsole(new RecordingLibc(), { cmdline: 'console=hvc0', modulesDir, devDir, sysDir, timeoutMs: 20, lateMs: 50 });
+  t.match(r.reason, /EISDIR.*still watching/);
+  t.match((await r.late)?.reason, /EISDIR/);
+});
+
 t.test('a port later than the bounded wait: the boot goes on, the logs move when it appears', async (t) => {
   holdLoop(t);
   const { modulesDir, devDir, sysDir } = fixture(t);
