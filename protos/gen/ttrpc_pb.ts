@@ -3,7 +3,7 @@
 /* eslint-disable */
 
 // The envelope of the ttrpc wire (kata 2.x/3.x), written from the field facts in
-// shared/notes/kata-agent-facts.md section c. Only the envelope lives here: the
+// docs/facts/kata-wire.md section c. Only the envelope lives here: the
 // payload bytes are the grpc.* messages of agent.proto and health.proto.
 // Status has the field numbers of google.rpc.Status, which is what a ttrpc
 // Response carries; declaring it here keeps that import out of the build.

@@ -1,4 +1,4 @@
-// A ttrpc client written only from the kata wire facts (shared/notes/kata-agent-facts.md §a, §c):
+// A ttrpc client written only from the kata wire facts (docs/facts/kata-wire.md §a, §c):
 // it imports nothing from agent/, agent-ctl/ or protos/gen, and encodes the little protobuf it needs
 // by hand. If it can call the agent, a host that knows only the protocol can too.
 import t from 'tap';

@@ -1,4 +1,4 @@
-// One pod as a real kata host drives it (shared/notes' kata-pod-flow.md, measured with the kata 3.5
+// One pod as a real kata host drives it (docs/facts/kata-pod-flow.md, measured with the kata 3.5
 // shim and the kata 1.x Go client): the RPCs in order, with the ids, storages and spec shapes those
 // hosts send. Used by the conformance tests on a unix socket and in the VM, on both wires.
 //

@@ -129,7 +129,7 @@ export async function accelerator(kernel?: string): Promise<Accelerator> {
   return (await chooseAccelerator(kernel)).accel;
 }
 
-/** Kernel parameters that cut seconds off a TCG boot (measured in shared/notes/platform.md). */
+/** Kernel parameters that cut seconds off a TCG boot (measured in docs/facts/platform.md). */
 export const fastKernelParams = [
   'console=ttyS0', 'quiet', 'tsc=reliable', 'no_timer_check', 'rcupdate.rcu_expedited=1', 'i8042.direct=1', 'i8042.dumbkbd=1',
   'i8042.nopnp=1', 'i8042.noaux=1', 'noreplace-smp', 'reboot=k', 'cryptomgr.notests', 'panic=1', 'selinux=0', 'apparmor=0', 'audit=0',
@@ -137,7 +137,7 @@ export const fastKernelParams = [
 
 /**
  * kata's kernel parameters for QEMU (both generations add these; `nr_cpus` is the VM's maximum vCPUs),
- * from kata's runtime defaults as listed in shared/notes/kata-pod-flow.md. The console is kata's
+ * from kata's runtime defaults as listed in docs/facts/kata-pod-flow.md. The console is kata's
  * virtconsole (`console: 'kata-hvc'`).
  */
 export function kataKernelParams(generation: '1.x' | '3.x', maxVcpus: number): string[] {

@@ -1,5 +1,5 @@
 // The real Libc. koffi was chosen over ffi-napi: it installs prebuilt on Node 20 and a call costs
-// ~1.5 µs instead of ~15 µs (measured in shared/notes/platform.md).
+// ~1.5 µs instead of ~15 µs (measured in docs/facts/platform.md).
 import fs from 'node:fs';
 import path from 'node:path';
 import type { LibraryHandle } from 'koffi';

@@ -1,5 +1,5 @@
 // Pids of children that Node itself waits for (child_process, node-pty). The PID-1 reaper must never
-// waitpid() them or their 'exit' events would never fire (shared/notes/platform.md: waitpid(-1)
+// waitpid() them or their 'exit' events would never fire (docs/facts/platform.md: waitpid(-1)
 // steals libuv's children). Whoever spawns registers the child here right after spawn() returns;
 // the reaper runs from a signal callback on the event loop, so it cannot see the pid earlier.
 const owned = new Set<number>();

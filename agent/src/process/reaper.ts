@@ -1,7 +1,7 @@
 // Reaps orphans re-parented to us (PID 1 or a child subreaper) without stealing Node's own children.
 // waitpid(-1) would also collect libuv's children, so instead the reaper lists our children from
 // /proc/self/task/*/children, skips those Node owns (children.ts) and waits for the rest one by one
-// with WNOHANG (measured: 31 orphans reaped, 0 zombies, every 'exit' event kept — platform.md).
+// with WNOHANG (measured: 31 orphans reaped, 0 zombies, every 'exit' event kept — docs/facts/platform.md).
 import fs from 'node:fs';
 import path from 'node:path';
 import { WNOHANG, type Libc } from '../linux/libc.js';

@@ -1,6 +1,6 @@
 // Node's net module refuses fds it did not create when they are AF_VSOCK sockets or character
 // devices (ERR_INVALID_FD_TYPE), but libuv's pipe handle accepts any stream fd and is as fast as
-// Node's own sockets (shared/notes/platform.md). process.binding is deprecated, so its use is kept
+// Node's own sockets (docs/facts/platform.md). process.binding is deprecated, so its use is kept
 // to this one module.
 import type * as Net from 'node:net';
 import { errnoName } from '../linux/errno.js';

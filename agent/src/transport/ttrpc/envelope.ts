@@ -2,7 +2,7 @@
 // wire reader and writer. Going through generated descriptors instead would make every agent start
 // build protobuf-es's descriptor registry (descriptor.proto bootstrap and all) before it can answer
 // its first call: ~270 ms of the agent's boot under QEMU TCG. Field numbers: protos/ttrpc.proto;
-// test/unit/ttrpc-envelope.test.ts checks this codec against the generated one both ways.
+// test/unit/hand-codecs.test.ts checks this codec against the generated one both ways.
 import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
 import { expectWire, readFields } from '../../rpc/proto-wire.js';
 
