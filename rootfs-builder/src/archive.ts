@@ -61,7 +61,7 @@ export function makeExt4(dir: string, dest: string, o: Ext4Options): void {
       '-d', dir, dest, `${mib}M`,
     ], { env, stdio: ['ignore', 'inherit', 'inherit'] });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error('mkfs.ext4 not found (install e2fsprogs)');
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error('mkfs.ext4 not found (install e2fsprogs)', { cause: err });
     throw err;
   }
   // mke2fs 1.47.0 copies each source file's atime and ctime, which the build itself moves (reading

@@ -33,7 +33,7 @@ t.test('bin/kata-agent runs a container and cleans up on SIGTERM', { skip }, asy
       sock = await connect(addr, 1000);
       break;
     } catch (err) {
-      if (agent.exitCode !== null) throw new Error(`agent exited with ${agent.exitCode} before listening: ${(err as Error).message}`);
+      if (agent.exitCode !== null) throw new Error(`agent exited with ${agent.exitCode} before listening: ${(err as Error).message}`, { cause: err });
       await new Promise((r) => setTimeout(r, 50));
     }
   }

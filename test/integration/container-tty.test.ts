@@ -50,7 +50,7 @@ async function readUntil(h: AgentHarness, containerId: string, execId: string, m
     try {
       data = (await h.call('readStdout', { containerId, execId, len: 32 * 1024 })).data;
     } catch (err) {
-      if (isEndOfStream(err)) throw new Error(`end of stream before "${marker}": ${JSON.stringify(out)}`);
+      if (isEndOfStream(err)) throw new Error(`end of stream before "${marker}": ${JSON.stringify(out)}`, { cause: err });
       throw err;
     }
     out += Buffer.from(checkReadData(data, `readStdout ${execId}`)).toString();

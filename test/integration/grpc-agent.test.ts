@@ -71,15 +71,19 @@ service Health { rpc Check(CheckRequest) returns (HealthCheckResponse); rpc Vers
 service AgentService { rpc CreateContainer(CreateContainerRequest) returns (Nothing); }
 `,
     );
-    const def = grpc.loadPackageDefinition(protoLoader.loadSync(path.join(dir, 'facts.proto'), { keepCase: true })) as any;
+    const def = grpc.loadPackageDefinition(protoLoader.loadSync(path.join(dir, 'facts.proto'), { keepCase: true })) as unknown as {
+      grpc: { Health: grpc.ServiceClientConstructor; AgentService: grpc.ServiceClientConstructor };
+    };
     const health = new def.grpc.Health(`unix://${agent.socketPath}`, grpc.credentials.createInsecure());
     const agentSvc = new def.grpc.AgentService(`unix://${agent.socketPath}`, grpc.credentials.createInsecure());
     t.teardown(() => {
       health.close();
       agentSvc.close();
     });
-    const call = (c: any, m: string, req: object) =>
-      new Promise<any>((resolve, reject) => c[m](req, (err: grpc.ServiceError | null, res: any) => (err ? reject(err) : resolve(res))));
+    const call = (c: InstanceType<grpc.ServiceClientConstructor>, m: string, req: object) =>
+      new Promise<Record<string, unknown>>((resolve, reject) =>
+        c[m](req, (err: grpc.ServiceError | null, res: Record<string, unknown>) => (err ? reject(err) : resolve(res))),
+      );
     t.same(await call(health, 'Check', {}), { status: 1 }, 'SERVING = 1');
     t.equal((await call(health, 'Version', {})).agent_version, version);
     const err = await call(agentSvc, 'CreateContainer', { container_id: 'c1' }).catch((e) => e);
@@ -89,13 +93,20 @@ service AgentService { rpc CreateContainer(CreateContainerRequest) returns (Noth
 
   t.test('gRPC server reflection lists and describes the API', async (t) => {
     const reflProto = path.join(repoRoot, 'node_modules/@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto');
-    const def = grpc.loadPackageDefinition(protoLoader.loadSync(reflProto, { keepCase: true })) as any;
+    const def = grpc.loadPackageDefinition(protoLoader.loadSync(reflProto, { keepCase: true })) as unknown as {
+      grpc: { reflection: { v1: { ServerReflection: grpc.ServiceClientConstructor } } };
+    };
     const client = new def.grpc.reflection.v1.ServerReflection(`unix://${agent.socketPath}`, grpc.credentials.createInsecure());
     t.teardown(() => client.close());
+    // The few fields of a ServerReflectionResponse this test reads (keepCase: the .proto's names).
+    interface ReflectionAnswer {
+      list_services_response: { service: { name: string }[] };
+      file_descriptor_response: { file_descriptor_proto: Buffer[] };
+    }
     const ask = (req: object) =>
-      new Promise<any>((resolve, reject) => {
-        const s = client.ServerReflectionInfo();
-        s.on('data', (d: any) => {
+      new Promise<ReflectionAnswer>((resolve, reject) => {
+        const s = client.ServerReflectionInfo() as grpc.ClientDuplexStream<object, ReflectionAnswer>;
+        s.on('data', (d: ReflectionAnswer) => {
           resolve(d);
           s.end();
         });
@@ -103,15 +114,15 @@ service AgentService { rpc CreateContainer(CreateContainerRequest) returns (Noth
         s.write(req);
       });
     const list = await ask({ list_services: '' });
-    const names = list.list_services_response.service.map((s: any) => s.name);
+    const names = list.list_services_response.service.map((s) => s.name);
     t.ok(names.includes('grpc.AgentService'), 'AgentService listed');
     t.ok(names.includes('grpc.Health'), 'Health listed');
     const file = await ask({ file_containing_symbol: 'grpc.AgentService' });
     const protos = file.file_descriptor_response.file_descriptor_proto.map((b: Buffer) => fromBinary(FileDescriptorProtoSchema, b));
-    const svc = protos.flatMap((p: any) => p.service).find((s: any) => s.name === 'AgentService');
+    const svc = protos.flatMap((p) => p.service).find((s) => s.name === 'AgentService');
     t.ok(svc, 'AgentService descriptor returned');
-    t.equal(svc.method.length, 45);
-    t.ok(svc.method.some((m: any) => m.name === 'CreateContainer' && m.inputType === '.grpc.CreateContainerRequest'));
+    t.equal(svc!.method.length, 45);
+    t.ok(svc!.method.some((m) => m.name === 'CreateContainer' && m.inputType === '.grpc.CreateContainerRequest'));
   });
 
   t.test('malformed request bytes get INVALID_ARGUMENT and the agent keeps serving', async (t) => {

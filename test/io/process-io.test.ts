@@ -78,7 +78,7 @@ t.test('stdin round trip through cat, 8 MB, while reading concurrently', async (
   const reading = readAll(io, 'stdout');
   for (let off = 0; off < data.length; off += 100_000) {
     const chunk = data.subarray(off, off + 100_000);
-    t.equal(await io.write(chunk, never), chunk.length) || t.fail('short write');
+    if (!t.equal(await io.write(chunk, never), chunk.length)) t.fail('short write');
   }
   io.closeStdin();
   const got = await reading;

@@ -91,6 +91,7 @@ t.test('errors take the err shape: type, message, stack and their own fields, al
   log.error({ err: sys, method: 'CreateContainer' }, 'rpc failed');
   log.error({ step: { err: plain } }, 'nested');
   log.error({ err: withCause }, 'caused');
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed log lines, read field by field at any depth
   const [s, p, w] = c.parsed() as Record<string, any>[];
 
   t.equal(s.err.type, 'SyscallError');
@@ -118,6 +119,7 @@ t.test('BigInt and cyclic values do not stop the line', async (t) => {
   log.info({ cyclic }, 'cyclic');
   log.info({ a: shared, b: shared }, 'shared, not cyclic');
   log.info({ err: selfErr }, 'error cycle');
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed log lines, read field by field at any depth
   const [big, cyc, sh, ec] = c.parsed() as Record<string, any>[];
 
   t.same([big.small, big.huge, big.negative], [42, '18446744073709551616', -7], 'safe BigInts are numbers, larger ones exact strings');

@@ -138,7 +138,7 @@ class PipeIO extends BaseIO {
   readonly terminal = false;
   readonly childFds: [number, number, number];
 
-  constructor(libc: Libc, highWater: number, private readonly pipes: [Pipe, Pipe, Pipe]) {
+  constructor(libc: Libc, highWater: number, pipes: [Pipe, Pipe, Pipe]) {
     const [inp, out, err] = pipes;
     const output = (fd: number) => new OutputStream(socketFromFd(fd, { writable: false }), { highWater, eioIsEnd: false });
     super(libc, new StdinStream(socketFromFd(inp.write, { readable: false })), { stdout: output(out.read), stderr: output(err.read) });
