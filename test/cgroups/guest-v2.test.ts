@@ -62,7 +62,7 @@ async function buildInitramfs(dir: string): Promise<string> {
   fs.cpSync(koffiDir, path.join(root, 'node_modules/koffi'), { recursive: true, dereference: true });
   const nativeDir = path.join(path.dirname(koffiDir), '@koromix', `koffi-${process.platform}-${process.arch}`);
   if (fs.existsSync(nativeDir)) fs.cpSync(nativeDir, path.join(root, 'node_modules/@koromix', path.basename(nativeDir)), { recursive: true, dereference: true });
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only when the test is not skipped
   const esbuild = require('esbuild') as typeof import('esbuild');
   try {
     await esbuild.build({ entryPoints: [path.join(__dirname, 'guest-v2-check.js')], bundle: true, platform: 'node', target: 'node20', external: ['koffi'], outfile: path.join(root, 'check.js'), logLevel: 'error' });

@@ -140,7 +140,7 @@ function applyToml(cfg: AgentConfig, path: string, readFile: LoadInput['readFile
   let doc: Record<string, unknown>;
   try {
     // Required here: only a configured file needs the TOML parser, and a booting guest has none.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only when a config file is given
     doc = (require('smol-toml') as typeof SmolToml).parse(text) as Record<string, unknown>;
   } catch (err) {
     throw new ConfigError(`config file ${path} is not valid TOML: ${(err as Error).message.split('\n')[0]}`);

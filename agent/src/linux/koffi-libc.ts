@@ -26,13 +26,13 @@ const bound: { koffi: false | 'addon' | 'entry'; library: boolean; functions: st
 export function loadKoffi(pkg = `@koromix/koffi-${process.platform}-${process.arch}`): { k: Koffi; via: 'addon' | 'entry' } {
   try {
     const file = findInNodeModules(`${pkg}/${process.platform}_${process.arch}/koffi.node`);
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- a native addon found at run time
     const addon = (file ? require(file) : {}) as Partial<Koffi>;
     if (typeof addon.load === 'function' && typeof addon.errno === 'function' && typeof addon.address === 'function') return { k: addon as Koffi, via: 'addon' };
   } catch {
     // not a glibc system (a musl node cannot dlopen it): koffi's own loader decides
   }
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- koffi's own loader, only when the direct addon is not usable
   return { k: require('koffi') as Koffi, via: 'entry' };
 }
 
