@@ -21,7 +21,10 @@ t.test('agent on a unix socket', async (t) => {
   t.test('Check and Version through our client', async (t) => {
     const client = new GrpcClient(await connect(agent.address, 2000));
     t.teardown(() => client.close());
-    const check = fromBinary(HealthCheckResponseSchema, await client.call('grpc.Health', 'Check', toBinary(CheckRequestSchema, create(CheckRequestSchema)), 2000));
+    const check = fromBinary(
+      HealthCheckResponseSchema,
+      await client.call('grpc.Health', 'Check', toBinary(CheckRequestSchema, create(CheckRequestSchema)), 2000),
+    );
     t.equal(check.status, HealthCheckResponse_ServingStatus.SERVING);
     const v = fromBinary(VersionCheckResponseSchema, await client.call('grpc.Health', 'Version', new Uint8Array(0), 2000));
     t.equal(v.agentVersion, version);
@@ -29,9 +32,23 @@ t.test('agent on a unix socket', async (t) => {
   });
 
   t.test('kata-agent-ctl connect prints each response as JSON', async (t) => {
-    const r = await run(process.execPath, [ctlBin, 'connect', '--server-address', agent.address, '-c', 'Check', '-c', 'Version', '-c', 'GetGuestDetails json://{"mem_block_size":true}']);
+    const r = await run(process.execPath, [
+      ctlBin,
+      'connect',
+      '--server-address',
+      agent.address,
+      '-c',
+      'Check',
+      '-c',
+      'Version',
+      '-c',
+      'GetGuestDetails json://{"mem_block_size":true}',
+    ]);
     t.equal(r.code, 0, r.stderr);
-    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     t.same(lines[0], { status: 'SERVING' });
     t.same(lines[1], { grpc_version: '0.0.1', agent_version: version });
     t.equal(lines[2].agent_details.version, version);
@@ -50,7 +67,18 @@ t.test('agent on a unix socket', async (t) => {
   t.test('kata-agent-ctl --repeat and file:// arguments', async (t) => {
     const file = path.join(tempDir('kata-ctl-'), 'req.json');
     fs.writeFileSync(file, JSON.stringify({ mem_hotplug_probe: true }));
-    const r = await run(process.execPath, [ctlBin, 'connect', '--server-address', agent.address, '--repeat', '3', '-c', `GetGuestDetails file://${file}`, '-c', 'Check']);
+    const r = await run(process.execPath, [
+      ctlBin,
+      'connect',
+      '--server-address',
+      agent.address,
+      '--repeat',
+      '3',
+      '-c',
+      `GetGuestDetails file://${file}`,
+      '-c',
+      'Check',
+    ]);
     t.equal(r.code, 0, r.stderr);
     t.equal(r.stdout.trim().split('\n').length, 6);
   });
@@ -194,7 +222,11 @@ t.test('start-up errors: one line, exit code 2', async (t) => {
   };
   await expectFail(['--server-addr', 'bogus://x'], {}, /^kata-agent: --server-addr: server address "bogus:\/\/x": unknown scheme "bogus"/);
   await expectFail([], { KATA_AGENT_SERVER_ADDR: 'bogus://x' }, /KATA_AGENT_SERVER_ADDR: .*unknown scheme/);
-  await expectFail(['--config', path.join(dir, 'missing.toml'), '--server-addr', `unix://${dir}/a.sock`], {}, /cannot read config file .*missing\.toml: ENOENT/);
+  await expectFail(
+    ['--config', path.join(dir, 'missing.toml'), '--server-addr', `unix://${dir}/a.sock`],
+    {},
+    /cannot read config file .*missing\.toml: ENOENT/,
+  );
   await expectFail(['--server-addr', `unix://${dir}/no/such/dir/a.sock`], {}, /cannot listen on .*: directory .*\/no\/such\/dir does not exist/);
   const notSock = path.join(dir, 'plain-file');
   fs.writeFileSync(notSock, '');

@@ -84,9 +84,18 @@ const options: Record<string, { set: Setter; toml?: string }> = {
  * passfd IO, mem-agent). They are not typos, so they must not warn as unknown.
  */
 const recognisedOnly = new Set([
-  'passfd_listener_port', 'cdh_api_timeout', 'image_pull_timeout', 'cdi_timeout', 'launch_process_timeout',
-  'visible_cdi_devices', 'https_proxy', 'no_proxy', 'guest_components_rest_api', 'guest_components_procs',
-  'secure_storage_integrity', 'mem_agent_enable',
+  'passfd_listener_port',
+  'cdh_api_timeout',
+  'image_pull_timeout',
+  'cdi_timeout',
+  'launch_process_timeout',
+  'visible_cdi_devices',
+  'https_proxy',
+  'no_proxy',
+  'guest_components_rest_api',
+  'guest_components_procs',
+  'secure_storage_integrity',
+  'mem_agent_enable',
 ]);
 
 export interface LoadInput {

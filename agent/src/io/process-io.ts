@@ -171,7 +171,10 @@ function createPipeIO(opts: ProcessIOOptions): ProcessIO {
     opened.push(openPipe(libc, opts.pipeSize));
     return new PipeIO(libc, opts.highWater ?? DEFAULT_HIGH_WATER, opened as [Pipe, Pipe, Pipe]);
   } catch (err) {
-    closeAll(libc, opened.flatMap((p) => [p.read, p.write]));
+    closeAll(
+      libc,
+      opened.flatMap((p) => [p.read, p.write]),
+    );
     throw err;
   }
 }

@@ -72,9 +72,11 @@ export class AgentRpcService {
         name: m.name,
         codec: m,
         implemented: h !== undefined,
-        call: h ?? (() => {
-          throw unimplemented(m.name);
-        }),
+        call:
+          h ??
+          (() => {
+            throw unimplemented(m.name);
+          }),
       });
     }
   }

@@ -40,7 +40,9 @@ export function addLazyReflection(server: grpc.Server): void {
     const fileDescriptorProtos = descriptorFiles().map((f) => Buffer.from(toBinary(FileDescriptorProtoSchema, f.proto)));
     const pkg = Object.fromEntries(serviceDescs().map((s) => [s.typeName, { fileDescriptorProtos }]));
     const captured: Captured[] = [];
-    const recorder = { addService: (definition: grpc.ServiceDefinition, handlers: grpc.UntypedServiceImplementation) => captured.push({ definition, handlers }) };
+    const recorder = {
+      addService: (definition: grpc.ServiceDefinition, handlers: grpc.UntypedServiceImplementation) => captured.push({ definition, handlers }),
+    };
     new ReflectionService(pkg as never).addToServer(recorder as unknown as grpc.Server);
     loaded = captured;
     return captured;
