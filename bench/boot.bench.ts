@@ -63,7 +63,9 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
     ours.push(await bootOnce(undefined, agentReady));
     nodeFloor.push(await bootOnce('/usr/share/kata-agent/node-init', /node init ready/));
     firstCheck.push(await firstCheckOnce());
-    opts.progress(`boot ${i + 1}/${runs}: shell ${peer[i].toFixed(0)} ms, agent ${ours[i].toFixed(0)} ms, node alone ${nodeFloor[i].toFixed(0)} ms, first Check ${firstCheck[i].toFixed(0)} ms`);
+    opts.progress(
+      `boot ${i + 1}/${runs}: shell ${peer[i].toFixed(0)} ms, agent ${ours[i].toFixed(0)} ms, node alone ${nodeFloor[i].toFixed(0)} ms, first Check ${firstCheck[i].toFixed(0)} ms`,
+    );
   }
   return [
     {
@@ -100,7 +102,9 @@ if (require.main === module) {
       for (const r of rows) {
         const o = median(r.ours.samples);
         const p = r.peer ? median(r.peer.samples) : NaN;
-        console.log(`${r.measure}: ours median ${o.toFixed(0)} ${r.unit}, ${r.peer?.name} median ${p.toFixed(0)} ${r.unit}, ratio ${(o / p).toFixed(2)} (target ${r.target})`);
+        console.log(
+          `${r.measure}: ours median ${o.toFixed(0)} ${r.unit}, ${r.peer?.name} median ${p.toFixed(0)} ${r.unit}, ratio ${(o / p).toFixed(2)} (target ${r.target})`,
+        );
       }
     },
     (err) => {

@@ -17,7 +17,11 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
     return [];
   }
   const mgr = createCgroupManager();
-  const resources = create(LinuxResourcesSchema, { Memory: { Limit: 64n << 20n }, CPU: { Shares: 512n, Quota: 50000n, Period: 100000n }, Pids: { Limit: 100n } });
+  const resources = create(LinuxResourcesSchema, {
+    Memory: { Limit: 64n << 20n },
+    CPU: { Shares: 512n, Quota: 50000n, Period: 100000n },
+    Pids: { Limit: 100n },
+  });
   const runs = opts.quick ? 30 : 300;
   const samples = { create: [] as number[], stats: [] as number[], pause: [] as number[], destroy: [] as number[] };
   opts.progress(`cgroups: ${runs} create/stats/freeze+thaw/destroy cycles (${mgr.version})`);
@@ -44,7 +48,12 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
     await cg.destroy();
     samples.destroy.push(ms(t0));
   }
-  const row = (measure: string, s: number[]): BenchRow => ({ measure, unit: 'ms', higherIsBetter: false, ours: { name: `agent cgroups ${mgr.version}`, samples: s } });
+  const row = (measure: string, s: number[]): BenchRow => ({
+    measure,
+    unit: 'ms',
+    higherIsBetter: false,
+    ours: { name: `agent cgroups ${mgr.version}`, samples: s },
+  });
   return [
     row('cgroup create with memory/cpu/pids limits', samples.create),
     row('cgroup stats', samples.stats),

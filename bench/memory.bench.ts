@@ -15,7 +15,10 @@ import { busyboxSpec } from '../test/support/oci-spec.js';
 import type { BenchOptions, BenchRow } from './types.js';
 import { agentBin, connectWhenReady, memoryOf, repoRoot, sleep, tempDir } from './support.js';
 
-const guestNode = JSON.parse(fs.readFileSync(path.join(repoRoot, 'rootfs-builder', 'guest-node.json'), 'utf8')) as { env: Record<string, string>; flags: string[] };
+const guestNode = JSON.parse(fs.readFileSync(path.join(repoRoot, 'rootfs-builder', 'guest-node.json'), 'utf8')) as {
+  env: Record<string, string>;
+  flags: string[];
+};
 
 type Methods = typeof AgentService.method;
 
@@ -116,9 +119,22 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
   const peer = { name: 'idle node', samples: s.node };
   const rows: BenchRow[] = [
     { measure: 'agent RssAnon idle (after one ttrpc Check)', unit: 'MB', higherIsBetter: false, ours: ours(s.idle), peer, target: '≤ 15 MB' },
-    { measure: 'agent RssAnon idle, node started as the guest image does', unit: 'MB', higherIsBetter: false, ours: ours(s.guestIdle), peer, target: '≤ 15 MB' },
+    {
+      measure: 'agent RssAnon idle, node started as the guest image does',
+      unit: 'MB',
+      higherIsBetter: false,
+      ours: ours(s.guestIdle),
+      peer,
+      target: '≤ 15 MB',
+    },
     { measure: 'agent RssAnon after its first AgentService call (service built)', unit: 'MB', higherIsBetter: false, ours: ours(s.first), peer },
-    { measure: 'agent RssAnon after its first AgentService call, node started as the guest image does', unit: 'MB', higherIsBetter: false, ours: ours(s.guestFirst), peer },
+    {
+      measure: 'agent RssAnon after its first AgentService call, node started as the guest image does',
+      unit: 'MB',
+      higherIsBetter: false,
+      ours: ours(s.guestFirst),
+      peer,
+    },
     { measure: 'agent RssAnon after 1,000 ttrpc RPCs', unit: 'MB', higherIsBetter: false, ours: ours(s.ttrpc), peer },
     { measure: 'agent RssAnon after 1,000 more gRPC RPCs (loads grpc-js)', unit: 'MB', higherIsBetter: false, ours: ours(s.grpc), peer },
     { measure: 'agent PSS idle', unit: 'MB', higherIsBetter: false, ours: ours(s.pss) },

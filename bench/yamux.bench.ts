@@ -26,10 +26,11 @@ async function endpoint(serve: (conn: net.Socket) => void): Promise<{ connect: (
   const server = net.createServer(serve);
   await new Promise<void>((resolve) => server.listen(sock, resolve));
   return {
-    connect: () => new Promise((resolve, reject) => {
-      const c = net.connect(sock, () => resolve(c));
-      c.once('error', reject);
-    }),
+    connect: () =>
+      new Promise((resolve, reject) => {
+        const c = net.connect(sock, () => resolve(c));
+        c.once('error', reject);
+      }),
     close: () => {
       server.close();
       fs.rmSync(dir, { recursive: true, force: true });
@@ -107,7 +108,13 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
     let p = nextSink();
     rawMBs.push(await throughput(rawEnd.connect, () => p, bytes));
     p = nextSink();
-    muxMBs.push(await throughput(async () => bulkClient.open(), () => p, bytes));
+    muxMBs.push(
+      await throughput(
+        async () => bulkClient.open(),
+        () => p,
+        bytes,
+      ),
+    );
   }
   bulkClient.close();
   rawEnd.close();
@@ -115,7 +122,19 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
   grpc.close();
 
   return [
-    { measure: 'gRPC Check round trip, yamux stream vs plain unix socket', unit: 'ms', higherIsBetter: false, ours: { name: 'yamux', samples: muxLat }, peer: { name: 'unix socket', samples: plainLat } },
-    { measure: `one-stream bulk transfer (${bytes >> 20} MB), yamux vs plain unix socket`, unit: 'MB/s', higherIsBetter: true, ours: { name: 'yamux', samples: muxMBs }, peer: { name: 'unix socket', samples: rawMBs } },
+    {
+      measure: 'gRPC Check round trip, yamux stream vs plain unix socket',
+      unit: 'ms',
+      higherIsBetter: false,
+      ours: { name: 'yamux', samples: muxLat },
+      peer: { name: 'unix socket', samples: plainLat },
+    },
+    {
+      measure: `one-stream bulk transfer (${bytes >> 20} MB), yamux vs plain unix socket`,
+      unit: 'MB/s',
+      higherIsBetter: true,
+      ours: { name: 'yamux', samples: muxMBs },
+      peer: { name: 'unix socket', samples: rawMBs },
+    },
   ];
 }

@@ -170,7 +170,17 @@ function copy(rel, filter = () => true) {
 copy('koffi', (r) => !/^(doc|vendor|lib)(\/|$)/.test(r));
 copy('@koromix/koffi-linux-x64', (r) => !r.startsWith('musl_x64'));
 // node-pty: lib/ and the addon built for this Node; no prebuilds for other systems, no tests.
-copy('node-pty', (r) => r === '' || r === 'package.json' || r === 'lib' || (r.startsWith('lib/') && !r.endsWith('.map') && !r.includes('.test.')) || r === 'build' || r === 'build/Release' || r === 'build/Release/pty.node');
+copy(
+  'node-pty',
+  (r) =>
+    r === '' ||
+    r === 'package.json' ||
+    r === 'lib' ||
+    (r.startsWith('lib/') && !r.endsWith('.map') && !r.includes('.test.')) ||
+    r === 'build' ||
+    r === 'build/Release' ||
+    r === 'build/Release/pty.node',
+);
 
 // One cache per way node is started (cached-script.js cacheFileFor): plain on the host, and with the
 // guest's flags and environment as the image's /usr/bin/kata-agent starts it. While the cache is
@@ -224,10 +234,11 @@ async function ttrpcCheck(sock, withinMs) {
 }
 
 let total = 0;
-const walk = (d) => fs.readdirSync(d, { withFileTypes: true }).forEach((e) => {
-  const p = path.join(d, e.name);
-  if (e.isDirectory()) walk(p);
-  else total += fs.statSync(p).size;
-});
+const walk = (d) =>
+  fs.readdirSync(d, { withFileTypes: true }).forEach((e) => {
+    const p = path.join(d, e.name);
+    if (e.isDirectory()) walk(p);
+    else total += fs.statSync(p).size;
+  });
 walk(out);
 console.log(`bundle: ${(total / 1048576).toFixed(1)} MiB in ${out}`);

@@ -14,7 +14,10 @@ const Module = module.constructor;
  * of node flags: the host runs node plain, the guest with rootfs-builder/guest-node.json's flags.
  */
 function cacheFileFor(jsFile, execArgv = process.execArgv) {
-  const flags = execArgv.filter((a) => a.startsWith('--')).map((a) => a.slice(2).replace(/[^\w.=-]/g, '_')).sort();
+  const flags = execArgv
+    .filter((a) => a.startsWith('--'))
+    .map((a) => a.slice(2).replace(/[^\w.=-]/g, '_'))
+    .sort();
   return [jsFile, ...flags, 'cache'].join('.');
 }
 

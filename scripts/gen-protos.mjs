@@ -30,7 +30,11 @@ if (r.status !== 0) {
 writeServiceMethods(out);
 if (!check) process.exit(0);
 
-const list = (d) => fs.readdirSync(d).filter((f) => f.endsWith('.ts')).sort();
+const list = (d) =>
+  fs
+    .readdirSync(d)
+    .filter((f) => f.endsWith('.ts'))
+    .sort();
 const stale = [];
 const a = list(committed);
 const b = list(out);
@@ -53,7 +57,10 @@ console.log('protos/gen is up to date');
  */
 function writeServiceMethods(dir) {
   const services = {};
-  for (const f of fs.readdirSync(path.join(root, 'protos')).filter((n) => n.endsWith('.proto')).sort()) {
+  for (const f of fs
+    .readdirSync(path.join(root, 'protos'))
+    .filter((n) => n.endsWith('.proto'))
+    .sort()) {
     const text = fs.readFileSync(path.join(root, 'protos', f), 'utf8').replace(/\/\/.*$/gm, '');
     const pkg = /^\s*package\s+([\w.]+)\s*;/m.exec(text)?.[1];
     for (const m of text.matchAll(/\bservice\s+(\w+)\s*\{([^}]*)\}/g)) {

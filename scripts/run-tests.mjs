@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// `npm test`: builds, checks the generated protos are current, runs every compiled test file with tap,
-// and ends with the one line CI reads: "N passed, N failed" (tap's own summary counts files, not tests).
+// `npm test`: builds, checks the generated protos are current, runs `npm run lint` (one test in the count),
+// runs every compiled test file with tap, and ends with the one line CI reads: "N passed, N failed"
+// (tap's own summary counts files, not tests).
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -14,6 +15,18 @@ const build = spawnSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' 
 if (build.status !== 0) {
   console.log('0 passed, 1 failed');
   process.exit(1);
+}
+
+// eslint, prettier --check and tsc's unused-code checks, counted as one test. Its output is shown only
+// when it fails; the tests run either way, so one run reports both.
+const lint = spawnSync('npm', ['run', '--silent', 'lint'], { encoding: 'utf8' });
+const lintFailed = lint.status !== 0;
+if (lintFailed) {
+  process.stdout.write(lint.stdout);
+  process.stderr.write(lint.stderr);
+  console.log(`not ok - lint (npm run lint ended with ${lint.status ?? lint.signal})`);
+} else {
+  console.log('ok - lint');
 }
 
 function findTests(dir) {
@@ -31,7 +44,7 @@ const files = findTests('dist/test')
   .sort();
 if (files.length === 0) {
   console.log('no test files found under dist/test');
-  console.log('0 passed, 1 failed');
+  console.log(lintFailed ? '0 passed, 2 failed' : '1 passed, 1 failed');
   process.exit(1);
 }
 
@@ -81,6 +94,8 @@ tap.stdout.on('data', (chunk) => {
 tap.on('close', (code) => {
   if (buf) count(buf);
   if (code !== 0 && failed === 0) failed = 1;
+  if (lintFailed) failed++;
+  else passed++;
   console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
   process.exit(failed ? 1 : 0);
 });

@@ -57,7 +57,7 @@ export async function connect(address: string, options: ConnectOptions | number)
     await hybridHandshake(sock, opts.hybridVsockPort, opts.timeoutMs);
   } catch (err) {
     sock.destroy();
-    throw new Error(`hybrid vsock ${address} port ${opts.hybridVsockPort}: ${(err as Error).message}`);
+    throw new Error(`hybrid vsock ${address} port ${opts.hybridVsockPort}: ${(err as Error).message}`, { cause: err });
   }
   return sock;
 }

@@ -73,7 +73,8 @@ function parseArgs(argv: string[]): Options {
     } else if (a === '--hybrid-vsock') o.hybridVsock = true;
     else if (a === '--hybrid-vsock-port') {
       o.hybridVsockPort = Number(value());
-      if (!Number.isInteger(o.hybridVsockPort) || o.hybridVsockPort < 0 || o.hybridVsockPort > 0xffffffff) throw new Error('--hybrid-vsock-port takes a port number (u32)');
+      if (!Number.isInteger(o.hybridVsockPort) || o.hybridVsockPort < 0 || o.hybridVsockPort > 0xffffffff)
+        throw new Error('--hybrid-vsock-port takes a port number (u32)');
     } else if (a === '--timeout') o.timeoutMs = parseDurationMs(value());
     else if (a === '--repeat') o.repeat = Number(value());
     else if (a === '--ignore-errors') o.ignoreErrors = true;

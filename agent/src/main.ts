@@ -41,7 +41,7 @@ export async function startAgent(config: AgentConfig, log: Logger, deps: DomainD
   let domains: Promise<AgentDomains> | undefined;
   const buildAgentService = async () => {
     const t0 = uptimeMs();
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- built on the first AgentService call
     const { startDomains } = require('./domains.js') as typeof import('./domains.js');
     domains = startDomains(config, log, deps);
     const { handlers } = await domains;
@@ -54,7 +54,7 @@ export async function startAgent(config: AgentConfig, log: Logger, deps: DomainD
   let grpc: GrpcTransport | undefined;
   const grpcTransport = (): GrpcTransport => {
     if (!grpc) {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      // eslint-disable-next-line @typescript-eslint/no-require-imports -- grpc-js loads on the first gRPC connection
       const { GrpcTransport: Transport } = require('./transport/grpc-transport.js') as typeof import('./transport/grpc-transport.js');
       grpc = new Transport(service, log);
     }

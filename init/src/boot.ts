@@ -55,7 +55,7 @@ export async function bootServices(libc: Libc, config: AgentConfig, log: Logger,
     }
   };
   await step('modules', () => {
-    let names: string[] = [];
+    let names: string[];
     try {
       names = readModuleList(fs.readFileSync(paths.moduleList, 'utf8'));
     } catch {
@@ -69,7 +69,7 @@ export async function bootServices(libc: Libc, config: AgentConfig, log: Logger,
   await step('cgroups', () => mountCgroups(libc, config.unifiedCgroupHierarchy));
   await step('loopback', () => setInterfaceUp(libc, 'lo'));
   await step('hostname', () => {
-    let name = '';
+    let name: string;
     try {
       name = fs.readFileSync(paths.hostnameFile, 'utf8').trim();
     } catch {
@@ -86,7 +86,7 @@ export async function bootServices(libc: Libc, config: AgentConfig, log: Logger,
   });
   if (config.debugConsole || config.debugConsoleVport) {
     // Only when asked for: it loads node:child_process, ~50 ms of a boot under TCG.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- the debug console module loads only when asked for
     const consoles = require('./debug-console.js') as typeof import('./debug-console.js');
     if (config.debugConsole) await step('debug console', () => consoles.startConsoleShell(log));
     if (config.debugConsoleVport) await step('debug console vport', () => consoles.startVportConsole(libc, log, config.debugConsoleVport));

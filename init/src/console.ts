@@ -133,7 +133,8 @@ export async function moveLogsToConsole(libc: Pick<Libc, 'finitModule' | 'dup3'>
       await sleep(Math.max(pollMs, 50), true);
       const found = tryMove();
       if (found) return { console: found, waitedMs: waited(), modules };
-      if (waited() >= timeoutMs + lateMs) return { reason: `none of ${devices.join(', ')} appeared within ${timeoutMs + lateMs} ms${lastOpenError}`, waitedMs: waited(), modules };
+      if (waited() >= timeoutMs + lateMs)
+        return { reason: `none of ${devices.join(', ')} appeared within ${timeoutMs + lateMs} ms${lastOpenError}`, waitedMs: waited(), modules };
     }
   })();
   return { reason: `none of ${devices.join(', ')} appeared within ${timeoutMs} ms${lastOpenError}; still watching`, waitedMs: waited(), modules, late };

@@ -67,7 +67,7 @@ interface PtyProcess {
 export async function startVportConsole(libc: Libc, log: Logger, port: number): Promise<Stoppable> {
   const shell = findShell();
   if (!shell) throw new Error(`debug console vport ${port}: no shell in the image (tried ${shells.join(', ')})`);
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- node-pty loads only when a debug console is asked for
   const pty = require('node-pty') as { spawn(file: string, args: string[], opts: object): PtyProcess };
   const listener = new VsockListener(libc, VMADDR_CID_ANY, port, (err) => log.warn({ err: err.message }, 'debug console: accept failed'));
   await listener.listen((conn: Duplex) => {

@@ -8,7 +8,10 @@ import path from 'node:path';
 export function listTree(dir: string): string[] {
   const out: string[] = ['.'];
   const walk = (rel: string) => {
-    const entries = fs.readdirSync(path.join(dir, rel), { withFileTypes: true }).map((e) => e.name).sort();
+    const entries = fs
+      .readdirSync(path.join(dir, rel), { withFileTypes: true })
+      .map((e) => e.name)
+      .sort();
     for (const name of entries) {
       const r = rel === '.' ? name : `${rel}/${name}`;
       out.push(r);
@@ -54,14 +57,34 @@ export function makeExt4(dir: string, dest: string, o: Ext4Options): void {
   fs.rmSync(dest, { force: true });
   const env = { ...process.env, E2FSPROGS_FAKE_TIME: String(o.epoch), SOURCE_DATE_EPOCH: String(o.epoch) };
   try {
-    execFileSync('mkfs.ext4', [
-      '-q', '-F', '-t', 'ext4', '-b', '4096', '-m', '0', '-L', o.label, '-U', o.uuid,
-      '-O', '^has_journal,^metadata_csum_seed',
-      '-E', `root_owner=0:0,hash_seed=${o.uuid},lazy_itable_init=0,nodiscard`,
-      '-d', dir, dest, `${mib}M`,
-    ], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+    execFileSync(
+      'mkfs.ext4',
+      [
+        '-q',
+        '-F',
+        '-t',
+        'ext4',
+        '-b',
+        '4096',
+        '-m',
+        '0',
+        '-L',
+        o.label,
+        '-U',
+        o.uuid,
+        '-O',
+        '^has_journal,^metadata_csum_seed',
+        '-E',
+        `root_owner=0:0,hash_seed=${o.uuid},lazy_itable_init=0,nodiscard`,
+        '-d',
+        dir,
+        dest,
+        `${mib}M`,
+      ],
+      { env, stdio: ['ignore', 'inherit', 'inherit'] },
+    );
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error('mkfs.ext4 not found (install e2fsprogs)');
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error('mkfs.ext4 not found (install e2fsprogs)', { cause: err });
     throw err;
   }
   // mke2fs 1.47.0 copies each source file's atime and ctime, which the build itself moves (reading

@@ -14,23 +14,25 @@ interface Format {
   decompress(data: Buffer): Buffer | undefined;
 }
 
-const viaCommand = (cmd: string, args: string[]) => (data: Buffer): Buffer | undefined => {
-  // The compressed stream is followed by the rest of the image, so the tool complains about
-  // trailing garbage after writing all the output: judge by the output, not the exit code.
-  // A file rather than a pipe: the tool stops reading at the end of its stream, which would turn
-  // into EPIPE on our side.
-  const tmp = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vmlinux-')), 'tail');
-  try {
-    fs.writeFileSync(tmp, data);
-    const fd = fs.openSync(tmp, 'r');
-    const r = spawnSync(cmd, args, { stdio: [fd, 'pipe', 'ignore'], maxBuffer: 1 << 30 });
-    fs.closeSync(fd);
-    if (r.error) throw new Error(`${cmd}: ${r.error.message} (install ${cmd === 'xz' ? 'xz-utils' : cmd})`);
-    return r.stdout?.length ? r.stdout : undefined;
-  } finally {
-    fs.rmSync(path.dirname(tmp), { recursive: true, force: true });
-  }
-};
+const viaCommand =
+  (cmd: string, args: string[]) =>
+  (data: Buffer): Buffer | undefined => {
+    // The compressed stream is followed by the rest of the image, so the tool complains about
+    // trailing garbage after writing all the output: judge by the output, not the exit code.
+    // A file rather than a pipe: the tool stops reading at the end of its stream, which would turn
+    // into EPIPE on our side.
+    const tmp = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'vmlinux-')), 'tail');
+    try {
+      fs.writeFileSync(tmp, data);
+      const fd = fs.openSync(tmp, 'r');
+      const r = spawnSync(cmd, args, { stdio: [fd, 'pipe', 'ignore'], maxBuffer: 1 << 30 });
+      fs.closeSync(fd);
+      if (r.error) throw new Error(`${cmd}: ${r.error.message} (install ${cmd === 'xz' ? 'xz-utils' : cmd})`);
+      return r.stdout?.length ? r.stdout : undefined;
+    } finally {
+      fs.rmSync(path.dirname(tmp), { recursive: true, force: true });
+    }
+  };
 
 /** RFC 1952 header: 10 bytes, then the optional extra field, name, comment and header CRC. */
 function gzipHeaderLength(d: Buffer): number {

@@ -4,7 +4,15 @@
 import t from 'tap';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { LinuxDeviceCgroupSchema } from '../../protos/gen/oci_pb.js';
-import { deviceFilterProgram, OP, BPF_DEVCG_ACC_MKNOD, BPF_DEVCG_ACC_READ, BPF_DEVCG_ACC_WRITE, BPF_DEVCG_DEV_BLOCK, BPF_DEVCG_DEV_CHAR } from '../../agent/src/cgroups/device-filter.js';
+import {
+  deviceFilterProgram,
+  OP,
+  BPF_DEVCG_ACC_MKNOD,
+  BPF_DEVCG_ACC_READ,
+  BPF_DEVCG_ACC_WRITE,
+  BPF_DEVCG_DEV_BLOCK,
+  BPF_DEVCG_DEV_CHAR,
+} from '../../agent/src/cgroups/device-filter.js';
 
 /** Executes the program on one request; throws on anything the filter should never contain. */
 function run(prog: Uint8Array, type: 'c' | 'b', major: number, minor: number, access: string): boolean {
@@ -31,14 +39,28 @@ function run(prog: Uint8Array, type: 'c' | 'b', major: number, minor: number, ac
         if (src !== 1 || r[1] !== CTX) throw new Error('load not from the context');
         r[dst] = BigInt(ctx.readUInt32LE(off));
         break;
-      case OP.MOV64_REG: r[dst] = r[src]; break;
-      case OP.MOV64_IMM: r[dst] = u64(imm); break;
-      case OP.AND64_IMM: r[dst] = r[dst] & u64(imm); break;
-      case OP.RSH64_IMM: r[dst] = r[dst] >> imm; break;
-      case OP.JNE_IMM: if (r[dst] !== u64(imm)) pc += off; break;
-      case OP.JEQ_IMM: if (r[dst] === u64(imm)) pc += off; break;
-      case OP.EXIT: return r[0] === 1n;
-      default: throw new Error(`unexpected opcode 0x${op.toString(16)}`);
+      case OP.MOV64_REG:
+        r[dst] = r[src];
+        break;
+      case OP.MOV64_IMM:
+        r[dst] = u64(imm);
+        break;
+      case OP.AND64_IMM:
+        r[dst] = r[dst] & u64(imm);
+        break;
+      case OP.RSH64_IMM:
+        r[dst] = r[dst] >> imm;
+        break;
+      case OP.JNE_IMM:
+        if (r[dst] !== u64(imm)) pc += off;
+        break;
+      case OP.JEQ_IMM:
+        if (r[dst] === u64(imm)) pc += off;
+        break;
+      case OP.EXIT:
+        return r[0] === 1n;
+      default:
+        throw new Error(`unexpected opcode 0x${op.toString(16)}`);
     }
   }
   throw new Error('program did not exit');
@@ -72,12 +94,14 @@ t.test('no rules: nothing restricted (as a new v1 group)', async (t) => {
 });
 
 t.test('deny all, then an allow list (the usual container spec)', async (t) => {
-  const p = deviceFilterProgram(rules(
-    { Allow: false, Type: 'a', Major: -1n, Minor: -1n, Access: 'rwm' },
-    { Allow: true, Type: 'c', Major: 1n, Minor: 3n, Access: 'rwm' },
-    { Allow: true, Type: 'c', Major: 136n, Minor: -1n, Access: 'rw' },
-    { Allow: true, Type: 'b', Major: 8n, Minor: 0n, Access: 'r' },
-  ));
+  const p = deviceFilterProgram(
+    rules(
+      { Allow: false, Type: 'a', Major: -1n, Minor: -1n, Access: 'rwm' },
+      { Allow: true, Type: 'c', Major: 1n, Minor: 3n, Access: 'rwm' },
+      { Allow: true, Type: 'c', Major: 136n, Minor: -1n, Access: 'rw' },
+      { Allow: true, Type: 'b', Major: 8n, Minor: 0n, Access: 'r' },
+    ),
+  );
   t.ok(allReachable(p));
   t.ok(run(p, 'c', 1, 3, 'rw'), '/dev/null');
   t.ok(run(p, 'c', 1, 3, 'm'), 'mknod of /dev/null');
@@ -98,7 +122,13 @@ t.test('allow all, then a partial deny: later rules win, deny matches any forbid
   t.notOk(run(p, 'c', 1, 5, 'rw'));
   t.ok(run(p, 'c', 1, 3, 'w'));
   // And re-allowing after a deny-all in the middle of the list.
-  const q = deviceFilterProgram(rules({ Allow: true, Type: 'c', Major: 1n, Minor: 3n, Access: 'rwm' }, { Allow: false, Type: 'a' }, { Allow: true, Type: 'c', Major: 5n, Minor: 0n, Access: 'rw' }));
+  const q = deviceFilterProgram(
+    rules(
+      { Allow: true, Type: 'c', Major: 1n, Minor: 3n, Access: 'rwm' },
+      { Allow: false, Type: 'a' },
+      { Allow: true, Type: 'c', Major: 5n, Minor: 0n, Access: 'rw' },
+    ),
+  );
   t.notOk(run(q, 'c', 1, 3, 'r'), 'an earlier allow is overridden by the later deny-all');
   t.ok(run(q, 'c', 5, 0, 'r'));
   t.ok(allReachable(p) && allReachable(q), 'no instruction after an all-matching rule');

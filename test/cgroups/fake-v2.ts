@@ -13,7 +13,15 @@ const controllerFiles: Record<string, Record<string, string>> = {
   cpu: { 'cpu.weight': '100', 'cpu.max': 'max 100000' },
   cpuset: { 'cpuset.cpus': '', 'cpuset.mems': '' },
   io: { 'io.weight': 'default 100', 'io.max': '', 'io.stat': '' },
-  memory: { 'memory.max': 'max', 'memory.low': '0', 'memory.swap.max': 'max', 'memory.swap.current': '0', 'memory.current': '0', 'memory.events': 'low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n', 'memory.stat': 'anon 0\nfile 0\n' },
+  memory: {
+    'memory.max': 'max',
+    'memory.low': '0',
+    'memory.swap.max': 'max',
+    'memory.swap.current': '0',
+    'memory.current': '0',
+    'memory.events': 'low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n',
+    'memory.stat': 'anon 0\nfile 0\n',
+  },
   pids: { 'pids.max': 'max', 'pids.current': '0' },
   hugetlb: { 'hugetlb.2MB.max': 'max', 'hugetlb.2MB.current': '0', 'hugetlb.2MB.events': 'max 0\n', 'hugetlb.2MB.rsvd.current': '0' },
 };
@@ -35,7 +43,10 @@ export function fakeV2(controllers = ALL): FakeV2 {
   const ops: Partial<CgroupFs> = {
     mkdir(dir) {
       fs.mkdirSync(dir);
-      const delegated = fs.readFileSync(path.join(path.dirname(dir), 'cgroup.subtree_control'), 'utf8').split(/\s+/).filter(Boolean);
+      const delegated = fs
+        .readFileSync(path.join(path.dirname(dir), 'cgroup.subtree_control'), 'utf8')
+        .split(/\s+/)
+        .filter(Boolean);
       const files: Record<string, string> = {
         'cgroup.controllers': delegated.join(' ') + '\n',
         'cgroup.subtree_control': '\n',

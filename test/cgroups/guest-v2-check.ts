@@ -26,14 +26,22 @@ async function main(): Promise<void> {
   const m = createCgroupManager({ log: { warn: (_o: object, msg: string) => warnings.push(msg) } as never });
   out('version', m.version);
   const MiB = 1048576n;
-  const cg = m.create('kata/c1', create(LinuxResourcesSchema, {
-    Memory: { Limit: 32n * MiB, Swap: 32n * MiB, Reservation: 8n * MiB },
-    CPU: { Shares: 1024n, Quota: 50000n, Period: 100000n, Cpus: '0', Mems: '0' },
-    Pids: { Limit: 20n },
-    BlockIO: { Weight: 500 },
-  }));
+  const cg = m.create(
+    'kata/c1',
+    create(LinuxResourcesSchema, {
+      Memory: { Limit: 32n * MiB, Swap: 32n * MiB, Reservation: 8n * MiB },
+      CPU: { Shares: 1024n, Quota: 50000n, Period: 100000n, Cpus: '0', Mems: '0' },
+      Pids: { Limit: 20n },
+      BlockIO: { Weight: 500 },
+    }),
+  );
   const d = '/sys/fs/cgroup/kata/c1';
-  out('files', Object.fromEntries(['memory.max', 'memory.low', 'memory.swap.max', 'cpu.weight', 'cpu.max', 'cpuset.cpus', 'pids.max', 'io.weight'].map((f) => [f, read(`${d}/${f}`)])));
+  out(
+    'files',
+    Object.fromEntries(
+      ['memory.max', 'memory.low', 'memory.swap.max', 'cpu.weight', 'cpu.max', 'cpuset.cpus', 'pids.max', 'io.weight'].map((f) => [f, read(`${d}/${f}`)]),
+    ),
+  );
   cg.update(create(LinuxResourcesSchema, { Memory: { Limit: 24n * MiB, Swap: 24n * MiB }, CPU: { Period: 200000n } }));
   out('updated', { 'memory.max': read(`${d}/memory.max`), 'cpu.max': read(`${d}/cpu.max`) });
 
@@ -62,10 +70,12 @@ async function main(): Promise<void> {
   });
 
   let ooms = 0;
-  const oom = new Promise<void>((r) => cg.watchOom(() => {
-    ooms++;
-    r();
-  }));
+  const oom = new Promise<void>((r) =>
+    cg.watchOom(() => {
+      ooms++;
+      r();
+    }),
+  );
   const hog = gated('exec tail /dev/zero');
   const hogExit = new Promise((r) => hog.once('exit', (_c, sig) => r(sig)));
   cg.addProcess(hog.pid!);
@@ -78,8 +88,19 @@ async function main(): Promise<void> {
   await until(() => busy.exitCode !== null || busy.signalCode !== null);
   await cg.destroy();
 
-  const dev = m.create('kata/dev', create(LinuxResourcesSchema, { Devices: [{ Allow: false, Type: 'a' }, { Allow: true, Type: 'c', Major: 1n, Minor: 3n, Access: 'rwm' }] }));
-  const probe = gated('(: > /dev/null) 2>/dev/null && echo null-ok || echo null-denied; (head -c1 /dev/zero > /dev/null) 2>/dev/null && echo zero-ok || echo zero-denied', 'pipe');
+  const dev = m.create(
+    'kata/dev',
+    create(LinuxResourcesSchema, {
+      Devices: [
+        { Allow: false, Type: 'a' },
+        { Allow: true, Type: 'c', Major: 1n, Minor: 3n, Access: 'rwm' },
+      ],
+    }),
+  );
+  const probe = gated(
+    '(: > /dev/null) 2>/dev/null && echo null-ok || echo null-denied; (head -c1 /dev/zero > /dev/null) 2>/dev/null && echo zero-ok || echo zero-denied',
+    'pipe',
+  );
   let po = '';
   probe.stdout!.on('data', (b: Buffer) => (po += b));
   dev.addProcess(probe.pid!);

@@ -28,7 +28,11 @@ function findKernel(): string | undefined {
 
 const which = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).stdout.trim() || undefined;
 const kernel = findKernel();
-const busybox = ['/bin/busybox', '/usr/bin/busybox'].find((p) => fs.existsSync(p) && /not a dynamic executable|statically linked/.test(spawnSync('ldd', [p], { encoding: 'utf8' }).stdout + spawnSync('ldd', [p], { encoding: 'utf8' }).stderr));
+const busybox = ['/bin/busybox', '/usr/bin/busybox'].find(
+  (p) =>
+    fs.existsSync(p) &&
+    /not a dynamic executable|statically linked/.test(spawnSync('ldd', [p], { encoding: 'utf8' }).stdout + spawnSync('ldd', [p], { encoding: 'utf8' }).stderr),
+);
 const skip = !isRoot
   ? 'needs root'
   : !which('qemu-system-x86_64') || process.arch !== 'x64'
@@ -61,11 +65,20 @@ async function buildInitramfs(dir: string): Promise<string> {
   const koffiDir = path.dirname(require.resolve('koffi'));
   fs.cpSync(koffiDir, path.join(root, 'node_modules/koffi'), { recursive: true, dereference: true });
   const nativeDir = path.join(path.dirname(koffiDir), '@koromix', `koffi-${process.platform}-${process.arch}`);
-  if (fs.existsSync(nativeDir)) fs.cpSync(nativeDir, path.join(root, 'node_modules/@koromix', path.basename(nativeDir)), { recursive: true, dereference: true });
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  if (fs.existsSync(nativeDir))
+    fs.cpSync(nativeDir, path.join(root, 'node_modules/@koromix', path.basename(nativeDir)), { recursive: true, dereference: true });
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only when the test is not skipped
   const esbuild = require('esbuild') as typeof import('esbuild');
   try {
-    await esbuild.build({ entryPoints: [path.join(__dirname, 'guest-v2-check.js')], bundle: true, platform: 'node', target: 'node20', external: ['koffi'], outfile: path.join(root, 'check.js'), logLevel: 'error' });
+    await esbuild.build({
+      entryPoints: [path.join(__dirname, 'guest-v2-check.js')],
+      bundle: true,
+      platform: 'node',
+      target: 'node20',
+      external: ['koffi'],
+      outfile: path.join(root, 'check.js'),
+      logLevel: 'error',
+    });
   } finally {
     // esbuild keeps a service process for later builds: stop it rather than leave it to outlive us.
     await esbuild.stop();
@@ -97,8 +110,25 @@ t.test('v2 driver in a QEMU guest with every controller: limits, freeze, stats, 
   const initrd = await buildInitramfs(dir);
   const qemu = spawn(
     'qemu-system-x86_64',
-    ['-M', 'q35', '-m', '1024', '-smp', '2', '-nographic', '-no-reboot', '-nodefaults', '-serial', 'stdio', '-kernel', kernel!, '-initrd', initrd,
-      '-append', 'console=ttyS0 quiet tsc=reliable no_timer_check rcupdate.rcu_expedited=1 panic=1 reboot=k cryptomgr.notests i8042.noaux=1 i8042.nopnp=1'],
+    [
+      '-M',
+      'q35',
+      '-m',
+      '1024',
+      '-smp',
+      '2',
+      '-nographic',
+      '-no-reboot',
+      '-nodefaults',
+      '-serial',
+      'stdio',
+      '-kernel',
+      kernel!,
+      '-initrd',
+      initrd,
+      '-append',
+      'console=ttyS0 quiet tsc=reliable no_timer_check rcupdate.rcu_expedited=1 panic=1 reboot=k cryptomgr.notests i8042.noaux=1 i8042.nopnp=1',
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let consoleText = '';

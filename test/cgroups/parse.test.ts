@@ -36,11 +36,14 @@ t.test('/proc/self/cgroup and mountinfo', async (t) => {
   t.equal(v1PathOf(self, 'memory'), '/process_api/abc');
   t.equal(v1PathOf(self, 'pids'), undefined);
   t.equal(self.v2, '/system.slice/kata-agent.service');
-  t.same(parseCgroupMounts(hybrid).map((m) => [m.mountPoint, m.fstype, m.controllers]), [
-    ['/sys/fs/cgroup/cpu,cpuacct', 'cgroup', ['cpu', 'cpuacct']],
-    ['/sys/fs/cgroup/memory', 'cgroup', ['memory']],
-    ['/sys/fs/cgroup/unified', 'cgroup2', []],
-  ]);
+  t.same(
+    parseCgroupMounts(hybrid).map((m) => [m.mountPoint, m.fstype, m.controllers]),
+    [
+      ['/sys/fs/cgroup/cpu,cpuacct', 'cgroup', ['cpu', 'cpuacct']],
+      ['/sys/fs/cgroup/memory', 'cgroup', ['memory']],
+      ['/sys/fs/cgroup/unified', 'cgroup2', []],
+    ],
+  );
   // Inside a cgroup namespace or a bind mount, the mount's root cuts the path.
   t.equal(pathBelowMount('/kubepods/pod1/c1', '/kubepods/pod1'), '/c1');
   t.equal(pathBelowMount('/a', '/'), '/a');
@@ -64,7 +67,10 @@ t.test('driver choice: v1 hierarchies win over a hybrid unified mount; cgroup2 a
   t.equal(cgroupVersionFromConfig(true), 'v2');
   t.equal(cgroupVersionFromConfig(false), undefined);
   t.equal(cgroupVersionFromConfig(undefined), undefined);
-  t.throws(() => createCgroupManager({ mountinfo: hybrid.split('\n').slice(0, 2).join('\n'), procSelfCgroup: '', forceVersion: 'v2', log: quiet }), /no cgroup2/);
+  t.throws(
+    () => createCgroupManager({ mountinfo: hybrid.split('\n').slice(0, 2).join('\n'), procSelfCgroup: '', forceVersion: 'v2', log: quiet }),
+    /no cgroup2/,
+  );
 });
 
 t.test('unit conversions', async (t) => {
@@ -89,15 +95,32 @@ t.test('v1 memory writes keep memsw >= limit at every step', async (t) => {
   const MiB = 1048576n;
   const memsw = { 'memory/memory.memsw.limit_in_bytes': String(128n * MiB) };
   const up = v1Writes(create(LinuxResourcesSchema, { Memory: { Limit: 256n * MiB, Swap: 512n * MiB } }), tree(memsw), () => undefined);
-  t.same(up.map((w) => w.file), ['memory.memsw.limit_in_bytes', 'memory.limit_in_bytes'], 'growing: memsw first');
+  t.same(
+    up.map((w) => w.file),
+    ['memory.memsw.limit_in_bytes', 'memory.limit_in_bytes'],
+    'growing: memsw first',
+  );
   const down = v1Writes(create(LinuxResourcesSchema, { Memory: { Limit: 64n * MiB, Swap: 64n * MiB } }), tree(memsw), () => undefined);
-  t.same(down.map((w) => w.file), ['memory.limit_in_bytes', 'memory.memsw.limit_in_bytes'], 'shrinking: limit first');
+  t.same(
+    down.map((w) => w.file),
+    ['memory.limit_in_bytes', 'memory.memsw.limit_in_bytes'],
+    'shrinking: limit first',
+  );
   const unlimited = v1Writes(create(LinuxResourcesSchema, { Memory: { Limit: -1n, Swap: -1n } }), tree(memsw), () => undefined);
-  t.same(unlimited.map((w) => [w.file, w.value]), [['memory.memsw.limit_in_bytes', '-1'], ['memory.limit_in_bytes', '-1']]);
+  t.same(
+    unlimited.map((w) => [w.file, w.value]),
+    [
+      ['memory.memsw.limit_in_bytes', '-1'],
+      ['memory.limit_in_bytes', '-1'],
+    ],
+  );
   // Without swap accounting the swap part is dropped with a warning, and the memory limit still applies.
   const warnings: string[] = [];
   const noSwapAcct = v1Writes(create(LinuxResourcesSchema, { Memory: { Limit: 64n * MiB, Swap: 64n * MiB } }), tree({}), (m) => warnings.push(m));
-  t.same(noSwapAcct.map((w) => w.file), ['memory.limit_in_bytes']);
+  t.same(
+    noSwapAcct.map((w) => w.file),
+    ['memory.limit_in_bytes'],
+  );
   t.match(warnings.join(), /does not account swap/);
 });
 
@@ -107,39 +130,54 @@ t.test('v1 cpu, pids, blkio, hugetlb, devices, network writes', async (t) => {
     create(LinuxResourcesSchema, {
       CPU: { Shares: 512n, Quota: 20000n, Period: 50000n, RealtimePeriod: 1000000n, RealtimeRuntime: 5000n, Cpus: '1', Mems: '0' },
       Pids: { Limit: -1n },
-      BlockIO: { Weight: 300, LeafWeight: 10, WeightDevice: [{ Major: 8n, Minor: 0n, Weight: 400 }], ThrottleReadBpsDevice: [{ Major: 8n, Minor: -1n, Rate: 10n }] },
+      BlockIO: {
+        Weight: 300,
+        LeafWeight: 10,
+        WeightDevice: [{ Major: 8n, Minor: 0n, Weight: 400 }],
+        ThrottleReadBpsDevice: [{ Major: 8n, Minor: -1n, Rate: 10n }],
+      },
       HugepageLimits: [{ Pagesize: '1GB', Limit: 1073741824n }],
-      Devices: [{ Allow: false, Access: 'rwm' }, { Allow: true, Type: 'c', Major: 1n, Minor: 3n, Access: 'rw' }, { Allow: true, Type: 'c', Major: 136n, Minor: -1n, Access: 'rwm' }],
+      Devices: [
+        { Allow: false, Access: 'rwm' },
+        { Allow: true, Type: 'c', Major: 1n, Minor: 3n, Access: 'rw' },
+        { Allow: true, Type: 'c', Major: 136n, Minor: -1n, Access: 'rwm' },
+      ],
       Network: { ClassID: 7, Priorities: [{ Name: 'eth0', Priority: 2 }] },
       Memory: { Kernel: 1000n },
     }),
     tree({}),
     (m) => warnings.push(m),
   );
-  t.same(writes.map((w) => `${w.controller} ${w.file}=${w.value}`), [
-    'cpu cpu.shares=512',
-    'cpu cpu.cfs_period_us=50000',
-    'cpu cpu.cfs_quota_us=20000',
-    'cpu cpu.rt_period_us=1000000',
-    'cpu cpu.rt_runtime_us=5000',
-    'cpuset cpuset.cpus=1',
-    'cpuset cpuset.mems=0',
-    'pids pids.max=max',
-    'blkio blkio.bfq.weight=300',
-    'blkio blkio.bfq.weight_device=8:0 400',
-    'blkio blkio.throttle.read_bps_device=8:* 10',
-    'hugetlb hugetlb.1GB.limit_in_bytes=1073741824',
-    'devices devices.deny=a',
-    'devices devices.allow=c 1:3 rw',
-    'devices devices.allow=c 136:* rwm',
-  ]);
+  t.same(
+    writes.map((w) => `${w.controller} ${w.file}=${w.value}`),
+    [
+      'cpu cpu.shares=512',
+      'cpu cpu.cfs_period_us=50000',
+      'cpu cpu.cfs_quota_us=20000',
+      'cpu cpu.rt_period_us=1000000',
+      'cpu cpu.rt_runtime_us=5000',
+      'cpuset cpuset.cpus=1',
+      'cpuset cpuset.mems=0',
+      'pids pids.max=max',
+      'blkio blkio.bfq.weight=300',
+      'blkio blkio.bfq.weight_device=8:0 400',
+      'blkio blkio.throttle.read_bps_device=8:* 10',
+      'hugetlb hugetlb.1GB.limit_in_bytes=1073741824',
+      'devices devices.deny=a',
+      'devices devices.allow=c 1:3 rw',
+      'devices devices.allow=c 136:* rwm',
+    ],
+  );
   t.match(warnings.join('\n'), /kernel limit is deprecated/);
   t.match(warnings.join('\n'), /leaf weight/);
   t.match(warnings.join('\n'), /no net_cls hierarchy/);
   t.match(warnings.join('\n'), /no net_prio hierarchy/);
   // With CFQ's files present the classic weight files are used, and unset values write nothing.
   const cfq = v1Writes(create(LinuxResourcesSchema, { BlockIO: { Weight: 300 }, CPU: {} }), tree({ 'blkio/blkio.weight': '500' }), () => undefined);
-  t.same(cfq.map((w) => w.file), ['blkio.weight']);
+  t.same(
+    cfq.map((w) => w.file),
+    ['blkio.weight'],
+  );
 });
 
 t.test('v1 stats: nanosecond files preferred, tick counts converted, blkio lines parsed', async (t) => {
@@ -182,9 +220,18 @@ t.test('v1 stats: nanosecond files preferred, tick counts converted, blkio lines
   t.equal(s.memoryStats?.swapUsage, undefined, 'no memsw files: no swap data');
   t.same(s.memoryStats?.stats, { cache: 40n, rss: 60n, total_cache: 40n });
   t.equal(s.pidsStats?.limit, 100n);
-  t.same(s.blkioStats?.ioServiceBytesRecursive.map((e) => `${e.major}:${e.minor} ${e.op} ${e.value}`), ['8:0 Read 4096', '8:0 Write 512', '8:0 Sync 0']);
-  t.same(s.blkioStats?.ioServicedRecursive.map((e) => e.value), [1n, 2n], 'empty BFQ file falls back to the throttle counts');
-  t.same(parseBlkio('8:16 77\n'), [create((await import('../../protos/gen/agent_pb.js')).BlkioStatsEntrySchema, { major: 8n, minor: 16n, op: '', value: 77n })]);
+  t.same(
+    s.blkioStats?.ioServiceBytesRecursive.map((e) => `${e.major}:${e.minor} ${e.op} ${e.value}`),
+    ['8:0 Read 4096', '8:0 Write 512', '8:0 Sync 0'],
+  );
+  t.same(
+    s.blkioStats?.ioServicedRecursive.map((e) => e.value),
+    [1n, 2n],
+    'empty BFQ file falls back to the throttle counts',
+  );
+  t.same(parseBlkio('8:16 77\n'), [
+    create((await import('../../protos/gen/agent_pb.js')).BlkioStatsEntrySchema, { major: 8n, minor: 16n, op: '', value: 77n }),
+  ]);
 });
 
 t.test('a v1 root directory: one hierarchy per directory, symlinked aliases counted once', async (t) => {
@@ -195,11 +242,14 @@ t.test('a v1 root directory: one hierarchy per directory, symlinked aliases coun
   fs.symlinkSync('cpu,cpuacct', path.join(root, 'cpuacct'));
   const m = createCgroupManager({ root, forceVersion: 'v1', procSelfCgroup: procCgroup, log: quiet });
   t.ok(m instanceof V1Manager);
-  t.same((m as V1Manager).hierarchies.map((h) => [path.basename(h.mountPoint), h.controllers, h.ownPath]), [
-    ['cpu,cpuacct', ['cpu', 'cpuacct'], '/system.slice/kata-agent.service'],
-    ['freezer', ['freezer'], '/'],
-    ['memory', ['memory'], '/process_api/abc'],
-  ]);
+  t.same(
+    (m as V1Manager).hierarchies.map((h) => [path.basename(h.mountPoint), h.controllers, h.ownPath]),
+    [
+      ['cpu,cpuacct', ['cpu', 'cpuacct'], '/system.slice/kata-agent.service'],
+      ['freezer', ['freezer'], '/'],
+      ['memory', ['memory'], '/process_api/abc'],
+    ],
+  );
   // Without forceVersion a root with cgroup.controllers is taken as cgroup2.
   fs.writeFileSync(path.join(root, 'cgroup.controllers'), 'memory\n');
   t.ok(createCgroupManager({ root, procSelfCgroup: '0::/\n', log: quiet }) instanceof V2Manager);

@@ -51,13 +51,20 @@ t.test('v1: limits are written below the own path, read back, updated; destroy l
       CPU: { Shares: 512n, Quota: 50000n, Period: 100000n, Cpus: '0', Mems: '0' },
       Pids: { Limit: 50n },
       BlockIO: { Weight: 200 },
-      Devices: [{ Allow: false, Access: 'rwm' }, { Allow: true, Type: 'c', Major: 1n, Minor: 3n, Access: 'rwm' }],
+      Devices: [
+        { Allow: false, Access: 'rwm' },
+        { Allow: true, Type: 'c', Major: 1n, Minor: 3n, Access: 'rwm' },
+      ],
     }),
   );
   t.teardown(() => cg.destroy().catch(() => undefined));
 
   // The memory hierarchy places the test process in a sub-group here; the group must be below it.
-  const self = fs.readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => /:memory:/.test(l))!.split(':')[2];
+  const self = fs
+    .readFileSync('/proc/self/cgroup', 'utf8')
+    .split('\n')
+    .find((l) => /:memory:/.test(l))!
+    .split(':')[2];
   t.equal(dirOf(m, 'memory', rel), path.join('/sys/fs/cgroup/memory', self, rel));
   for (const d of groupDirs(m, rel)) t.ok(fs.existsSync(d), `${d} exists`);
 
@@ -135,7 +142,10 @@ t.test('v1: a process moved in is listed, counted, frozen (it stops running) and
   t.ok(Object.keys(s.memoryStats?.stats ?? {}).includes('rss'), 'memory.stat map carried');
 
   // Removing a group that still has a process fails and says why; after the kill it succeeds.
-  const busy = await cg.destroy().then(() => undefined, (e: unknown) => e);
+  const busy = await cg.destroy().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   t.equal(toRpcError(busy).code, Code.FAILED_PRECONDITION);
   t.match(String(busy), new RegExp(`still has processes: ${pid}`));
   // A process killed but not yet gone (as orphans of a shared pid namespace are at RemoveContainer)
@@ -208,9 +218,18 @@ t.test('v1: bad paths, duplicates and failed creates', { skip }, async (t) => {
 t.test('v1: device rules written to devices.allow/deny are enforced', { skip }, async (t) => {
   const m = mgr();
   const rel = uniqueName('cgtest-v1-dev');
-  const cg = m.create(rel, create(LinuxResourcesSchema, { Devices: [{ Allow: false, Type: 'a' }, { Allow: true, Type: 'c', Major: 1n, Minor: 3n, Access: 'rwm' }] }));
+  const cg = m.create(
+    rel,
+    create(LinuxResourcesSchema, {
+      Devices: [
+        { Allow: false, Type: 'a' },
+        { Allow: true, Type: 'c', Major: 1n, Minor: 3n, Access: 'rwm' },
+      ],
+    }),
+  );
   t.teardown(() => cg.destroy().catch(() => undefined));
-  const probe = 'read _go; (: > /dev/null) 2>/dev/null && echo null-ok || echo null-denied; (head -c1 /dev/zero > /dev/null) 2>/dev/null && echo zero-ok || echo zero-denied';
+  const probe =
+    'read _go; (: > /dev/null) 2>/dev/null && echo null-ok || echo null-denied; (head -c1 /dev/zero > /dev/null) 2>/dev/null && echo zero-ok || echo zero-denied';
   const child = spawn('sh', ['-c', probe], { stdio: ['pipe', 'pipe', 'ignore'] });
   t.teardown(() => killAndWait(child));
   let out = '';
@@ -235,7 +254,13 @@ t.test('v1: signalAll kills every process of a group, even one that keeps forkin
     await killAndWait(child);
     // Only if the test failed midway: the group is gone otherwise.
     if (cg.state() === 'FROZEN') await cg.thaw();
-    const left = () => { try { return cg.pids(); } catch { return []; } };
+    const left = () => {
+      try {
+        return cg.pids();
+      } catch {
+        return [];
+      }
+    };
     for (const pid of left()) process.kill(pid, 'SIGKILL');
     await eventually(() => left().length === 0);
     await cg.destroy().catch(() => undefined);

@@ -47,13 +47,20 @@ t.test('create delegates controllers down to the group and places it below the o
 
 t.test('resources map onto v2 files with v1 units converted', async (t) => {
   const { mgr, read, warnings } = setup(t);
-  const cg = mgr.create('c', res({
-    Memory: { Limit: 64n * MiB, Reservation: 16n * MiB, Swap: 96n * MiB },
-    CPU: { Shares: 1024n, Quota: 50000n, Period: 100000n, Cpus: '0-1', Mems: '0' },
-    Pids: { Limit: 20n },
-    BlockIO: { Weight: 500, ThrottleReadBpsDevice: [{ Major: 8n, Minor: 0n, Rate: 1048576n }], ThrottleWriteIOPSDevice: [{ Major: 8n, Minor: 16n, Rate: 100n }] },
-    HugepageLimits: [{ Pagesize: '2MB', Limit: 4n * 2n * MiB }],
-  }));
+  const cg = mgr.create(
+    'c',
+    res({
+      Memory: { Limit: 64n * MiB, Reservation: 16n * MiB, Swap: 96n * MiB },
+      CPU: { Shares: 1024n, Quota: 50000n, Period: 100000n, Cpus: '0-1', Mems: '0' },
+      Pids: { Limit: 20n },
+      BlockIO: {
+        Weight: 500,
+        ThrottleReadBpsDevice: [{ Major: 8n, Minor: 0n, Rate: 1048576n }],
+        ThrottleWriteIOPSDevice: [{ Major: 8n, Minor: 16n, Rate: 100n }],
+      },
+      HugepageLimits: [{ Pagesize: '2MB', Limit: 4n * 2n * MiB }],
+    }),
+  );
   t.equal(read('agent/c/memory.max'), String(64n * MiB));
   t.equal(read('agent/c/memory.low'), String(16n * MiB));
   t.equal(read('agent/c/memory.swap.max'), String(32n * MiB), 'OCI swap is memory+swap; v2 wants swap alone');
@@ -85,8 +92,14 @@ t.test('resources map onto v2 files with v1 units converted', async (t) => {
 
 t.test('throttles go to io.max one device and key per write', async (t) => {
   const { fake, mgr } = setup(t);
-  const cg = mgr.create('c', res({ BlockIO: { ThrottleReadBpsDevice: [{ Major: 8n, Minor: 0n, Rate: 1048576n }], ThrottleWriteIOPSDevice: [{ Major: 8n, Minor: 16n, Rate: 100n }] } }));
-  t.same(fake.writes.filter(([f]) => f.endsWith('io.max')).map(([, v]) => v), ['8:0 rbps=1048576', '8:16 wiops=100']);
+  const cg = mgr.create(
+    'c',
+    res({ BlockIO: { ThrottleReadBpsDevice: [{ Major: 8n, Minor: 0n, Rate: 1048576n }], ThrottleWriteIOPSDevice: [{ Major: 8n, Minor: 16n, Rate: 100n }] } }),
+  );
+  t.same(
+    fake.writes.filter(([f]) => f.endsWith('io.max')).map(([, v]) => v),
+    ['8:0 rbps=1048576', '8:16 wiops=100'],
+  );
   await cg.destroy();
 });
 
@@ -141,9 +154,19 @@ t.test('a freeze the kernel never completes fails with DEADLINE_EXCEEDED and is 
   t.teardown(fake.cleanup);
   // This fake kernel records cgroup.freeze but never reports the group frozen.
   const stuck = { ...fake.fs, writeFile: (p: string, v: string) => fs.writeFileSync(p, v) };
-  const mgr = createCgroupManager({ root: fake.root, forceVersion: 'v2', procSelfCgroup: '0::/\n', fs: stuck, freezeTimeoutMs: 50, log: { warn: () => undefined } as never });
+  const mgr = createCgroupManager({
+    root: fake.root,
+    forceVersion: 'v2',
+    procSelfCgroup: '0::/\n',
+    fs: stuck,
+    freezeTimeoutMs: 50,
+    log: { warn: () => undefined } as never,
+  });
   const cg = mgr.create('c', undefined);
-  const err = await cg.freeze().then(() => undefined, (e: unknown) => e);
+  const err = await cg.freeze().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   t.equal(toRpcError(err).code, Code.DEADLINE_EXCEEDED);
   t.equal(fs.readFileSync(path.join(fake.root, 'c/cgroup.freeze'), 'utf8'), '0', 'freeze request withdrawn');
   await cg.destroy();
@@ -169,7 +192,12 @@ t.test('stats are read from the v2 files with their units converted', async (t) 
   t.equal(s.cpuStats?.cpuUsage?.totalUsage, 1_500_000n, 'usec → ns');
   t.equal(s.cpuStats?.cpuUsage?.usageInUsermode, 1_000_000n);
   t.equal(s.cpuStats?.cpuUsage?.usageInKernelmode, 500_000n);
-  t.same(s.cpuStats?.throttlingData && { ...s.cpuStats.throttlingData, $typeName: undefined }, { $typeName: undefined, periods: 7n, throttledPeriods: 2n, throttledTime: 30_000n });
+  t.same(s.cpuStats?.throttlingData && { ...s.cpuStats.throttlingData, $typeName: undefined }, {
+    $typeName: undefined,
+    periods: 7n,
+    throttledPeriods: 2n,
+    throttledTime: 30_000n,
+  });
   t.equal(s.memoryStats?.usage?.usage, 4096n);
   t.equal(s.memoryStats?.usage?.maxUsage, 8192n);
   t.equal(s.memoryStats?.usage?.limit, 65536n);
@@ -180,8 +208,20 @@ t.test('stats are read from the v2 files with their units converted', async (t) 
   t.equal(s.memoryStats?.useHierarchy, true);
   t.equal(s.pidsStats?.current, 2n);
   t.equal(s.pidsStats?.limit, 0n, '"max" pids is 0 (no limit), as kata reports it');
-  t.same(s.blkioStats?.ioServiceBytesRecursive.map((e) => [e.major, e.minor, e.op, e.value]), [[8n, 0n, 'Read', 100n], [8n, 0n, 'Write', 200n]]);
-  t.same(s.blkioStats?.ioServicedRecursive.map((e) => [e.op, e.value]), [['Read', 1n], ['Write', 2n]]);
+  t.same(
+    s.blkioStats?.ioServiceBytesRecursive.map((e) => [e.major, e.minor, e.op, e.value]),
+    [
+      [8n, 0n, 'Read', 100n],
+      [8n, 0n, 'Write', 200n],
+    ],
+  );
+  t.same(
+    s.blkioStats?.ioServicedRecursive.map((e) => [e.op, e.value]),
+    [
+      ['Read', 1n],
+      ['Write', 2n],
+    ],
+  );
   t.same(Object.keys(s.hugetlbStats), ['2MB'], 'rsvd files are not a page size');
   t.equal(s.hugetlbStats['2MB']?.usage, 2097152n);
   t.equal(s.hugetlbStats['2MB']?.failcnt, 4n);
@@ -201,10 +241,11 @@ t.test('OOM kills counted in memory.events reach the watcher, one call per kill'
     calls++;
     wake();
   });
-  const until = (n: number) => new Promise<void>((r) => {
-    wake = () => calls >= n && r();
-    wake();
-  });
+  const until = (n: number) =>
+    new Promise<void>((r) => {
+      wake = () => calls >= n && r();
+      wake();
+    });
   fs.writeFileSync(events, 'low 0\nhigh 0\nmax 1\noom 1\noom_kill 1\n');
   await until(1);
   t.equal(calls, 1);
@@ -254,7 +295,10 @@ t.test('group paths that could leave the agent subtree are refused; duplicates t
 
 t.test('device rules become an eBPF filter attached to the group; an update swaps it without a gap', async (t) => {
   const { mgr, libc } = setup(t);
-  const rules = [{ Allow: false, Type: 'a' }, { Allow: true, Type: 'c', Major: 1n, Minor: 3n, Access: 'rwm' }];
+  const rules = [
+    { Allow: false, Type: 'a' },
+    { Allow: true, Type: 'c', Major: 1n, Minor: 3n, Access: 'rwm' },
+  ];
   const cg = mgr.create('c', res({ Devices: rules }));
   const bpfCalls = () => libc.calls.filter((c) => c.name.startsWith('bpf') || c.name === 'close');
   const [load, attach] = bpfCalls();
@@ -265,7 +309,11 @@ t.test('device rules become an eBPF filter attached to the group; an update swap
 
   libc.calls.length = 0;
   cg.update(res({ Devices: [{ Allow: true, Type: 'a' }] }));
-  t.same(bpfCalls().map((c) => c.name), ['bpfProgLoad', 'bpfProgAttach', 'bpfProgDetach', 'close'], 'new filter in before the old one out');
+  t.same(
+    bpfCalls().map((c) => c.name),
+    ['bpfProgLoad', 'bpfProgAttach', 'bpfProgDetach', 'close'],
+    'new filter in before the old one out',
+  );
   t.equal(bpfCalls()[2]?.args[1], firstProg, 'the old program is the one detached');
   t.equal(bpfCalls()[3]?.args[0], firstProg);
   const secondProg = bpfCalls()[1]?.args[1];
@@ -284,7 +332,11 @@ t.test('device rules become an eBPF filter attached to the group; an update swap
 
   libc.calls.length = 0;
   await cg.destroy();
-  t.same(bpfCalls().map((c) => [c.name, c.args[0]]), [['close', secondProg]], 'program fd released with the group');
+  t.same(
+    bpfCalls().map((c) => [c.name, c.args[0]]),
+    [['close', secondProg]],
+    'program fd released with the group',
+  );
 });
 
 t.test('a parent level shared by several groups goes with the last of them, whichever created it', async (t) => {

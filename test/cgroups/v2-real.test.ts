@@ -43,7 +43,9 @@ t.test('v2 on the real cgroup2 mount: place, freeze, thaw, stats, hugetlb limit,
   const parent = uniqueName('cgtest-v2');
   const rel = `${parent}/c`;
   const hugeFile = 'hugetlb.2MB.max';
-  const offersHugetlb = fs.readFileSync(path.join(base, 'cgroup.controllers'), 'utf8').split(/\s+/).includes('hugetlb') && fs.existsSync('/sys/kernel/mm/hugepages/hugepages-2048kB');
+  const offersHugetlb =
+    fs.readFileSync(path.join(base, 'cgroup.controllers'), 'utf8').split(/\s+/).includes('hugetlb') &&
+    fs.existsSync('/sys/kernel/mm/hugepages/hugepages-2048kB');
   const cg = m.create(rel, offersHugetlb ? create(LinuxResourcesSchema, { HugepageLimits: [{ Pagesize: '2MB', Limit: 4n * 2097152n }] }) : undefined);
   const { child, release } = gatedShell('while :; do :; done');
   t.teardown(async () => {
@@ -88,14 +90,18 @@ t.test('v2 on the real cgroup2 mount: place, freeze, thaw, stats, hugetlb limit,
 t.test('v2 device rules are enforced by the kernel through the eBPF filter', { skip }, async (t) => {
   const m = createCgroupManager({ forceVersion: 'v2', log: { warn: () => undefined } as never });
   const rel = uniqueName('cgtest-v2-dev');
-  const cg = m.create(rel, create(LinuxResourcesSchema, {
-    Devices: [
-      { Allow: false, Type: 'a' },
-      { Allow: true, Type: 'c', Major: 1n, Minor: 3n, Access: 'rwm' },
-    ],
-  }));
+  const cg = m.create(
+    rel,
+    create(LinuxResourcesSchema, {
+      Devices: [
+        { Allow: false, Type: 'a' },
+        { Allow: true, Type: 'c', Major: 1n, Minor: 3n, Access: 'rwm' },
+      ],
+    }),
+  );
   // Reports which of /dev/null (1:3, allowed) and /dev/zero (1:5, not) it can open.
-  const probe = 'read _go; (: > /dev/null) 2>/dev/null && echo null-ok || echo null-denied; (head -c1 /dev/zero > /dev/null) 2>/dev/null && echo zero-ok || echo zero-denied';
+  const probe =
+    'read _go; (: > /dev/null) 2>/dev/null && echo null-ok || echo null-denied; (head -c1 /dev/zero > /dev/null) 2>/dev/null && echo zero-ok || echo zero-denied';
   const run = async () => {
     const child = spawn('sh', ['-c', probe], { stdio: ['pipe', 'pipe', 'ignore'] });
     t.teardown(() => killAndWait(child));
@@ -110,7 +116,14 @@ t.test('v2 device rules are enforced by the kernel through the eBPF filter', { s
   t.same(await run(), ['null-ok', 'zero-denied']);
 
   // UpdateContainer with new rules replaces the filter: now /dev/zero too.
-  cg.update(create(LinuxResourcesSchema, { Devices: [{ Allow: false, Type: 'a' }, { Allow: true, Type: 'c', Major: 1n, Minor: -1n, Access: 'rw' }] }));
+  cg.update(
+    create(LinuxResourcesSchema, {
+      Devices: [
+        { Allow: false, Type: 'a' },
+        { Allow: true, Type: 'c', Major: 1n, Minor: -1n, Access: 'rw' },
+      ],
+    }),
+  );
   t.same(await run(), ['null-ok', 'zero-ok']);
   await cg.destroy();
   t.notOk(fs.existsSync(path.join((m as V2Manager).mountPoint, (m as V2Manager).ownPath, rel)));
@@ -127,7 +140,13 @@ t.test('v2: signalAll SIGKILLs a forking group through cgroup.kill; other signal
     child.stdin!.end('go\n');
     return child;
   };
-  const left = (cg: ReturnType<typeof m.create>) => { try { return cg.pids(); } catch { return []; } };
+  const left = (cg: ReturnType<typeof m.create>) => {
+    try {
+      return cg.pids();
+    } catch {
+      return [];
+    }
+  };
 
   const rel = uniqueName('cgtest-v2-kill');
   const cg = m.create(rel, undefined);
@@ -171,5 +190,8 @@ t.test('v2: signalAll SIGKILLs a forking group through cgroup.kill; other signal
 t.test('v2: no group of this test run is left', { skip }, async (t) => {
   const m = createCgroupManager({ forceVersion: 'v2', log: { warn: () => undefined } as never }) as V2Manager;
   const mine = new RegExp(`^cgtest-v2-[a-z-]*${process.pid}-`);
-  t.same(fs.readdirSync(path.join(m.mountPoint, m.ownPath)).filter((n) => mine.test(n)), []);
+  t.same(
+    fs.readdirSync(path.join(m.mountPoint, m.ownPath)).filter((n) => mine.test(n)),
+    [],
+  );
 });

@@ -60,6 +60,11 @@ for (const build of ['v1', 'v2'] as const) {
       { HugepageLimits: [{ Pagesize: '2MB', Limit: 1n << 30n }] },
       { Devices: [{ Allow: false, Type: 'a', Access: 'rwm' }] },
     ];
-    for (const init of edges) t.equal(outcome(build, init), 'ok', JSON.stringify(init, (_k, v) => (typeof v === 'bigint' ? String(v) : v)));
+    for (const init of edges)
+      t.equal(
+        outcome(build, init),
+        'ok',
+        JSON.stringify(init, (_k, v) => (typeof v === 'bigint' ? String(v) : v)),
+      );
   });
 }

@@ -49,12 +49,19 @@ function ownCgroupDir(): string {
   return path.join('/sys/fs/cgroup', lines.find((l) => l.startsWith('0::'))!.slice(3));
 }
 
-for (const [gen, wire] of [['3.x', 'ttrpc'], ['1.x', 'grpc']] as [Generation, 'ttrpc' | 'grpc'][]) {
+for (const [gen, wire] of [
+  ['3.x', 'ttrpc'],
+  ['1.x', 'grpc'],
+] as [Generation, 'ttrpc' | 'grpc'][]) {
   t.test(`kata ${gen} pod over ${wire} on a unix socket`, { skip }, async (t) => {
     const seen: ShareMount[] = [];
     const hostShareRoot = fs.mkdtempSync('/tmp/kata-pod-share-');
     // The kata 1.x runtime's grpc-go sends its dial target as :authority, slashes and all.
-    const h = await AgentHarness.start({ libc: withHostShare(hostShareRoot, seen) }, wire, wire === 'grpc' ? `unix:////run/vc/sbs/${sandboxId}/kata.sock` : undefined);
+    const h = await AgentHarness.start(
+      { libc: withHostShare(hostShareRoot, seen) },
+      wire,
+      wire === 'grpc' ? `unix:////run/vc/sbs/${sandboxId}/kata.sock` : undefined,
+    );
     t.teardown(async () => {
       await h.stop();
       fs.rmSync(hostShareRoot, { recursive: true, force: true });
@@ -70,18 +77,38 @@ for (const [gen, wire] of [['3.x', 'ttrpc'], ['1.x', 'grpc']] as [Generation, 't
     if (paths.pauseOomScoreAdj === 0) t.comment('no CAP_SYS_RESOURCE here: the pause container asks for OOMScoreAdj 0 instead of -998');
     const appGroup = path.join(ownCgroupDir(), 'kubepods', 'besteffort', `pod${podUid}`, appId);
     let appGroupPids: number[] = [];
-    const run = await runPod(gen, paths, (m, req, ms) => h.call(m, req, ms), () => h.check(), {
-      appStarted: () => void (appGroupPids = fs.readFileSync(path.join(appGroup, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number)),
-    });
+    const run = await runPod(
+      gen,
+      paths,
+      (m, req, ms) => h.call(m, req, ms),
+      () => h.check(),
+      {
+        appStarted: () => void (appGroupPids = fs.readFileSync(path.join(appGroup, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number)),
+      },
+    );
     t.comment(`RPC sequence: ${run.sequence.join(' → ')}`);
 
-    t.same(seen, [
-      gen === '3.x'
-        ? { source: 'kataShared', target: `${sharedDir(paths)}/`, fstype: 'virtiofs', flags: 0, data: null }
-        : { source: 'kataShared', target: `${sharedDir(paths)}/`, fstype: '9p', flags: seen[0]?.flags, data: 'trans=virtio,version=9p2000.L,cache=mmap,msize=8192' },
-    ], 'the share is mounted with the source, type and options the host sent');
+    t.same(
+      seen,
+      [
+        gen === '3.x'
+          ? { source: 'kataShared', target: `${sharedDir(paths)}/`, fstype: 'virtiofs', flags: 0, data: null }
+          : {
+              source: 'kataShared',
+              target: `${sharedDir(paths)}/`,
+              fstype: '9p',
+              flags: seen[0]?.flags,
+              data: 'trans=virtio,version=9p2000.L,cache=mmap,msize=8192',
+            },
+      ],
+      'the share is mounted with the source, type and options the host sent',
+    );
     if (gen === '1.x') t.ok((seen[0]?.flags ?? 0) & 4, 'nodev became MS_NODEV');
-    t.equal(run.appStdout, 'web-0 up: web-0 nameserver 192.0.2.53\nbye\n', 'app output to its end: hostname and the bound resolv.conf, then its SIGTERM handler');
+    t.equal(
+      run.appStdout,
+      'web-0 up: web-0 nameserver 192.0.2.53\nbye\n',
+      'app output to its end: hostname and the bound resolv.conf, then its SIGTERM handler',
+    );
     t.equal(run.appStderr, 'warming\n');
     t.same(run.probe, { stdout: 'web-0\n', status: 0 }, 'exec probe');
     t.match(run.tty.output, /\/dev\/pts\/\d+\r?\n/, 'tty names a pty of the container');

@@ -48,7 +48,9 @@ function kataBoot(conf: Record<string, unknown>, generation: Generation, serialS
   for (const f of [assets.kernel, assets.initrd]) if (!fs.existsSync(f)) throw new Error(`${f} (named by the docs) is not a built file`);
   const agent = (conf.agent as Record<string, Record<string, unknown>> | undefined)?.kata ?? {};
   const maxVcpus = Number(hv.default_maxvcpus ?? 0) || os.cpus().length;
-  const userParams = String(hv.kernel_params ?? '').split(' ').filter(Boolean);
+  const userParams = String(hv.kernel_params ?? '')
+    .split(' ')
+    .filter(Boolean);
   return {
     mode: 'initrd',
     assets,

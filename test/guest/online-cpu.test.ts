@@ -61,7 +61,12 @@ t.test('a hot-added vCPU is onlined by OnlineCPUMem', { skip: guestSkip }, async
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kata-guest-cpu-'));
   const sock = path.join(dir, 'agent.sock');
   const qmpSock = path.join(dir, 'qmp.sock');
-  const vm = await bootGuest({ mode: 'initrd', serialSocket: sock, consoleFile: path.join(dir, 'console.log'), extraArgs: ['-smp', '1,maxcpus=2', '-qmp', `unix:${qmpSock},server=on,wait=off`] });
+  const vm = await bootGuest({
+    mode: 'initrd',
+    serialSocket: sock,
+    consoleFile: path.join(dir, 'console.log'),
+    extraArgs: ['-smp', '1,maxcpus=2', '-qmp', `unix:${qmpSock},server=on,wait=off`],
+  });
   t.teardown(async () => {
     await vm.kill();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -81,7 +86,12 @@ t.test('a hot-added vCPU is onlined by OnlineCPUMem', { skip: guestSkip }, async
     const spec = busyboxSpec(guestBusyboxRootfs, ['cat', '/sys/devices/system/cpu/online']);
     await rpc.call(agent, 'CreateContainer', CreateContainerRequestSchema, { containerId: 'cpus', execId: 'cpus', OCI: spec }, EmptySchema);
     await rpc.call(agent, 'StartContainer', StartContainerRequestSchema, { containerId: 'cpus' }, EmptySchema);
-    const out = (await readToEnd(() => rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId: 'cpus', execId: 'cpus', len: 1024 }, ReadStreamResponseSchema), 'ReadStdout')).toString();
+    const out = (
+      await readToEnd(
+        () => rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId: 'cpus', execId: 'cpus', len: 1024 }, ReadStreamResponseSchema),
+        'ReadStdout',
+      )
+    ).toString();
     await rpc.call(agent, 'WaitProcess', WaitProcessRequestSchema, { containerId: 'cpus', execId: 'cpus' }, WaitProcessResponseSchema);
     t.equal(out, '0-1\n', 'both vCPUs online');
     // As kata hosts end a pod: RemoveContainer, then DestroySandbox.

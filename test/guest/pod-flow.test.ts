@@ -41,12 +41,28 @@ for (const gen of ['3.x', '1.x'] as Generation[]) {
     if (gen === '3.x') {
       const d = await startVirtiofsd(share, dir);
       daemon = d.daemon;
-      shareArgs = ['-object', 'memory-backend-memfd,id=mem,size=512M,share=on', '-numa', 'node,memdev=mem', '-chardev', `socket,id=vfs,path=${d.socket}`, '-device', 'vhost-user-fs-pci,chardev=vfs,tag=kataShared'];
+      shareArgs = [
+        '-object',
+        'memory-backend-memfd,id=mem,size=512M,share=on',
+        '-numa',
+        'node,memdev=mem',
+        '-chardev',
+        `socket,id=vfs,path=${d.socket}`,
+        '-device',
+        'vhost-user-fs-pci,chardev=vfs,tag=kataShared',
+      ];
     } else {
       shareArgs = ['-fsdev', `local,id=fs0,path=${share},security_model=none`, '-device', 'virtio-9p-pci,fsdev=fs0,mount_tag=kataShared'];
     }
     const sock = path.join(dir, 'agent.sock');
-    const vm = await bootGuest({ mode: 'initrd', serialSocket: sock, consoleFile: path.join(dir, 'console.log'), console: 'kata-hvc', baseParams: kataKernelParams(gen, 1), extraArgs: shareArgs });
+    const vm = await bootGuest({
+      mode: 'initrd',
+      serialSocket: sock,
+      consoleFile: path.join(dir, 'console.log'),
+      console: 'kata-hvc',
+      baseParams: kataKernelParams(gen, 1),
+      extraArgs: shareArgs,
+    });
     t.teardown(async () => {
       await vm.kill();
       if (daemon?.exitCode === null && daemon.pid) {
@@ -57,7 +73,11 @@ for (const gen of ['3.x', '1.x'] as Generation[]) {
     });
     try {
       await vm.waitFor(agentReady, 300_000);
-      const rpc = await GuestRpc.connect(sock, 10_000, gen === '3.x' ? { wire: 'ttrpc' } : { wire: 'grpc', authority: `unix:////run/vc/sbs/${sandboxId}/kata.sock` });
+      const rpc = await GuestRpc.connect(
+        sock,
+        10_000,
+        gen === '3.x' ? { wire: 'ttrpc' } : { wire: 'grpc', authority: `unix:////run/vc/sbs/${sandboxId}/kata.sock` },
+      );
       const call: HostCall = (method, req, ms) => {
         const m = AgentService.method[method];
         return rpc.call('grpc.AgentService', m.name, m.input, req as never, m.output, ms ?? 60_000) as never;

@@ -67,16 +67,20 @@ t.test('agent in the VM over virtio-serial + yamux', { skip }, async (t) => {
       t.ok(d.memBlockSizeBytes > 0n, `memory block size read from the guest's sysfs (${d.memBlockSizeBytes})`);
     });
 
-    await t.test('grpc-go through hashicorp/yamux, as kata 1.x\'s proxy: :authority with "/", pings every second', { skip: goGrpcMissing() ?? false }, async (t) => {
-      const bin = buildGoGrpcClient(dir);
-      const r = await runGoGrpcClient(bin, ['yamux', sock]);
-      t.equal(r.code, 0, `client exit status (stderr: ${r.stderr.trim()})`);
-      const report = JSON.parse(r.stdout) as GoGrpcReport;
-      t.ok(report.authorities.length >= 3 && report.authorities.every((a) => a.includes('/')), `:authority sent: ${report.authorities[0]}`);
-      checkGoGrpcCalls(t, report);
-      t.same(report.pingErrors, [], 'no ping failed');
-      t.ok(report.pingsOk >= 3, `${report.pingsOk} pings answered while the calls ran`);
-    });
+    await t.test(
+      'grpc-go through hashicorp/yamux, as kata 1.x\'s proxy: :authority with "/", pings every second',
+      { skip: goGrpcMissing() ?? false },
+      async (t) => {
+        const bin = buildGoGrpcClient(dir);
+        const r = await runGoGrpcClient(bin, ['yamux', sock]);
+        t.equal(r.code, 0, `client exit status (stderr: ${r.stderr.trim()})`);
+        const report = JSON.parse(r.stdout) as GoGrpcReport;
+        t.ok(report.authorities.length >= 3 && report.authorities.every((a) => a.includes('/')), `:authority sent: ${report.authorities[0]}`);
+        checkGoGrpcCalls(t, report);
+        t.same(report.pingErrors, [], 'no ping failed');
+        t.ok(report.pingsOk >= 3, `${report.pingsOk} pings answered while the calls ran`);
+      },
+    );
 
     await t.test('garbage on the port drops that session; the next one works', async (t) => {
       const raw = net.connect(sock);
@@ -98,10 +102,12 @@ t.test('agent in the VM over virtio-serial + yamux', { skip }, async (t) => {
       for (let i = 1; i <= 5; i++) (await firstCall(t, `clean close #${i}`)).close();
       await checkOnce(t, 'after the clean closes');
       const after = guestSaw();
-      t.comment(`guest saw, over 6 host sessions: ${after.takeovers - before.takeovers} takeover(s) by a new host's SYN, ${after.ends - before.ends} session end(s) (EOF)`);
+      t.comment(
+        `guest saw, over 6 host sessions: ${after.takeovers - before.takeovers} takeover(s) by a new host's SYN, ${after.ends - before.ends} session end(s) (EOF)`,
+      );
     });
 
-    await t.test('host vanishes mid-call: the next host\'s first call works, 4 times in a row', async (t) => {
+    await t.test("host vanishes mid-call: the next host's first call works, 4 times in a row", async (t) => {
       const before = guestSaw();
       for (let i = 1; i <= 4; i++) {
         const rpc = await firstCall(t, i === 1 ? 'vanish setup' : `after vanish #${i - 1}`);
@@ -121,7 +127,9 @@ t.test('agent in the VM over virtio-serial + yamux', { skip }, async (t) => {
       await new Promise((r) => setTimeout(r, 2000));
       const during = guestSaw();
       await checkOnce(t, 'after the pause');
-      t.comment(`guest saw during the 2 s without a host: ${during.ends - before.ends} session end(s) (EOF); then ${guestSaw().takeovers - during.takeovers} takeover(s)`);
+      t.comment(
+        `guest saw during the 2 s without a host: ${during.ends - before.ends} session end(s) (EOF); then ${guestSaw().takeovers - during.takeovers} takeover(s)`,
+      );
     });
     await t.test('how long a host must stay away before the guest reads EOF (every first call must work)', async (t) => {
       const seen: string[] = [];
@@ -136,7 +144,9 @@ t.test('agent in the VM over virtio-serial + yamux', { skip }, async (t) => {
       t.comment(`guest saw, by gap between hosts: ${seen.join(', ')}`);
     });
     const sorted = [...firstAnswerMs].sort((a, b) => a - b);
-    t.comment(`first answer of a new host session (connect → Check answered), ${sorted.length} sessions: median ${sorted[Math.floor(sorted.length / 2)].toFixed(1)} ms, max ${sorted[sorted.length - 1].toFixed(1)} ms`);
+    t.comment(
+      `first answer of a new host session (connect → Check answered), ${sorted.length} sessions: median ${sorted[Math.floor(sorted.length / 2)].toFixed(1)} ms, max ${sorted[sorted.length - 1].toFixed(1)} ms`,
+    );
     t.notMatch(vm.console, /uncaught exception|unhandled rejection/, 'no uncaught errors in the guest');
     t.ok(vm.running, 'VM still running');
   } catch (err) {

@@ -36,7 +36,13 @@ const sharedInGuest = '/run/kata-containers/shared/containers';
 const agent = 'grpc.AgentService';
 type StorageInit = MessageInitShape<typeof StorageSchema>;
 
-const shm: StorageInit = { driver: 'ephemeral', source: 'shm', fstype: 'tmpfs', options: ['noexec', 'nosuid', 'nodev', 'mode=1777', 'size=67108864'], mountPoint: '/run/kata-containers/sandbox/shm' };
+const shm: StorageInit = {
+  driver: 'ephemeral',
+  source: 'shm',
+  fstype: 'tmpfs',
+  options: ['noexec', 'nosuid', 'nodev', 'mode=1777', 'size=67108864'],
+  mountPoint: '/run/kata-containers/sandbox/shm',
+};
 
 /** The host's side of the share: the container's rootfs and a data folder, as the kata runtime lays them out. */
 function hostShare(dir: string, cid: string): string {
@@ -52,11 +58,20 @@ async function runPod(rpc: GuestRpc, shared: StorageInit, cid: string): Promise<
   await rpc.call(agent, 'CreateSandbox', CreateSandboxRequestSchema, { hostname: 'shared-pod', sandboxId: cid, storages: [shared, shm] }, EmptySchema);
   // What hosts send before every container: memory only (nb_cpus 0), on the guest's real sysfs.
   await rpc.call(agent, 'OnlineCPUMem', OnlineCPUMemRequestSchema, { wait: true, nbCpus: 0, cpuOnly: false }, EmptySchema);
-  const spec = busyboxSpec(`${sharedInGuest}/${cid}/rootfs`, ['sh', '-c', 'cat /etc/marker /data/msg; echo written-in-guest > /data/out; grep -c " /dev/shm " /proc/mounts']);
+  const spec = busyboxSpec(`${sharedInGuest}/${cid}/rootfs`, [
+    'sh',
+    '-c',
+    'cat /etc/marker /data/msg; echo written-in-guest > /data/out; grep -c " /dev/shm " /proc/mounts',
+  ]);
   addMount(spec, { destination: '/data', type: 'bind', source: `${sharedInGuest}/${cid}-data`, options: ['rbind'] });
   await rpc.call(agent, 'CreateContainer', CreateContainerRequestSchema, { containerId: cid, execId: cid, OCI: spec }, EmptySchema);
   await rpc.call(agent, 'StartContainer', StartContainerRequestSchema, { containerId: cid }, EmptySchema);
-  const stdout = (await readToEnd(() => rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId: cid, execId: cid, len: 32 * 1024 }, ReadStreamResponseSchema), `ReadStdout ${cid}`)).toString();
+  const stdout = (
+    await readToEnd(
+      () => rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId: cid, execId: cid, len: 32 * 1024 }, ReadStreamResponseSchema),
+      `ReadStdout ${cid}`,
+    )
+  ).toString();
   const { status } = await rpc.call(agent, 'WaitProcess', WaitProcessRequestSchema, { containerId: cid, execId: cid }, WaitProcessResponseSchema);
   await rpc.call(agent, 'RemoveContainer', RemoveContainerRequestSchema, { containerId: cid }, EmptySchema);
   await rpc.call(agent, 'DestroySandbox', DestroySandboxRequestSchema, {}, EmptySchema);
@@ -68,7 +83,15 @@ async function check(t: Test, name: string, extraArgs: (share: string, dir: stri
   const cid = `storage-${name}-${process.pid}`;
   const share = hostShare(dir, cid);
   const sock = path.join(dir, 'agent.sock');
-  const vm = await bootGuest({ mode: 'initrd', serialSocket: sock, consoleFile: path.join(dir, 'console.log'), extraArgs: [...(memoryBackend ? ['-object', 'memory-backend-memfd,id=mem,size=512M,share=on', '-numa', 'node,memdev=mem'] : []), ...(await extraArgs(share, dir))] });
+  const vm = await bootGuest({
+    mode: 'initrd',
+    serialSocket: sock,
+    consoleFile: path.join(dir, 'console.log'),
+    extraArgs: [
+      ...(memoryBackend ? ['-object', 'memory-backend-memfd,id=mem,size=512M,share=on', '-numa', 'node,memdev=mem'] : []),
+      ...(await extraArgs(share, dir)),
+    ],
+  });
   t.teardown(async () => {
     await vm.kill();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -95,32 +118,42 @@ t.test('kata 1.x: 9p kataShared', { skip }, async (t) => {
     t,
     '9p',
     async (share) => ['-fsdev', `local,id=fs0,path=${share},security_model=none`, '-device', 'virtio-9p-pci,fsdev=fs0,mount_tag=kataShared'],
-    { driver: '9p', source: 'kataShared', fstype: '9p', options: ['trans=virtio,version=9p2000.L,cache=mmap', 'nodev', 'msize=8192'], mountPoint: `${sharedInGuest}/` },
+    {
+      driver: '9p',
+      source: 'kataShared',
+      fstype: '9p',
+      options: ['trans=virtio,version=9p2000.L,cache=mmap', 'nodev', 'msize=8192'],
+      mountPoint: `${sharedInGuest}/`,
+    },
     false,
   );
 });
 
-t.test('kata 3.x: virtio-fs kataShared through virtiofsd', { skip: skip || (!fs.existsSync(virtiofsd) && `${virtiofsd} missing (qemu-system-common)`) || false }, async (t) => {
-  let daemon: ChildProcess | undefined;
-  t.teardown(async () => {
-    if (daemon?.exitCode === null && daemon.pid) {
-      process.kill(daemon.pid, 'SIGKILL');
-      await new Promise((r) => daemon!.once('exit', r));
-    }
-  });
-  await check(
-    t,
-    'virtiofs',
-    async (share, dir) => {
-      const vsock = path.join(dir, 'virtiofsd.sock');
-      daemon = spawn(virtiofsd, [`--socket-path=${vsock}`, '-o', `source=${share}`, '-o', 'cache=auto'], { stdio: ['ignore', 'ignore', 'pipe'] });
-      let err = '';
-      daemon.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-      for (let i = 0; i < 200 && !fs.existsSync(vsock); i++) await new Promise((r) => setTimeout(r, 25));
-      if (!fs.existsSync(vsock)) throw new Error(`virtiofsd made no socket: ${err}`);
-      return ['-chardev', `socket,id=vfs,path=${vsock}`, '-device', 'vhost-user-fs-pci,chardev=vfs,tag=kataShared'];
-    },
-    { driver: 'virtio-fs', source: 'kataShared', fstype: 'virtiofs', options: [], mountPoint: `${sharedInGuest}/` },
-    true,
-  );
-});
+t.test(
+  'kata 3.x: virtio-fs kataShared through virtiofsd',
+  { skip: skip || (!fs.existsSync(virtiofsd) && `${virtiofsd} missing (qemu-system-common)`) || false },
+  async (t) => {
+    let daemon: ChildProcess | undefined;
+    t.teardown(async () => {
+      if (daemon?.exitCode === null && daemon.pid) {
+        process.kill(daemon.pid, 'SIGKILL');
+        await new Promise((r) => daemon!.once('exit', r));
+      }
+    });
+    await check(
+      t,
+      'virtiofs',
+      async (share, dir) => {
+        const vsock = path.join(dir, 'virtiofsd.sock');
+        daemon = spawn(virtiofsd, [`--socket-path=${vsock}`, '-o', `source=${share}`, '-o', 'cache=auto'], { stdio: ['ignore', 'ignore', 'pipe'] });
+        let err = '';
+        daemon.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+        for (let i = 0; i < 200 && !fs.existsSync(vsock); i++) await new Promise((r) => setTimeout(r, 25));
+        if (!fs.existsSync(vsock)) throw new Error(`virtiofsd made no socket: ${err}`);
+        return ['-chardev', `socket,id=vfs,path=${vsock}`, '-device', 'vhost-user-fs-pci,chardev=vfs,tag=kataShared'];
+      },
+      { driver: 'virtio-fs', source: 'kataShared', fstype: 'virtiofs', options: [], mountPoint: `${sharedInGuest}/` },
+      true,
+    );
+  },
+);

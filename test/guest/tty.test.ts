@@ -31,7 +31,10 @@ const agent = 'grpc.AgentService';
 const script = 'tty; echo pts: $(ls /dev/pts)';
 
 async function readAll(rpc: GuestRpc, containerId: string, execId: string): Promise<string> {
-  const out = await readToEnd(() => rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId, execId, len: 32 * 1024 }, ReadStreamResponseSchema), `ReadStdout ${execId}`);
+  const out = await readToEnd(
+    () => rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId, execId, len: 32 * 1024 }, ReadStreamResponseSchema),
+    `ReadStdout ${execId}`,
+  );
   return out.toString();
 }
 
@@ -41,7 +44,7 @@ function checkTty(t: Test, out: string, what: string): void {
   t.ok((/^pts: (.*)\r$/m.exec(out)?.[1].split(' ') ?? []).includes(String(n)), `${what}: that pty is in the container's /dev/pts`);
 }
 
-t.test('tty init and tty exec in the VM get the container\'s own pty', { skip }, async (t) => {
+t.test("tty init and tty exec in the VM get the container's own pty", { skip }, async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kata-guest-tty-'));
   const sock = path.join(dir, 'agent.sock');
   const vm = await bootGuest({ mode: 'initrd', serialSocket: sock, consoleFile: path.join(dir, 'console.log') });

@@ -44,10 +44,15 @@ function requestHeaders(path: string): Buffer {
   return Buffer.concat([
     Buffer.of(0x83), // :method POST (static 3)
     Buffer.of(0x86), // :scheme http (static 6)
-    Buffer.of(0x04), hpackString(path), // :path (static 4), literal value, not indexed
-    Buffer.of(0x01), hpackString('localhost'), // :authority (static 1)
-    Buffer.of(0x0f, 0x10), hpackString('application/grpc'), // content-type (static 31)
-    Buffer.of(0x00), hpackString('te'), hpackString('trailers'),
+    Buffer.of(0x04),
+    hpackString(path), // :path (static 4), literal value, not indexed
+    Buffer.of(0x01),
+    hpackString('localhost'), // :authority (static 1)
+    Buffer.of(0x0f, 0x10),
+    hpackString('application/grpc'), // content-type (static 31)
+    Buffer.of(0x00),
+    hpackString('te'),
+    hpackString('trailers'),
   ]);
 }
 
@@ -63,7 +68,12 @@ export class RawH2 {
       while (this.bytes.length >= 9) {
         const len = this.bytes.readUIntBE(0, 3);
         if (this.bytes.length < 9 + len) break;
-        this.frames.push({ type: this.bytes[3], flags: this.bytes[4], streamId: this.bytes.readUInt32BE(5) & 0x7fffffff, payload: this.bytes.subarray(9, 9 + len) });
+        this.frames.push({
+          type: this.bytes[3],
+          flags: this.bytes[4],
+          streamId: this.bytes.readUInt32BE(5) & 0x7fffffff,
+          payload: this.bytes.subarray(9, 9 + len),
+        });
         this.bytes = this.bytes.subarray(9 + len);
       }
       this.waiter?.();
@@ -111,7 +121,7 @@ export class RawH2 {
 
   /** The first received frame (from the start) that matches; waits for it, rejects once the connection ends. */
   async until(match: (f: H2Frame) => boolean): Promise<H2Frame> {
-    for (let seen = 0; ; ) {
+    for (let seen = 0; ;) {
       for (; seen < this.frames.length; seen++) if (match(this.frames[seen])) return this.frames[seen];
       if (this.ended) throw new Error('connection ended before the awaited frame');
       await new Promise<void>((r) => (this.waiter = r));

@@ -25,7 +25,13 @@ export class RawTtrpc {
       for (const ev of this.reader.push(chunk)) {
         if (ev.kind !== 'frame') throw new Error('agent sent an oversized frame');
         const res = fromBinary(ResponseSchema, ev.data);
-        this.answers.push({ id: ev.header.streamId, type: ev.header.type, code: res.status?.code ?? 0, message: res.status?.message ?? '', payload: res.payload });
+        this.answers.push({
+          id: ev.header.streamId,
+          type: ev.header.type,
+          code: res.status?.code ?? 0,
+          message: res.status?.message ?? '',
+          payload: res.payload,
+        });
       }
       this.waiter?.();
     });

@@ -22,7 +22,9 @@ t.test('bin/kata-agent runs a container and cleans up on SIGTERM', { skip }, asy
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const rootfs = buildBusyboxRootfs(path.join(dir, 'bb'));
   const addr = `unix://${dir}/agent.sock`;
-  const agent = spawn(path.resolve('bin/kata-agent'), ['--server-addr', addr, '--state-root', `${dir}/state`, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const agent = spawn(path.resolve('bin/kata-agent'), ['--server-addr', addr, '--state-root', `${dir}/state`, '--log-level', 'warn'], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   const exited = once(agent, 'exit');
   t.teardown(() => {
     if (agent.exitCode === null) agent.kill('SIGKILL');
@@ -33,7 +35,7 @@ t.test('bin/kata-agent runs a container and cleans up on SIGTERM', { skip }, asy
       sock = await connect(addr, 1000);
       break;
     } catch (err) {
-      if (agent.exitCode !== null) throw new Error(`agent exited with ${agent.exitCode} before listening: ${(err as Error).message}`);
+      if (agent.exitCode !== null) throw new Error(`agent exited with ${agent.exitCode} before listening: ${(err as Error).message}`, { cause: err });
       await new Promise((r) => setTimeout(r, 50));
     }
   }

@@ -41,7 +41,10 @@ t.test(`more than ${MAX_CONCURRENT_CALLS} long calls on one gRPC connection: hel
 
   const other = new GrpcClient(await connect(`unix://${srv.socket}`, 5000));
   t.teardown(() => other.close());
-  const check = fromBinary(HealthCheckResponseSchema, await other.call('grpc.Health', 'Check', toBinary(CheckRequestSchema, create(CheckRequestSchema)), 10_000));
+  const check = fromBinary(
+    HealthCheckResponseSchema,
+    await other.call('grpc.Health', 'Check', toBinary(CheckRequestSchema, create(CheckRequestSchema)), 10_000),
+  );
   t.equal(check.status, HealthCheckResponse_ServingStatus.SERVING, 'another connection is served meanwhile');
 
   // Release calls in the order they started; held-back calls start as slots free up.

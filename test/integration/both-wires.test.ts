@@ -27,7 +27,6 @@ interface Step {
   expect: ((res: Record<string, unknown>, t: Test) => void) | Code;
 }
 
-
 // CreateSandbox pins namespaces (root only); containers themselves are driven over both wires in
 // test/integration/container-*.test.ts.
 const asRoot = process.getuid?.() === 0;
@@ -39,7 +38,11 @@ const suite: (Step | 'container lifecycle')[] = [
     init: { memBlockSize: false },
     expect: (r, t) => t.match(r, { agentDetails: { version: agentVersion, deviceHandlers: [] } }),
   },
-  { method: AgentService.method.createSandbox, init: { hostname: 'box', sandboxId: 'sb-both-wires' }, expect: asRoot ? (r, t) => t.match(r, { $typeName: 'google.protobuf.Empty' }) : Code.PERMISSION_DENIED },
+  {
+    method: AgentService.method.createSandbox,
+    init: { hostname: 'box', sandboxId: 'sb-both-wires' },
+    expect: asRoot ? (r, t) => t.match(r, { $typeName: 'google.protobuf.Empty' }) : Code.PERMISSION_DENIED,
+  },
   { method: AgentService.method.createSandbox, init: { hostname: 'box' }, expect: asRoot ? Code.ALREADY_EXISTS : Code.PERMISSION_DENIED },
   'container lifecycle',
   { method: AgentService.method.destroySandbox, expect: asRoot ? (r, t) => t.match(r, { $typeName: 'google.protobuf.Empty' }) : Code.FAILED_PRECONDITION },
@@ -193,7 +196,18 @@ t.test('one agent, one unix socket, both wires', async (t) => {
     t.equal(r.code, 0, r.err);
     t.same(JSON.parse(r.out.split('\n')[0]), { status: 'SERVING' });
     t.same(seen, ['CONNECT 1024']);
-    const r2 = await ctl(['connect', '--server-address', `unix://${vmmSock}`, '--hybrid-vsock', '--hybrid-vsock-port', '2048', '--proto', 'grpc', '-c', 'Check']);
+    const r2 = await ctl([
+      'connect',
+      '--server-address',
+      `unix://${vmmSock}`,
+      '--hybrid-vsock',
+      '--hybrid-vsock-port',
+      '2048',
+      '--proto',
+      'grpc',
+      '-c',
+      'Check',
+    ]);
     t.equal(r2.code, 0, r2.err);
     t.same(seen, ['CONNECT 1024', 'CONNECT 2048']);
   });

@@ -50,22 +50,37 @@ t.test('bad input', { skip }, async (t) => {
     await h.call('createContainer', { containerId: id, OCI: spec(['sleep', '100']) });
     await h.call('startContainer', { containerId: id });
     for (const signal of [4294967295, 0, 65]) {
-      t.match(await h.code('signalProcess', { containerId: id, execId: '', signal }), new RegExp(`^INVALID_ARGUMENT: SignalProcess ${id}/\\(init\\): signal ${signal} is out of range: valid signals are 1–64`));
+      t.match(
+        await h.code('signalProcess', { containerId: id, execId: '', signal }),
+        new RegExp(`^INVALID_ARGUMENT: SignalProcess ${id}/\\(init\\): signal ${signal} is out of range: valid signals are 1–64`),
+      );
     }
-    t.match(await h.code('updateContainer', { containerId: id, resources: { BlockIO: { Weight: 5 } } }), /^INVALID_ARGUMENT: BlockIO.Weight 5 is out of range: valid values are 10–1000/);
+    t.match(
+      await h.code('updateContainer', { containerId: id, resources: { BlockIO: { Weight: 5 } } }),
+      /^INVALID_ARGUMENT: BlockIO.Weight 5 is out of range: valid values are 10–1000/,
+    );
     t.match(await h.code('updateContainer', { containerId: id, resources: { CPU: { Quota: 5n } } }), /^INVALID_ARGUMENT: CPU.Quota 5 is out of range/);
-    t.match(await h.code('updateContainer', { containerId: id, resources: { Pids: { Limit: 1n << 40n } } }), /^INVALID_ARGUMENT: Pids.Limit 1099511627776 is out of range/);
+    t.match(
+      await h.code('updateContainer', { containerId: id, resources: { Pids: { Limit: 1n << 40n } } }),
+      /^INVALID_ARGUMENT: Pids.Limit 1099511627776 is out of range/,
+    );
     t.equal(await h.code('updateContainer', { containerId: id, resources: { Pids: { Limit: 100n } } }), 'OK', 'a value in range still applies');
     await h.call('removeContainer', { containerId: id });
   });
 
   await t.test('rootfs missing or not a directory', async (t) => {
     const missing = busyboxSpec(`${h.dir}/no-such-root`, ['true']);
-    t.match(await h.code('createContainer', { containerId: `${tag}-r1`, OCI: missing }), new RegExp(`^INVALID_ARGUMENT: rootfs ${h.dir}/no-such-root does not exist`));
+    t.match(
+      await h.code('createContainer', { containerId: `${tag}-r1`, OCI: missing }),
+      new RegExp(`^INVALID_ARGUMENT: rootfs ${h.dir}/no-such-root does not exist`),
+    );
     fs.writeFileSync(`${h.dir}/file-root`, '');
     const notDir = busyboxSpec(`${h.dir}/file-root`, ['true']);
     t.match(await h.code('createContainer', { containerId: `${tag}-r2`, OCI: notDir }), /^INVALID_ARGUMENT: rootfs .*file-root is not a directory/);
-    t.match(await h.code('createContainer', { containerId: `${tag}-r3`, OCI: busyboxSpec('relative-root', ['true']) }), /^INVALID_ARGUMENT: rootfs .*relative-root does not exist/);
+    t.match(
+      await h.code('createContainer', { containerId: `${tag}-r3`, OCI: busyboxSpec('relative-root', ['true']) }),
+      /^INVALID_ARGUMENT: rootfs .*relative-root does not exist/,
+    );
   });
 
   await t.test('a relative Root.Path stays inside the bundle', async (t) => {
@@ -83,7 +98,10 @@ t.test('bad input', { skip }, async (t) => {
     const linked = `${tag}-esclink`;
     fs.mkdirSync(`${h.stateRoot}/${linked}`, { recursive: true });
     fs.symlinkSync(outside, `${h.stateRoot}/${linked}/rootfs-link`);
-    t.match(await h.code('createContainer', { containerId: linked, OCI: busyboxSpec('rootfs-link', ['true']) }), /^INVALID_ARGUMENT: Root.Path "rootfs-link" escapes the bundle .* through a symlink/);
+    t.match(
+      await h.code('createContainer', { containerId: linked, OCI: busyboxSpec('rootfs-link', ['true']) }),
+      /^INVALID_ARGUMENT: Root.Path "rootfs-link" escapes the bundle .* through a symlink/,
+    );
     t.same(fs.readdirSync(outside), [], 'nothing created through the symlink');
     fs.rmSync(`${h.stateRoot}/${linked}`, { recursive: true });
   });
@@ -107,7 +125,10 @@ t.test('bad input', { skip }, async (t) => {
     t.match(await h.code('createContainer', { containerId: `${tag}-m2`, OCI: viaLink }), /^INVALID_ARGUMENT: mount destination: .*symlink \/escape/);
     const relative = spec();
     addMount(relative, { destination: 'relative', type: 'tmpfs', source: 'tmpfs' });
-    t.match(await h.code('createContainer', { containerId: `${tag}-m3`, OCI: relative }), /^INVALID_ARGUMENT: mount destination "relative" is not an absolute path/);
+    t.match(
+      await h.code('createContainer', { containerId: `${tag}-m3`, OCI: relative }),
+      /^INVALID_ARGUMENT: mount destination "relative" is not an absolute path/,
+    );
     const badBind = spec();
     addMount(badBind, { destination: '/data', type: 'bind', source: `${h.dir}/missing-src`, options: ['rbind'] });
     t.match(await h.code('createContainer', { containerId: `${tag}-m4`, OCI: badBind }), /^INVALID_ARGUMENT: bind mount source .*missing-src/);
@@ -128,7 +149,11 @@ t.test('bad input', { skip }, async (t) => {
     t.match(await h.code('createContainer', { containerId: id, OCI: s }), /^INTERNAL: CreateContainer .*no_such_sysctl_here/);
     t.ok(fs.existsSync(`${rootfs}/dev/pts`), "the rootfs's own dev/pts stays");
     t.notOk(fs.existsSync(`${h.stateRoot}/${id}`), 'no bundle');
-    t.same(['made', 'etc/made-file', 'made-dev'].filter((p) => fs.existsSync(`${rootfs}/${p}`)), [], 'nothing it created in the rootfs');
+    t.same(
+      ['made', 'etc/made-file', 'made-dev'].filter((p) => fs.existsSync(`${rootfs}/${p}`)),
+      [],
+      'nothing it created in the rootfs',
+    );
     // Processes are checked after the agent stops: until then its pool keeps an idle helper.
     const { mounts, cgroups, zombies } = leftovers(id, h.dir);
     t.same({ mounts, cgroups, zombies }, { mounts: [], cgroups: [], zombies: [] });

@@ -31,7 +31,8 @@ t.test('container lifecycle over the agent socket', { skip }, async (t) => {
 
   await t.test('create + start: hostname, pid 1, uid, memory limit, caps', async (t) => {
     const id = `${tag}-info`;
-    const script = 'echo host=$(hostname); echo pid=$$; echo uid=$(id -u); echo mem=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes); grep CapEff /proc/self/status';
+    const script =
+      'echo host=$(hostname); echo pid=$$; echo uid=$(id -u); echo mem=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes); grep CapEff /proc/self/status';
     await h.call('createContainer', { containerId: id, OCI: busyboxSpec(rootfs, ['sh', '-c', script], { hostname: 'box1', memoryLimit: 64n << 20n }) });
     await h.call('startContainer', { containerId: id });
     const out = await h.readAll('readStdout', id);
@@ -51,7 +52,13 @@ t.test('container lifecycle over the agent socket', { skip }, async (t) => {
     const spec = busyboxSpec(rootfs, ['sh', '-c', 'id; grep -E "^(Cap|NoNewPrivs)" /proc/self/status; ulimit -n']);
     spec.Process!.User = { UID: 1000, GID: 1000, AdditionalGids: [20, 30] };
     // A non-root uid keeps capabilities across execve only through the ambient set.
-    spec.Process!.Capabilities = { Bounding: ['CAP_KILL', 'CAP_NET_BIND_SERVICE'], Effective: ['CAP_KILL'], Permitted: ['CAP_KILL'], Inheritable: ['CAP_KILL'], Ambient: ['CAP_KILL'] };
+    spec.Process!.Capabilities = {
+      Bounding: ['CAP_KILL', 'CAP_NET_BIND_SERVICE'],
+      Effective: ['CAP_KILL'],
+      Permitted: ['CAP_KILL'],
+      Inheritable: ['CAP_KILL'],
+      Ambient: ['CAP_KILL'],
+    };
     spec.Process!.NoNewPrivileges = true;
     spec.Process!.Rlimits = [{ Type: 'RLIMIT_NOFILE', Soft: 123n, Hard: 456n }];
     await h.call('createContainer', { containerId: id, OCI: spec });
@@ -104,7 +111,18 @@ t.test('container lifecycle over the agent socket', { skip }, async (t) => {
     t.ok(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${h.dir}/eph-storage `), 'container storage mounted');
     await h.call('startContainer', { containerId: id });
     const out = await h.readAll('readStdout', id);
-    t.same(out.trim().split('\n'), ['root=ro', 'from-host', 'data=ro', 'scratch=rw', 'timer_list=0', 'procsys=ro', 'msgmax=4242', 'c', 'cwd=/tmp foo=bar', '1']);
+    t.same(out.trim().split('\n'), [
+      'root=ro',
+      'from-host',
+      'data=ro',
+      'scratch=rw',
+      'timer_list=0',
+      'procsys=ro',
+      'msgmax=4242',
+      'c',
+      'cwd=/tmp foo=bar',
+      '1',
+    ]);
     t.equal((await h.call('waitProcess', { containerId: id, execId: '' })).status, 0);
     await h.call('removeContainer', { containerId: id });
     t.notOk(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${h.dir}/eph-storage `), 'container storage released');
@@ -113,7 +131,10 @@ t.test('container lifecycle over the agent socket', { skip }, async (t) => {
 
   await t.test('exec before and after start shares the pid namespace; signals; exit codes', async (t) => {
     const id = `${tag}-exec`;
-    await h.call('createContainer', { containerId: id, OCI: busyboxSpec(rootfs, ['sh', '-c', 'trap "echo got-usr1; exit 7" USR1; echo up; while true; do sleep 0.05; done']) });
+    await h.call('createContainer', {
+      containerId: id,
+      OCI: busyboxSpec(rootfs, ['sh', '-c', 'trap "echo got-usr1; exit 7" USR1; echo up; while true; do sleep 0.05; done']),
+    });
     // Before start the init is blocked; an exec still sees the container's root and namespaces.
     await exec(id, 'pre', ['sh', '-c', 'echo pre-host=$(hostname)']);
     t.match(await h.readAll('readStdout', id, 'pre'), /pre-host=ctr/);
@@ -128,7 +149,11 @@ t.test('container lifecycle over the agent socket', { skip }, async (t) => {
     t.not(ps.match(/self=(\d+)/)?.[1], '1', 'exec is not pid 1');
     t.match(ps, /^[1-9]/m, 'exec sees the init in the same pid namespace');
     t.equal((await h.call('waitProcess', { containerId: id, execId: 'ps' })).status, 3);
-    t.match(await h.code('execProcess', { containerId: id, execId: 'ps2', process: { Args: ['no-such-binary'], Cwd: '/' } }), /^NOT_FOUND: .*no-such-binary/, 'missing executable fails ExecProcess');
+    t.match(
+      await h.code('execProcess', { containerId: id, execId: 'ps2', process: { Args: ['no-such-binary'], Cwd: '/' } }),
+      /^NOT_FOUND: .*no-such-binary/,
+      'missing executable fails ExecProcess',
+    );
     await exec(id, 'sleeper', ['sleep', '1000']);
     await h.call('signalProcess', { containerId: id, execId: 'sleeper', signal: SIGKILL });
     t.equal((await h.call('waitProcess', { containerId: id, execId: 'sleeper' })).status, 128 + SIGKILL);
@@ -193,14 +218,17 @@ t.test('container lifecycle over the agent socket', { skip }, async (t) => {
     const list = await h.call('listProcesses', { containerId: id, format: 'json' });
     t.equal((JSON.parse(Buffer.from(list.processList).toString()) as number[]).length, 1);
     const table = Buffer.from((await h.call('listProcesses', { containerId: id, format: 'table', args: ['-o', 'pid,args'] })).processList).toString();
-    t.match(table, /^\s*PID COMMAND\n\s*\d+ sh -c while :; do :; done\n$/, 'ps table with only the container\'s process');
+    t.match(table, /^\s*PID COMMAND\n\s*\d+ sh -c while :; do :; done\n$/, "ps table with only the container's process");
     await h.call('removeContainer', { containerId: id, timeout: 5 });
   });
 
   await t.test('OOM kill is reported by GetOOMEvent', async (t) => {
     const id = `${tag}-oom`;
     const event = h.call('getOOMEvent', {});
-    await h.call('createContainer', { containerId: id, OCI: busyboxSpec(rootfs, ['sh', '-c', 'x=y; while :; do x="$x$x"; done'], { memoryLimit: 16n << 20n }) });
+    await h.call('createContainer', {
+      containerId: id,
+      OCI: busyboxSpec(rootfs, ['sh', '-c', 'x=y; while :; do x="$x$x"; done'], { memoryLimit: 16n << 20n }),
+    });
     await h.call('startContainer', { containerId: id });
     t.equal((await event).containerId, id);
     t.equal((await h.call('waitProcess', { containerId: id, execId: '' })).status, 128 + SIGKILL);
@@ -219,10 +247,13 @@ t.test('container lifecycle over the agent socket', { skip }, async (t) => {
         return `${out.trim()} status=${status}`;
       }),
     );
-    t.same(outs, ids.map((_, i) => `n=${i} pid=1 status=0`));
+    t.same(
+      outs,
+      ids.map((_, i) => `n=${i} pid=1 status=0`),
+    );
   });
 
-  await t.test('kata 1.x agent_pidns: the container shares the agent\'s pid namespace', async (t) => {
+  await t.test("kata 1.x agent_pidns: the container shares the agent's pid namespace", async (t) => {
     const id = `${tag}-agentns`;
     const spec = busyboxSpec(rootfs, ['sh', '-c', 'echo pid=$$']);
     (spec.Linux!.Namespaces as { Type: string }[]) = spec.Linux!.Namespaces!.filter((n) => (n as { Type: string }).Type !== 'pid') as never;
@@ -288,7 +319,10 @@ t.test('without a helper pool (every helper spawned on request)', { skip }, asyn
   t.teardown(() => h.stop());
   const rootfs = buildBusyboxRootfs(`${h.dir}/bb`);
   const id = `${tag}-nopool`;
-  await h.call('createContainer', { containerId: id, OCI: busyboxSpec(rootfs, ['sh', '-c', 'read x; echo got=$x pid=$$ mem=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)'], { memoryLimit: 32n << 20n }) });
+  await h.call('createContainer', {
+    containerId: id,
+    OCI: busyboxSpec(rootfs, ['sh', '-c', 'read x; echo got=$x pid=$$ mem=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)'], { memoryLimit: 32n << 20n }),
+  });
   await h.call('startContainer', { containerId: id });
   await h.call('writeStdin', { containerId: id, execId: '', data: Buffer.from('hi\n') });
   t.equal(await h.readAll('readStdout', id), `got=hi pid=1 mem=${32 << 20}\n`);

@@ -17,14 +17,21 @@ t.test('containers over ttrpc (kata 3.x)', { skip }, async (t) => {
     if (!stopped) await h.stop();
   });
   const id = `${tag}-c`;
-  await h.call('createContainer', { containerId: id, OCI: busyboxSpec(rootfs, ['sh', '-c', 'trap "echo usr1-init" USR1; sleep 1000 & echo started; while :; do wait; done']) });
+  await h.call('createContainer', {
+    containerId: id,
+    OCI: busyboxSpec(rootfs, ['sh', '-c', 'trap "echo usr1-init" USR1; sleep 1000 & echo started; while :; do wait; done']),
+  });
   await h.call('startContainer', { containerId: id });
   t.equal(Buffer.from((await h.call('readStdout', { containerId: id, execId: '', len: 100 })).data).toString(), 'started\n');
 
   await h.call('execProcess', { containerId: id, execId: 'e1', process: { Args: ['sh', '-c', 'echo out; echo err >&2'], Cwd: '/' } });
   t.equal(await h.readAll('readStdout', id, 'e1'), 'out\n', 'stdout ends with the end-of-stream error');
   t.equal(await h.readAll('readStderr', id, 'e1'), 'err\n');
-  t.equal(await h.code('readStdout', { containerId: id, execId: 'e1', len: 10 }), `INTERNAL: EOF: stdout of process e1 of container ${id} has ended`, 'end of stream stays an error, never an OK answer');
+  t.equal(
+    await h.code('readStdout', { containerId: id, execId: 'e1', len: 10 }),
+    `INTERNAL: EOF: stdout of process e1 of container ${id} has ended`,
+    'end of stream stays an error, never an OK answer',
+  );
   t.equal((await h.call('waitProcess', { containerId: id, execId: 'e1' })).status, 0);
 
   // SIGUSR1 to exec id "" reaches the init only: the background sleep survives it.

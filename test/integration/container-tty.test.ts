@@ -50,7 +50,7 @@ async function readUntil(h: AgentHarness, containerId: string, execId: string, m
     try {
       data = (await h.call('readStdout', { containerId, execId, len: 32 * 1024 })).data;
     } catch (err) {
-      if (isEndOfStream(err)) throw new Error(`end of stream before "${marker}": ${JSON.stringify(out)}`);
+      if (isEndOfStream(err)) throw new Error(`end of stream before "${marker}": ${JSON.stringify(out)}`, { cause: err });
       throw err;
     }
     out += Buffer.from(checkReadData(data, `readStdout ${execId}`)).toString();
@@ -83,7 +83,7 @@ async function ttySession(t: Test, h: AgentHarness, containerId: string, execId:
   t.equal(sid, pid, 'the process leads its own session');
   t.equal(pgrp, pid, 'and its own process group');
   t.equal(ttyNr, PTY_MAJOR * 256 + n, `its controlling terminal is that pty (136:${n})`);
-  t.equal(tpgid, pid, 'its group is the terminal\'s foreground group (job control)');
+  t.equal(tpgid, pid, "its group is the terminal's foreground group (job control)");
   const fds = /fds:\r\n([^]*?)endfds/.exec(out)?.[1].trim().split(/\r\n/);
   t.same(fds, ['0', '1', '2'], 'only the terminal as 0-2: no master, no socket to the agent');
   t.match(out, /got again\r\n40 120\r\n/, 'the second TtyWinResize is seen too');

@@ -63,11 +63,11 @@ t.test('the second exec is the warm helper started after the first', { skip }, a
   await until(() => warm.pidOf(id) !== undefined);
   const p1 = warm.pidOf(id)!;
   const nspid = /^NSpid:\s+(.*)$/m.exec(fs.readFileSync(`/proc/${p1}/status`, 'utf8'))![1].split(/\s+/);
-  t.equal(nspid.length, 2, 'the warm helper waits inside a nested (the container\'s) pid namespace');
+  t.equal(nspid.length, 2, "the warm helper waits inside a nested (the container's) pid namespace");
 
   await exec(id, 'e2', ['sleep', '1000']);
   t.equal(warm.stats.taken, 1, 'counted as served by a warm helper');
-  t.equal(fs.readFileSync(`/proc/${p1}/cmdline`, 'utf8'), 'sleep\u00001000\u0000', 'the exec runs as the warm helper\'s pid');
+  t.equal(fs.readFileSync(`/proc/${p1}/cmdline`, 'utf8'), 'sleep\u00001000\u0000', "the exec runs as the warm helper's pid");
   await until(() => warm.pidOf(id) !== undefined);
   const p2 = warm.pidOf(id)!;
   t.not(p2, p1, 'a new helper waits for the next exec');
@@ -174,7 +174,7 @@ t.test('the cap on warm helpers holds across containers', { skip }, async (t) =>
   t.same(leftovers(tag, h.dir), { mounts: [], cgroups: [], processes: [], zombies: [] }, 'nothing left behind');
 });
 
-t.test('the warm helper goes when the container\'s init exits', { skip }, async (t) => {
+t.test("the warm helper goes when the container's init exits", { skip }, async (t) => {
   const { warm, h, run, container } = await start(4);
   let stopped = false;
   t.teardown(async () => {
@@ -190,7 +190,11 @@ t.test('the warm helper goes when the container\'s init exits', { skip }, async 
   await until(() => warm.waiting.length === 0);
   await until(() => !running(p));
   t.pass('no warm helper outlives the init');
-  t.match(await h.code('execProcess', { containerId: id, execId: 'late', process: { Args: ['true'], Cwd: '/', User: { UID: 0, GID: 0 } } }), /^FAILED_PRECONDITION/, 'exec into a stopped container is refused');
+  t.match(
+    await h.code('execProcess', { containerId: id, execId: 'late', process: { Args: ['true'], Cwd: '/', User: { UID: 0, GID: 0 } } }),
+    /^FAILED_PRECONDITION/,
+    'exec into a stopped container is refused',
+  );
   t.equal(warm.stats.taken, 0);
   await h.call('removeContainer', { containerId: id });
   await h.stop();

@@ -5,7 +5,12 @@ import t, { type Test } from 'tap';
 import net from 'node:net';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { CheckRequestSchema } from '../../protos/gen/health_pb.js';
-import { CreateContainerRequestSchema, GuestDetailsRequestSchema, RemoveContainerRequestSchema, StartContainerRequestSchema } from '../../protos/gen/agent_pb.js';
+import {
+  CreateContainerRequestSchema,
+  GuestDetailsRequestSchema,
+  RemoveContainerRequestSchema,
+  StartContainerRequestSchema,
+} from '../../protos/gen/agent_pb.js';
 import { HTTP2_PREFACE } from '../../agent/src/transport/wire-router.js';
 import { connect } from '../../agent-ctl/src/connect.js';
 import { GrpcClient, type RpcClient } from '../../agent-ctl/src/grpc-client.js';
@@ -49,25 +54,37 @@ t.test(`fuzz: mutated frames on every wire (seed ${SEED})`, async (t) => {
   const targetsAtStart = fdTargets(agent.pid);
 
   const tt = ttrpcSeeds();
-  const ttrpcRun = await fuzzFrames(agent.socketPath, FRAMES_PER_WIRE, () => ({
-    first: Buffer.alloc(0),
-    frames: Array.from({ length: FRAMES_PER_CONNECTION }, () => {
-      const s = tt[Math.floor(rand() * tt.length)];
-      // The router needs a 0x00 first byte to reach ttrpc; keep most connections there.
-      return mutate(rand, s, 10);
+  const ttrpcRun = await fuzzFrames(
+    agent.socketPath,
+    FRAMES_PER_WIRE,
+    () => ({
+      first: Buffer.alloc(0),
+      frames: Array.from({ length: FRAMES_PER_CONNECTION }, () => {
+        const s = tt[Math.floor(rand() * tt.length)];
+        // The router needs a 0x00 first byte to reach ttrpc; keep most connections there.
+        return mutate(rand, s, 10);
+      }),
     }),
-  }), PARALLEL, GIVE_UP_MS);
+    PARALLEL,
+    GIVE_UP_MS,
+  );
   t.ok(ttrpcRun.sent >= FRAMES_PER_WIRE, `ttrpc: ${ttrpcRun.sent} mutated frames sent`);
   t.ok(ttrpcRun.answered > 0, `ttrpc: the agent answered on ${ttrpcRun.answered} fuzzed connections (the frames were read)`);
   await stillAnswers(t, agent.socketPath);
 
   const h2 = await grpcSeeds();
   t.ok(h2.length >= 3, `captured ${h2.length} HTTP/2 frames from a real client`);
-  const grpcRun = await fuzzFrames(agent.socketPath, FRAMES_PER_WIRE, () => ({
-    // Mostly a correct preface so the frames reach the HTTP/2 server; sometimes a mutated one.
-    first: rand() < 0.9 ? HTTP2_PREFACE : mutate(rand, HTTP2_PREFACE, 0),
-    frames: Array.from({ length: FRAMES_PER_CONNECTION }, () => mutate(rand, h2[Math.floor(rand() * h2.length)], 9)),
-  }), PARALLEL, GIVE_UP_MS);
+  const grpcRun = await fuzzFrames(
+    agent.socketPath,
+    FRAMES_PER_WIRE,
+    () => ({
+      // Mostly a correct preface so the frames reach the HTTP/2 server; sometimes a mutated one.
+      first: rand() < 0.9 ? HTTP2_PREFACE : mutate(rand, HTTP2_PREFACE, 0),
+      frames: Array.from({ length: FRAMES_PER_CONNECTION }, () => mutate(rand, h2[Math.floor(rand() * h2.length)], 9)),
+    }),
+    PARALLEL,
+    GIVE_UP_MS,
+  );
   t.ok(grpcRun.sent >= FRAMES_PER_WIRE, `gRPC: ${grpcRun.sent} mutated frames sent`);
   t.ok(grpcRun.answered > 0, `gRPC: the agent answered on ${grpcRun.answered} fuzzed connections`);
   await stillAnswers(t, agent.socketPath);
@@ -80,8 +97,18 @@ t.test(`fuzz: mutated frames on every wire (seed ${SEED})`, async (t) => {
   if (withContainer) {
     const rootfs = buildBusyboxRootfs(tempDir('kata-fuzz-rootfs-'));
     const spec = busyboxSpec(rootfs, ['/bin/sh', '-c', 'while :; do sleep 1; done']);
-    await ctl.call('grpc.AgentService', 'CreateContainer', toBinary(CreateContainerRequestSchema, create(CreateContainerRequestSchema, { containerId: 'fuzz-c', execId: 'fuzz-c', OCI: spec })), 30_000);
-    await ctl.call('grpc.AgentService', 'StartContainer', toBinary(StartContainerRequestSchema, create(StartContainerRequestSchema, { containerId: 'fuzz-c' })), 30_000);
+    await ctl.call(
+      'grpc.AgentService',
+      'CreateContainer',
+      toBinary(CreateContainerRequestSchema, create(CreateContainerRequestSchema, { containerId: 'fuzz-c', execId: 'fuzz-c', OCI: spec })),
+      30_000,
+    );
+    await ctl.call(
+      'grpc.AgentService',
+      'StartContainer',
+      toBinary(StartContainerRequestSchema, create(StartContainerRequestSchema, { containerId: 'fuzz-c' })),
+      30_000,
+    );
   } else {
     t.comment(`payload fuzz without a running container: ${containerTestSkipReason()}`);
   }
@@ -117,7 +144,12 @@ t.test(`fuzz: mutated frames on every wire (seed ${SEED})`, async (t) => {
   }
   await stillAnswers(t, agent.socketPath);
   if (withContainer) {
-    await ctl.call('grpc.AgentService', 'RemoveContainer', toBinary(RemoveContainerRequestSchema, create(RemoveContainerRequestSchema, { containerId: 'fuzz-c' })), 30_000);
+    await ctl.call(
+      'grpc.AgentService',
+      'RemoveContainer',
+      toBinary(RemoveContainerRequestSchema, create(RemoveContainerRequestSchema, { containerId: 'fuzz-c' })),
+      30_000,
+    );
   }
   ctl.close();
 
@@ -125,7 +157,11 @@ t.test(`fuzz: mutated frames on every wire (seed ${SEED})`, async (t) => {
   const targetsAtEnd = fdTargets(agent.pid);
   const opened = targetsAtEnd.filter((f) => !targetsAtStart.includes(f));
   const closed = targetsAtStart.filter((f) => !targetsAtEnd.includes(f));
-  t.equal(fdsAtEnd, fdsAtStart, `the agent's open fds are back to ${fdsAtStart} (opened since: ${opened.join(', ') || 'none'}; closed since: ${closed.join(', ') || 'none'})`);
+  t.equal(
+    fdsAtEnd,
+    fdsAtStart,
+    `the agent's open fds are back to ${fdsAtStart} (opened since: ${opened.join(', ') || 'none'}; closed since: ${closed.join(', ') || 'none'})`,
+  );
   t.same(zombiesOf(agent.pid), [], 'no zombie children');
   t.equal(agent.child.exitCode, null, 'agent still running');
   t.notMatch(agent.logs(), /uncaught exception|unhandled rejection/, 'no uncaught errors logged');

@@ -39,7 +39,10 @@ t.test('grpc-go calls the agent with a kata 1.x :authority', { skip }, async (t)
     const report = JSON.parse(r.stdout) as GoGrpcReport;
     // What grpc-go really put on the wire, decoded by x/net's own HPACK decoder.
     t.ok(report.authorities.length >= 3, 'the client saw its own request headers');
-    t.ok(report.authorities.every((a) => a === `unix://${agent.socketPath}` && a.includes('/')), `:authority sent: ${report.authorities[0]}`);
+    t.ok(
+      report.authorities.every((a) => a === `unix://${agent.socketPath}` && a.includes('/')),
+      `:authority sent: ${report.authorities[0]}`,
+    );
     checkGoGrpcCalls(t, report);
   });
 
@@ -78,7 +81,17 @@ t.test('grpc-go calls the agent with a kata 1.x :authority', { skip }, async (t)
     t.teardown(async () => {
       const closed = listener.close();
       // A port that reads EOF at once: what the loop gets if it was waiting for the next host.
-      for (const w of waiting.splice(0)) w(new Duplex({ read() { this.push(null); }, write(_c, _e, cb) { cb(); } }));
+      for (const w of waiting.splice(0))
+        w(
+          new Duplex({
+            read() {
+              this.push(null);
+            },
+            write(_c, _e, cb) {
+              cb();
+            },
+          }),
+        );
       await closed;
       server.close();
       grpc.close();
@@ -89,7 +102,10 @@ t.test('grpc-go calls the agent with a kata 1.x :authority', { skip }, async (t)
     await listening;
     t.equal(r.code, 0, `client exit status (stderr: ${r.stderr.trim()})`);
     const report = JSON.parse(r.stdout) as GoGrpcReport;
-    t.ok(report.authorities.length >= 3 && report.authorities.every((a) => a === 'unix:////run/vc/sbs/go-grpc-yamux/kata.sock'), `:authority sent: ${report.authorities[0]}`);
+    t.ok(
+      report.authorities.length >= 3 && report.authorities.every((a) => a === 'unix:////run/vc/sbs/go-grpc-yamux/kata.sock'),
+      `:authority sent: ${report.authorities[0]}`,
+    );
     checkGoGrpcCalls(t, report);
     t.same(report.pingErrors, [], 'no ping failed');
     t.ok(report.pingsOk >= 3, `${report.pingsOk} pings answered while the calls ran`);

@@ -40,5 +40,8 @@ t.test('containerd/ttrpc Go client calls the agent', { skip }, async (t) => {
   t.match(results.get('bad-payload'), { code: 3, message: /WaitProcessRequest/ }, 'payload that is not the message → INVALID_ARGUMENT');
   const parallel = [...results.values()].filter((r) => r.name.startsWith('parallel-'));
   t.equal(parallel.length, 32);
-  t.ok(parallel.every((r) => r.code === 0 && r.payload === '0801'), '32 pipelined Checks all answered');
+  t.ok(
+    parallel.every((r) => r.code === 0 && r.payload === '0801'),
+    '32 pipelined Checks all answered',
+  );
 });

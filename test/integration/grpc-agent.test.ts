@@ -21,7 +21,10 @@ t.test('agent on a unix socket', async (t) => {
   t.test('Check and Version through our client', async (t) => {
     const client = new GrpcClient(await connect(agent.address, 2000));
     t.teardown(() => client.close());
-    const check = fromBinary(HealthCheckResponseSchema, await client.call('grpc.Health', 'Check', toBinary(CheckRequestSchema, create(CheckRequestSchema)), 2000));
+    const check = fromBinary(
+      HealthCheckResponseSchema,
+      await client.call('grpc.Health', 'Check', toBinary(CheckRequestSchema, create(CheckRequestSchema)), 2000),
+    );
     t.equal(check.status, HealthCheckResponse_ServingStatus.SERVING);
     const v = fromBinary(VersionCheckResponseSchema, await client.call('grpc.Health', 'Version', new Uint8Array(0), 2000));
     t.equal(v.agentVersion, version);
@@ -29,9 +32,23 @@ t.test('agent on a unix socket', async (t) => {
   });
 
   t.test('kata-agent-ctl connect prints each response as JSON', async (t) => {
-    const r = await run(process.execPath, [ctlBin, 'connect', '--server-address', agent.address, '-c', 'Check', '-c', 'Version', '-c', 'GetGuestDetails json://{"mem_block_size":true}']);
+    const r = await run(process.execPath, [
+      ctlBin,
+      'connect',
+      '--server-address',
+      agent.address,
+      '-c',
+      'Check',
+      '-c',
+      'Version',
+      '-c',
+      'GetGuestDetails json://{"mem_block_size":true}',
+    ]);
     t.equal(r.code, 0, r.stderr);
-    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     t.same(lines[0], { status: 'SERVING' });
     t.same(lines[1], { grpc_version: '0.0.1', agent_version: version });
     t.equal(lines[2].agent_details.version, version);
@@ -50,7 +67,18 @@ t.test('agent on a unix socket', async (t) => {
   t.test('kata-agent-ctl --repeat and file:// arguments', async (t) => {
     const file = path.join(tempDir('kata-ctl-'), 'req.json');
     fs.writeFileSync(file, JSON.stringify({ mem_hotplug_probe: true }));
-    const r = await run(process.execPath, [ctlBin, 'connect', '--server-address', agent.address, '--repeat', '3', '-c', `GetGuestDetails file://${file}`, '-c', 'Check']);
+    const r = await run(process.execPath, [
+      ctlBin,
+      'connect',
+      '--server-address',
+      agent.address,
+      '--repeat',
+      '3',
+      '-c',
+      `GetGuestDetails file://${file}`,
+      '-c',
+      'Check',
+    ]);
     t.equal(r.code, 0, r.stderr);
     t.equal(r.stdout.trim().split('\n').length, 6);
   });
@@ -71,15 +99,19 @@ service Health { rpc Check(CheckRequest) returns (HealthCheckResponse); rpc Vers
 service AgentService { rpc CreateContainer(CreateContainerRequest) returns (Nothing); }
 `,
     );
-    const def = grpc.loadPackageDefinition(protoLoader.loadSync(path.join(dir, 'facts.proto'), { keepCase: true })) as any;
+    const def = grpc.loadPackageDefinition(protoLoader.loadSync(path.join(dir, 'facts.proto'), { keepCase: true })) as unknown as {
+      grpc: { Health: grpc.ServiceClientConstructor; AgentService: grpc.ServiceClientConstructor };
+    };
     const health = new def.grpc.Health(`unix://${agent.socketPath}`, grpc.credentials.createInsecure());
     const agentSvc = new def.grpc.AgentService(`unix://${agent.socketPath}`, grpc.credentials.createInsecure());
     t.teardown(() => {
       health.close();
       agentSvc.close();
     });
-    const call = (c: any, m: string, req: object) =>
-      new Promise<any>((resolve, reject) => c[m](req, (err: grpc.ServiceError | null, res: any) => (err ? reject(err) : resolve(res))));
+    const call = (c: InstanceType<grpc.ServiceClientConstructor>, m: string, req: object) =>
+      new Promise<Record<string, unknown>>((resolve, reject) =>
+        c[m](req, (err: grpc.ServiceError | null, res: Record<string, unknown>) => (err ? reject(err) : resolve(res))),
+      );
     t.same(await call(health, 'Check', {}), { status: 1 }, 'SERVING = 1');
     t.equal((await call(health, 'Version', {})).agent_version, version);
     const err = await call(agentSvc, 'CreateContainer', { container_id: 'c1' }).catch((e) => e);
@@ -89,13 +121,20 @@ service AgentService { rpc CreateContainer(CreateContainerRequest) returns (Noth
 
   t.test('gRPC server reflection lists and describes the API', async (t) => {
     const reflProto = path.join(repoRoot, 'node_modules/@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto');
-    const def = grpc.loadPackageDefinition(protoLoader.loadSync(reflProto, { keepCase: true })) as any;
+    const def = grpc.loadPackageDefinition(protoLoader.loadSync(reflProto, { keepCase: true })) as unknown as {
+      grpc: { reflection: { v1: { ServerReflection: grpc.ServiceClientConstructor } } };
+    };
     const client = new def.grpc.reflection.v1.ServerReflection(`unix://${agent.socketPath}`, grpc.credentials.createInsecure());
     t.teardown(() => client.close());
+    // The few fields of a ServerReflectionResponse this test reads (keepCase: the .proto's names).
+    interface ReflectionAnswer {
+      list_services_response: { service: { name: string }[] };
+      file_descriptor_response: { file_descriptor_proto: Buffer[] };
+    }
     const ask = (req: object) =>
-      new Promise<any>((resolve, reject) => {
-        const s = client.ServerReflectionInfo();
-        s.on('data', (d: any) => {
+      new Promise<ReflectionAnswer>((resolve, reject) => {
+        const s = client.ServerReflectionInfo() as grpc.ClientDuplexStream<object, ReflectionAnswer>;
+        s.on('data', (d: ReflectionAnswer) => {
           resolve(d);
           s.end();
         });
@@ -103,15 +142,15 @@ service AgentService { rpc CreateContainer(CreateContainerRequest) returns (Noth
         s.write(req);
       });
     const list = await ask({ list_services: '' });
-    const names = list.list_services_response.service.map((s: any) => s.name);
+    const names = list.list_services_response.service.map((s) => s.name);
     t.ok(names.includes('grpc.AgentService'), 'AgentService listed');
     t.ok(names.includes('grpc.Health'), 'Health listed');
     const file = await ask({ file_containing_symbol: 'grpc.AgentService' });
     const protos = file.file_descriptor_response.file_descriptor_proto.map((b: Buffer) => fromBinary(FileDescriptorProtoSchema, b));
-    const svc = protos.flatMap((p: any) => p.service).find((s: any) => s.name === 'AgentService');
+    const svc = protos.flatMap((p) => p.service).find((s) => s.name === 'AgentService');
     t.ok(svc, 'AgentService descriptor returned');
-    t.equal(svc.method.length, 45);
-    t.ok(svc.method.some((m: any) => m.name === 'CreateContainer' && m.inputType === '.grpc.CreateContainerRequest'));
+    t.equal(svc!.method.length, 45);
+    t.ok(svc!.method.some((m) => m.name === 'CreateContainer' && m.inputType === '.grpc.CreateContainerRequest'));
   });
 
   t.test('malformed request bytes get INVALID_ARGUMENT and the agent keeps serving', async (t) => {
@@ -183,7 +222,11 @@ t.test('start-up errors: one line, exit code 2', async (t) => {
   };
   await expectFail(['--server-addr', 'bogus://x'], {}, /^kata-agent: --server-addr: server address "bogus:\/\/x": unknown scheme "bogus"/);
   await expectFail([], { KATA_AGENT_SERVER_ADDR: 'bogus://x' }, /KATA_AGENT_SERVER_ADDR: .*unknown scheme/);
-  await expectFail(['--config', path.join(dir, 'missing.toml'), '--server-addr', `unix://${dir}/a.sock`], {}, /cannot read config file .*missing\.toml: ENOENT/);
+  await expectFail(
+    ['--config', path.join(dir, 'missing.toml'), '--server-addr', `unix://${dir}/a.sock`],
+    {},
+    /cannot read config file .*missing\.toml: ENOENT/,
+  );
   await expectFail(['--server-addr', `unix://${dir}/no/such/dir/a.sock`], {}, /cannot listen on .*: directory .*\/no\/such\/dir does not exist/);
   const notSock = path.join(dir, 'plain-file');
   fs.writeFileSync(notSock, '');

@@ -15,6 +15,12 @@ t.test('a request whose :authority holds "/" is answered on the agent unix socke
     t.equal(check.payload.toString('hex'), '0801', 'HealthCheckResponse{status: SERVING}');
   }
   // An AgentService call too: the rewritten header block carries every other header intact.
-  const details = await grpcUnary(dial, '/grpc.AgentService/GetGuestDetails', Buffer.from([0x08, 0x01]), 'unix:////run/vc/sbs/grpc-authority/kata.sock', 60_000);
+  const details = await grpcUnary(
+    dial,
+    '/grpc.AgentService/GetGuestDetails',
+    Buffer.from([0x08, 0x01]),
+    'unix:////run/vc/sbs/grpc-authority/kata.sock',
+    60_000,
+  );
   t.equal(details.grpcStatus, '0', 'GetGuestDetails answers');
 });

@@ -32,7 +32,10 @@ t.test('agent service is built on its first call', { skip: containerTestSkipReas
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  const check = fromBinary(HealthCheckResponseSchema, await client.call('grpc.Health', 'Check', toBinary(CheckRequestSchema, create(CheckRequestSchema)), 5000));
+  const check = fromBinary(
+    HealthCheckResponseSchema,
+    await client.call('grpc.Health', 'Check', toBinary(CheckRequestSchema, create(CheckRequestSchema)), 5000),
+  );
   t.equal(check.status, HealthCheckResponse_ServingStatus.SERVING);
   t.notOk(loaded(`${path.sep}agent_pb.js`), 'Check answered without agent.proto descriptors');
   t.notOk(loaded(`${path.sep}domains.js`), 'Check answered without the container domains');
@@ -40,7 +43,8 @@ t.test('agent service is built on its first call', { skip: containerTestSkipReas
   // Three first calls at once: one build, three answers.
   const { GuestDetailsResponseSchema } = await import('../../protos/gen/agent_pb.js');
   const answers = await Promise.all([0, 1, 2].map(() => client.call('grpc.AgentService', 'GetGuestDetails', new Uint8Array(0), 30_000)));
-  for (const a of answers) t.same(fromBinary(GuestDetailsResponseSchema, a).agentDetails?.storageHandlers, ['9p', 'virtio-fs', 'ephemeral', 'local', 'bind', 'watchable-bind']);
+  for (const a of answers)
+    t.same(fromBinary(GuestDetailsResponseSchema, a).agentDetails?.storageHandlers, ['9p', 'virtio-fs', 'ephemeral', 'local', 'bind', 'watchable-bind']);
   t.ok(loaded(`${path.sep}domains.js`), 'domains built by the first AgentService call');
   const unknown = await client.call('grpc.AgentService', 'NoSuchMethod', new Uint8Array(0), 5000).then(
     () => 'OK',

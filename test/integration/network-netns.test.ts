@@ -56,7 +56,8 @@ async function startAgentInNetns(dir: string): Promise<Agent> {
     child.once('exit', (code) => (clearInterval(timer), reject(new Error(`agent exited with ${code}: ${stderr}`))));
   });
   const clients: Partial<Record<'ttrpc' | 'grpc', RpcClient>> = {};
-  const client = async (wire: 'ttrpc' | 'grpc') => (clients[wire] ??= wire === 'ttrpc' ? new TtrpcClient(await connect(address, 5000)) : new GrpcClient(await connect(address, 5000)));
+  const client = async (wire: 'ttrpc' | 'grpc') =>
+    (clients[wire] ??= wire === 'ttrpc' ? new TtrpcClient(await connect(address, 5000)) : new GrpcClient(await connect(address, 5000)));
   const call: Agent['call'] = async (wire, method, req) => {
     const m = AgentService.method[method];
     const bytes = await (await client(wire)).call('grpc.AgentService', m.name, toBinary(m.input, create(m.input, req as never)), 20_000);
@@ -97,14 +98,35 @@ t.test('network RPCs in a network namespace', { skip: skipReason() }, async (t) 
 
   await t.test('the kata 3.x sequence: UpdateInterface, UpdateRoutes, AddARPNeighbors (kata-pod-flow rows 2-4)', async (t) => {
     // As the 3.x runtime sends them for a CNI veth: the veth's MAC, mask "24", the host veth's flags.
-    t.equal(await a.status('updateInterface', { interface: { name: 'eth0', hwAddr: '02:42:C0:00:02:99', mtu: 1500n, type: 'veth' } }), 'INTERNAL: update interface: Link not found (hwAddr 02:42:C0:00:02:99)', 'a NIC not (yet) there: the wording 3.x retries on');
+    t.equal(
+      await a.status('updateInterface', { interface: { name: 'eth0', hwAddr: '02:42:C0:00:02:99', mtu: 1500n, type: 'veth' } }),
+      'INTERNAL: update interface: Link not found (hwAddr 02:42:C0:00:02:99)',
+      'a NIC not (yet) there: the wording 3.x retries on',
+    );
     const iface = await a.call('ttrpc', 'updateInterface', {
-      interface: { device: '', name: 'eth0', IPAddresses: [{ family: IPFamily.v4, address: '192.0.2.10', mask: '24' }], mtu: 1480n, hwAddr: podMac.toUpperCase(), devicePath: '', type: 'veth', rawFlags: 0x1003 },
+      interface: {
+        device: '',
+        name: 'eth0',
+        IPAddresses: [{ family: IPFamily.v4, address: '192.0.2.10', mask: '24' }],
+        mtu: 1480n,
+        hwAddr: podMac.toUpperCase(),
+        devicePath: '',
+        type: 'veth',
+        rawFlags: 0x1003,
+      },
     });
-    const [link] = ipj<{ ifname: string; mtu: number; address: string; flags: string[]; addr_info: { family: string; local: string; prefixlen: number }[] }[]>('addr', 'show', 'dev', 'eth0');
+    const [link] = ipj<{ ifname: string; mtu: number; address: string; flags: string[]; addr_info: { family: string; local: string; prefixlen: number }[] }[]>(
+      'addr',
+      'show',
+      'dev',
+      'eth0',
+    );
     t.match(link, { ifname: 'eth0', mtu: 1480, address: podMac });
     t.ok(link.flags.includes('UP'), 'up');
-    t.same(link.addr_info.filter((x) => x.family === 'inet').map((x) => `${x.local}/${x.prefixlen}`), ['192.0.2.10/24']);
+    t.same(
+      link.addr_info.filter((x) => x.family === 'inet').map((x) => `${x.local}/${x.prefixlen}`),
+      ['192.0.2.10/24'],
+    );
     t.match(iface, { name: 'eth0', mtu: 1480n, hwAddr: podMac, type: 'veth', IPAddresses: [{ family: IPFamily.v4, address: '192.0.2.10', mask: '24' }] });
     t.equal(iface.IPAddresses.length, link.addr_info.length, 'the reply lists what the kernel has');
 
@@ -116,41 +138,98 @@ t.test('network RPCs in a network namespace', { skip: skipReason() }, async (t) 
         ],
       },
     });
-    const v4 = ipj<{ dst: string; gateway?: string; dev: string; prefsrc?: string; scope?: string; protocol?: string }[]>('-4', 'route', 'show', 'table', 'main');
-    t.same(v4.map((r) => [r.dst, r.gateway ?? '', r.dev, r.prefsrc ?? '', r.scope ?? 'global', r.protocol ?? 'boot']), [
-      ['default', '192.0.2.1', 'eth0', '', 'global', 'boot'],
-      ['192.0.2.0/24', '', 'eth0', '192.0.2.10', 'link', 'boot'],
-    ]);
+    const v4 = ipj<{ dst: string; gateway?: string; dev: string; prefsrc?: string; scope?: string; protocol?: string }[]>(
+      '-4',
+      'route',
+      'show',
+      'table',
+      'main',
+    );
     t.same(
-      routes.Routes.filter((r) => r.family === IPFamily.v4).map((r) => [r.dest || 'default', r.gateway, r.device, r.source, r.scope === 253 ? 'link' : 'global']),
+      v4.map((r) => [r.dst, r.gateway ?? '', r.dev, r.prefsrc ?? '', r.scope ?? 'global', r.protocol ?? 'boot']),
+      [
+        ['default', '192.0.2.1', 'eth0', '', 'global', 'boot'],
+        ['192.0.2.0/24', '', 'eth0', '192.0.2.10', 'link', 'boot'],
+      ],
+    );
+    t.same(
+      routes.Routes.filter((r) => r.family === IPFamily.v4).map((r) => [
+        r.dest || 'default',
+        r.gateway,
+        r.device,
+        r.source,
+        r.scope === 253 ? 'link' : 'global',
+      ]),
       v4.map((r) => [r.dst, r.gateway ?? '', r.dev, r.prefsrc ?? '', r.scope ?? 'global']),
       'the reply lists the routes now set',
     );
 
-    await a.call('ttrpc', 'addARPNeighbors', { neighbors: { ARPNeighbors: [{ toIPAddress: { family: IPFamily.v4, address: '169.254.1.1', mask: '' }, device: 'eth0', lladdr: 'ee:ee:ee:ee:ee:ee', state: 128, flags: 0 }] } });
+    await a.call('ttrpc', 'addARPNeighbors', {
+      neighbors: {
+        ARPNeighbors: [
+          { toIPAddress: { family: IPFamily.v4, address: '169.254.1.1', mask: '' }, device: 'eth0', lladdr: 'ee:ee:ee:ee:ee:ee', state: 128, flags: 0 },
+        ],
+      },
+    });
     const neigh = ipj<{ dst: string; dev: string; lladdr: string; state: string[] }[]>('neigh', 'show', 'dev', 'eth0');
-    t.same(neigh.map((n) => [n.dst, n.lladdr, n.state]), [['169.254.1.1', 'ee:ee:ee:ee:ee:ee', ['PERMANENT']]]);
+    t.same(
+      neigh.map((n) => [n.dst, n.lladdr, n.state]),
+      [['169.254.1.1', 'ee:ee:ee:ee:ee:ee', ['PERMANENT']]],
+    );
   });
 
   await t.test('IPv6, MTU and readdressing over gRPC (1.x); ListInterfaces and ListRoutes match ip', async (t) => {
     await a.call('grpc', 'updateInterface', {
-      interface: { name: 'eth0', hwAddr: podMac, mtu: 1400n, IPAddresses: [{ family: IPFamily.v4, address: '192.0.2.20', mask: '24' }, { family: IPFamily.v6, address: '2001:db8::20', mask: '64' }] },
+      interface: {
+        name: 'eth0',
+        hwAddr: podMac,
+        mtu: 1400n,
+        IPAddresses: [
+          { family: IPFamily.v4, address: '192.0.2.20', mask: '24' },
+          { family: IPFamily.v6, address: '2001:db8::20', mask: '64' },
+        ],
+      },
     });
     // 1.x routes carry no family: the addresses give it.
-    await a.call('grpc', 'updateRoutes', { routes: { Routes: [{ dest: '', gateway: '2001:db8::1', device: 'eth0' }, { dest: '2001:db8:1::/48', device: 'eth0', mtu: 1300 }, { dest: '192.0.2.0/24', source: '192.0.2.20', scope: 253, device: 'eth0' },
-      // Reachable only through the link route after it: the kernel refuses it unless that one is set first.
-      { dest: '198.51.100.0/24', gateway: '203.0.113.1', device: 'eth0' }, { dest: '203.0.113.0/24', scope: 253, device: 'eth0' }] } });
+    await a.call('grpc', 'updateRoutes', {
+      routes: {
+        Routes: [
+          { dest: '', gateway: '2001:db8::1', device: 'eth0' },
+          { dest: '2001:db8:1::/48', device: 'eth0', mtu: 1300 },
+          { dest: '192.0.2.0/24', source: '192.0.2.20', scope: 253, device: 'eth0' },
+          // Reachable only through the link route after it: the kernel refuses it unless that one is set first.
+          { dest: '198.51.100.0/24', gateway: '203.0.113.1', device: 'eth0' },
+          { dest: '203.0.113.0/24', scope: 253, device: 'eth0' },
+        ],
+      },
+    });
     const addrs = ipj<{ ifname: string; mtu: number; address: string; addr_info: { local: string; prefixlen: number }[] }[]>('addr');
     const list = await a.call('grpc', 'listInterfaces', {});
     t.same(
       list.Interfaces.map((i) => [i.name, Number(i.mtu), i.hwAddr, i.IPAddresses.map((x) => `${x.address}/${x.mask}`).sort()]),
       addrs.map((l) => [l.ifname, l.mtu, l.address, l.addr_info.map((x) => `${x.local}/${x.prefixlen}`).sort()]),
     );
-    t.same(addrs.find((l) => l.ifname === 'eth0')!.addr_info.map((x) => `${x.local}/${x.prefixlen}`).sort(), ['192.0.2.20/24', '2001:db8::20/64'], 'the old address is gone');
+    t.same(
+      addrs
+        .find((l) => l.ifname === 'eth0')!
+        .addr_info.map((x) => `${x.local}/${x.prefixlen}`)
+        .sort(),
+      ['192.0.2.20/24', '2001:db8::20/64'],
+      'the old address is gone',
+    );
     const v6 = ipj<{ dst: string; gateway?: string; dev: string; metrics?: { mtu: number }[] }[]>('-6', 'route', 'show', 'table', 'main');
-    t.ok(v6.some((r) => r.dst === 'default' && r.gateway === '2001:db8::1' && r.dev === 'eth0'), 'IPv6 default route');
-    t.ok(v6.some((r) => r.dst === '2001:db8:1::/48' && r.metrics?.[0]?.mtu === 1300), 'route MTU');
-    t.ok(ipj<{ dst: string; gateway?: string }[]>('-4', 'route').some((r) => r.dst === '198.51.100.0/24' && r.gateway === '203.0.113.1'), 'a gateway on a link route given after it');
+    t.ok(
+      v6.some((r) => r.dst === 'default' && r.gateway === '2001:db8::1' && r.dev === 'eth0'),
+      'IPv6 default route',
+    );
+    t.ok(
+      v6.some((r) => r.dst === '2001:db8:1::/48' && r.metrics?.[0]?.mtu === 1300),
+      'route MTU',
+    );
+    t.ok(
+      ipj<{ dst: string; gateway?: string }[]>('-4', 'route').some((r) => r.dst === '198.51.100.0/24' && r.gateway === '203.0.113.1'),
+      'a gateway on a link route given after it',
+    );
     const listed = (await a.call('grpc', 'listRoutes', {})).Routes;
     const shown = [...ipj<{ dst: string; gateway?: string; dev: string }[]>('-4', 'route', 'show', 'table', 'main'), ...v6];
     t.same(
@@ -158,16 +237,41 @@ t.test('network RPCs in a network namespace', { skip: skipReason() }, async (t) 
       shown.map((r) => [r.dst, r.gateway ?? '', r.dev]).sort(),
       'ListRoutes lists what ip shows for the main table',
     );
-    t.match(listed.find((r) => r.dest === '2001:db8:1::/48'), { family: IPFamily.v6, mtu: 1300 });
+    t.match(
+      listed.find((r) => r.dest === '2001:db8:1::/48'),
+      { family: IPFamily.v6, mtu: 1300 },
+    );
   });
 
   await t.test('bad input is INVALID_ARGUMENT and changes nothing', async (t) => {
     const before = ip('-n', ns, 'route', 'show', 'table', 'all');
-    t.equal(await a.status('updateRoutes', { routes: { Routes: [{ dest: '192.0.2.0/24', device: 'eth0', scope: 253 }, { dest: '', gateway: '192.0.2.1', device: 'eth9' }] } }), 'INVALID_ARGUMENT: routes[1].device: unknown device "eth9"');
-    t.equal(await a.status('updateInterface', { interface: { name: 'eth0', hwAddr: podMac, IPAddresses: [{ address: '192.0.2.10', mask: '255.0.255.0' }] } }), 'INVALID_ARGUMENT: interface.IPAddresses[0].mask: malformed mask "255.0.255.0" (a prefix length 0-32 expected)');
-    t.equal(await a.status('addARPNeighbors', { neighbors: { ARPNeighbors: [{ toIPAddress: { address: '169.254.1.2' }, device: 'eth0', lladdr: 'zz:ee:ee:ee:ee:ee' }] } }), 'INVALID_ARGUMENT: neighbors[0].lladdr: malformed MAC address "zz:ee:ee:ee:ee:ee"');
+    t.equal(
+      await a.status('updateRoutes', {
+        routes: {
+          Routes: [
+            { dest: '192.0.2.0/24', device: 'eth0', scope: 253 },
+            { dest: '', gateway: '192.0.2.1', device: 'eth9' },
+          ],
+        },
+      }),
+      'INVALID_ARGUMENT: routes[1].device: unknown device "eth9"',
+    );
+    t.equal(
+      await a.status('updateInterface', { interface: { name: 'eth0', hwAddr: podMac, IPAddresses: [{ address: '192.0.2.10', mask: '255.0.255.0' }] } }),
+      'INVALID_ARGUMENT: interface.IPAddresses[0].mask: malformed mask "255.0.255.0" (a prefix length 0-32 expected)',
+    );
+    t.equal(
+      await a.status('addARPNeighbors', {
+        neighbors: { ARPNeighbors: [{ toIPAddress: { address: '169.254.1.2' }, device: 'eth0', lladdr: 'zz:ee:ee:ee:ee:ee' }] },
+      }),
+      'INVALID_ARGUMENT: neighbors[0].lladdr: malformed MAC address "zz:ee:ee:ee:ee:ee"',
+    );
     t.equal(ip('-n', ns, 'route', 'show', 'table', 'all'), before);
-    t.match(await a.status('updateRoutes', { routes: { Routes: [{ dest: '198.51.100.0/24', gateway: '203.0.113.1', device: 'eth0' }] } }), /^INTERNAL: RTM_NEWROUTE 198\.51\.100\.0\/24 via 203\.0\.113\.1 dev eth0 scope 0: ENETUNREACH/, 'a kernel refusal names the route and the errno');
+    t.match(
+      await a.status('updateRoutes', { routes: { Routes: [{ dest: '198.51.100.0/24', gateway: '203.0.113.1', device: 'eth0' }] } }),
+      /^INTERNAL: RTM_NEWROUTE 198\.51\.100\.0\/24 via 203\.0\.113\.1 dev eth0 scope 0: ENETUNREACH/,
+      'a kernel refusal names the route and the errno',
+    );
   });
 
   await agent.stop();

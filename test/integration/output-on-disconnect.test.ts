@@ -30,7 +30,12 @@ for (let i = 0; i + 4 <= SIZE; i += 4) pattern.writeUInt32BE(i / 4, i);
 
 const readReq = (len: number) => toBinary(ReadStreamRequestSchema, create(ReadStreamRequestSchema, { containerId: 'c', len }));
 const ttrpcFrame = (id: number, len: number) =>
-  encodeFrame(id, FrameType.Request, 0, toBinary(RequestSchema, create(RequestSchema, { service: 'grpc.AgentService', method: 'ReadStdout', payload: readReq(len) })));
+  encodeFrame(
+    id,
+    FrameType.Request,
+    0,
+    toBinary(RequestSchema, create(RequestSchema, { service: 'grpc.AgentService', method: 'ReadStdout', payload: readReq(len) })),
+  );
 const tick = () => new Promise((r) => setImmediate(r));
 
 interface Wire {
@@ -111,7 +116,10 @@ function grpcWire(socket: string): Wire {
   };
 }
 
-for (const [name, makeWire] of [['ttrpc', ttrpcWire], ['gRPC', grpcWire]] as const) {
+for (const [name, makeWire] of [
+  ['ttrpc', ttrpcWire],
+  ['gRPC', grpcWire],
+] as const) {
   // The timeout only turns "an answer was lost and never put back" into a failure instead of a hang.
   t.test(`${name}: 5 MB read through 30 dropped connections arrive exactly`, { timeout: 60_000 }, async (t) => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iorel-drop-'));
@@ -128,7 +136,10 @@ for (const [name, makeWire] of [['ttrpc', ttrpcWire], ['gRPC', grpcWire]] as con
         io.unread(s, data);
       },
     } as unknown as ProcessIO;
-    const srv = await serveInProcess(`iorel-drop-${name}`, ioHandlers(() => watched));
+    const srv = await serveInProcess(
+      `iorel-drop-${name}`,
+      ioHandlers(() => watched),
+    );
     t.teardown(() => srv.close());
     const proc = spawnWithIO(t, io, `cat ${dir}/pattern`);
     t.equal(await proc.exited, 0);
@@ -152,11 +163,13 @@ for (const [name, makeWire] of [['ttrpc', ttrpcWire], ['gRPC', grpcWire]] as con
       got.push((await wire.read(1000))!);
     }
     t.equal(unreads, 30, 'every dropped answer was put back');
-    got.push(await readToEnd(async () => {
-      const data = await wire.read(BIG);
-      if (data === undefined) throw Object.assign(new Error('EOF'), { code: 2, details: 'EOF' });
-      return { data };
-    }, 'stdout'));
+    got.push(
+      await readToEnd(async () => {
+        const data = await wire.read(BIG);
+        if (data === undefined) throw Object.assign(new Error('EOF'), { code: 2, details: 'EOF' });
+        return { data };
+      }, 'stdout'),
+    );
     const all = Buffer.concat(got);
     t.equal(all.length, SIZE, 'no byte lost or doubled');
     t.ok(all.equals(pattern), 'the output is the pattern, in order');

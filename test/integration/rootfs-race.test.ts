@@ -69,7 +69,9 @@ t.test('a directory swapped for a symlink during CreateContainer never leads out
   fs.writeFileSync(`${rootfs}/d/secret`, 'rootfs\n');
   fs.writeFileSync(`${outside}/secret`, 'host\n');
   fs.symlinkSync(outside, `${rootfs}/d.swap`);
-  const child = spawn(process.execPath, ['-e', swapper, require.resolve('koffi'), `${rootfs}/d`, `${rootfs}/d.swap`], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, ['-e', swapper, require.resolve('koffi'), `${rootfs}/d`, `${rootfs}/d.swap`], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
   const childExit = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   t.teardown(async () => {
     if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL');
@@ -105,7 +107,10 @@ t.test('a directory swapped for a symlink during CreateContainer never leads out
 
   t.same(walkAll(outside), [`${outside}/secret`], 'nothing was created in the directory outside the rootfs');
   t.same(boundFromOutside, [], 'no container got a mount of something outside the rootfs');
-  const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(outside));
+  const mounts = fs
+    .readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((l) => l.includes(outside));
   t.same(mounts, [], 'no mount outside the rootfs');
   t.ok((results.OK ?? 0) > 0, 'creates still succeed while the directory is a directory');
   t.same(leftovers(tag, h.dir).cgroups, [], 'no cgroup left');

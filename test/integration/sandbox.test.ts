@@ -22,9 +22,15 @@ t.test('sandbox', { skip }, async (t) => {
   const local = `${h.dir}/sandbox-local`;
 
   await t.test('unknown kernel module fails CreateSandbox and leaves nothing', async (t) => {
-    t.match(await h.code('createSandbox', { hostname: 'x', sandboxId: `${tag}-m`, kernelModules: [{ name: `no_such_module_${tag}` }] }), /^INTERNAL: modprobe no_such_module/);
+    t.match(
+      await h.code('createSandbox', { hostname: 'x', sandboxId: `${tag}-m`, kernelModules: [{ name: `no_such_module_${tag}` }] }),
+      /^INTERNAL: modprobe no_such_module/,
+    );
     t.notOk(fs.existsSync(`${h.stateRoot}/sandbox`));
-    t.match(await h.code('createSandbox', { hostname: 'x', storages: [{ driver: 'nosuch', source: 'kataShared', mountPoint: `${h.dir}/x` }] }), /^INVALID_ARGUMENT: storage driver nosuch not supported/);
+    t.match(
+      await h.code('createSandbox', { hostname: 'x', storages: [{ driver: 'nosuch', source: 'kataShared', mountPoint: `${h.dir}/x` }] }),
+      /^INVALID_ARGUMENT: storage driver nosuch not supported/,
+    );
     t.notOk(fs.existsSync(`${h.stateRoot}/sandbox`), 'pinned namespaces and sandbox dir released after the refusal');
     t.notOk(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(h.stateRoot), 'no mount left');
   });
@@ -51,11 +57,17 @@ t.test('sandbox', { skip }, async (t) => {
   await t.test('containers share the sandbox hostname, IPC and pid namespaces', async (t) => {
     const a = `${tag}-a`;
     const b = `${tag}-b`;
-    await h.call('createContainer', { containerId: a, OCI: busyboxSpec(rootfs, ['sh', '-c', 'readlink /proc/self/ns/ipc; hostname; exec sleep 1000'], { hostname: 'ignored' }) });
+    await h.call('createContainer', {
+      containerId: a,
+      OCI: busyboxSpec(rootfs, ['sh', '-c', 'readlink /proc/self/ns/ipc; hostname; exec sleep 1000'], { hostname: 'ignored' }),
+    });
     await h.call('startContainer', { containerId: a });
     let aOut = '';
     while (aOut.split('\n').length < 3) aOut += Buffer.from((await h.call('readStdout', { containerId: a, execId: '', len: 1000 })).data).toString();
-    await h.call('createContainer', { containerId: b, OCI: busyboxSpec(rootfs, ['sh', '-c', 'readlink /proc/self/ns/ipc; hostname; echo self=$$; ps -o pid,args | grep -c "sleep 100[0]"']) });
+    await h.call('createContainer', {
+      containerId: b,
+      OCI: busyboxSpec(rootfs, ['sh', '-c', 'readlink /proc/self/ns/ipc; hostname; echo self=$$; ps -o pid,args | grep -c "sleep 100[0]"']),
+    });
     await h.call('startContainer', { containerId: b });
     const bOut = await h.readAll('readStdout', b);
     const [ipcA, hostA] = aOut.trim().split('\n');

@@ -14,9 +14,16 @@ const skip = containerTestSkipReason();
 const tag = `storage${process.pid}`;
 
 function mountLine(mp: string): string | undefined {
-  return fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === mp);
+  return fs
+    .readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .find((l) => l.split(' ')[4] === mp);
 }
-const mountCount = (mp: string) => fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.split(' ')[4] === mp).length;
+const mountCount = (mp: string) =>
+  fs
+    .readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((l) => l.split(' ')[4] === mp).length;
 
 t.test('storages of a kata pod', { skip }, async (t) => {
   const sysfs = fs.mkdtempSync('/tmp/storage-fake-sysfs-');
@@ -92,7 +99,11 @@ t.test('storages of a kata pod', { skip }, async (t) => {
     fs.writeFileSync(`${cfgSrc}/app.conf`, 'v=2\n');
     // Waits for the poller (every 50 ms here) with a bound on tries, not on time.
     for (let i = 0; i < 400 && fs.readFileSync(`${cfgDst}/app.conf`, 'utf8') !== 'v=2\n'; i++) await new Promise((r) => setTimeout(r, 25));
-    await h.call('execProcess', { containerId: a, execId: 'cat', process: { Args: ['cat', '/cfg/app.conf'], Env: ['PATH=/bin'], Cwd: '/', User: { UID: 0, GID: 0 } } });
+    await h.call('execProcess', {
+      containerId: a,
+      execId: 'cat',
+      process: { Args: ['cat', '/cfg/app.conf'], Env: ['PATH=/bin'], Cwd: '/', User: { UID: 0, GID: 0 } },
+    });
     t.equal(await h.readAll('readStdout', a, 'cat'), 'v=2\n');
     await h.call('waitProcess', { containerId: a, execId: 'cat' });
     t.not(fs.statSync(`${cfgDst}/app.conf`).ino, fs.statSync(`${cfgSrc}/app.conf`).ino, 'a copy, not the host file');
@@ -102,7 +113,12 @@ t.test('storages of a kata pod', { skip }, async (t) => {
     const rootfs = buildBusyboxRootfs(`${shared}/${b}`);
     const spec = busyboxSpec(rootfs, ['cat', '/cache/a']);
     addMount(spec, { destination: '/cache', type: 'bind', source: cache, options: ['rbind'] });
-    await h.call('createContainer', { containerId: b, execId: b, OCI: spec, storages: [{ driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', options: [], mountPoint: cache }] });
+    await h.call('createContainer', {
+      containerId: b,
+      execId: b,
+      OCI: spec,
+      storages: [{ driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', options: [], mountPoint: cache }],
+    });
     t.equal(mountCount(cache), 1, 'mounted once');
     await h.call('startContainer', { containerId: b });
     t.equal(await h.readAll('readStdout', b, b), 'from-a\n', "b sees a's file");
@@ -110,7 +126,9 @@ t.test('storages of a kata pod', { skip }, async (t) => {
     await h.call('removeContainer', { containerId: b });
     t.equal(mountCount(cache), 1, 'still mounted for a');
 
-    await h.call('updateEphemeralMounts', { storages: [{ driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', options: ['remount', 'size=2M'], mountPoint: cache }] });
+    await h.call('updateEphemeralMounts', {
+      storages: [{ driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', options: ['remount', 'size=2M'], mountPoint: cache }],
+    });
     t.match(mountLine(cache) ?? '', / - tmpfs tmpfs rw,size=2048k/, 'UpdateEphemeralMounts resized it in place');
     t.equal(fs.readFileSync(`${cache}/a`, 'utf8'), 'from-a\n', 'contents kept');
 

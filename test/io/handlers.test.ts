@@ -28,7 +28,14 @@ function setup() {
     return io;
   };
   const service = new AgentRpcService(createLogger('silent'), [ioHandlers(lookup)], {});
-  async function call<I extends DescMessage, O extends DescMessage>(method: string, input: I, output: O, req: MessageInitShape<I>, dialect: Dialect = dialect3x, signal = new AbortController().signal) {
+  async function call<I extends DescMessage, O extends DescMessage>(
+    method: string,
+    input: I,
+    output: O,
+    req: MessageInitShape<I>,
+    dialect: Dialect = dialect3x,
+    signal = new AbortController().signal,
+  ) {
     const entry = service.lookup('grpc.AgentService', method)!;
     const bytes = await service.dispatch(entry, toBinary(input, create(input, req)), { dialect, signal });
     return fromBinary(output, bytes);

@@ -78,7 +78,7 @@ t.test('stdin round trip through cat, 8 MB, while reading concurrently', async (
   const reading = readAll(io, 'stdout');
   for (let off = 0; off < data.length; off += 100_000) {
     const chunk = data.subarray(off, off + 100_000);
-    t.equal(await io.write(chunk, never), chunk.length) || t.fail('short write');
+    if (!t.equal(await io.write(chunk, never), chunk.length)) t.fail('short write');
   }
   io.closeStdin();
   const got = await reading;
@@ -156,7 +156,11 @@ t.test('a pipe size the kernel refuses fails with the call named, and every fd o
 t.test('a pty that cannot be opened leaves no fd behind', async (t) => {
   const fake = new RecordingLibc().fail('ioctlInt', 25 /* ENOTTY */);
   t.throws(() => openPty(fake), /ioctl.*ENOTTY/);
-  t.same(fake.calls.filter((c) => c.name === 'close').map((c) => c.args[0]), [100], 'the master is closed');
+  t.same(
+    fake.calls.filter((c) => c.name === 'close').map((c) => c.args[0]),
+    [100],
+    'the master is closed',
+  );
 });
 
 t.test('a terminal IO opens no pty itself; a master it cannot take is closed', async (t) => {
@@ -167,13 +171,21 @@ t.test('a terminal IO opens no pty itself; a master it cannot take is closed', a
   await t.rejects(io.read('stdout', 10, never), { code: Code.UNAVAILABLE }, 'nothing to read before the master');
   t.throws(() => io.resize(24, 80), { code: Code.UNAVAILABLE });
   t.throws(() => io.attachPty(7), /fcntl.*EMFILE/);
-  t.same(fake.calls.filter((c) => c.name === 'close').map((c) => c.args[0]), [7], 'the master that could not be duplicated is closed');
+  t.same(
+    fake.calls.filter((c) => c.name === 'close').map((c) => c.args[0]),
+    [7],
+    'the master that could not be duplicated is closed',
+  );
   io.dispose();
   const later = new RecordingLibc();
   const gone = createProcessIO({ terminal: true, pipeSize: 0, libc: later });
   gone.dispose();
   t.throws(() => gone.attachPty(9), { code: Code.NOT_FOUND });
-  t.same(later.calls.map((c) => [c.name, c.args[0]]), [['close', 9]], 'a master arriving after dispose is closed');
+  t.same(
+    later.calls.map((c) => [c.name, c.args[0]]),
+    [['close', 9]],
+    'a master arriving after dispose is closed',
+  );
 });
 
 t.test('a process without a terminal refuses a pty master and closes it', async (t) => {
@@ -262,7 +274,11 @@ t.test('20 processes at once: each stream gets exactly its own bytes', async (t)
   const runs = Array.from({ length: 20 }, (_, i) => {
     const io = i % 4 === 3 ? pty() : pipes();
     // Distinct byte per process and stream, 1 MB each: any cross-talk or loss changes a count.
-    const { exited } = spawnWithIO(t, io, `head -c 1000000 /dev/zero | tr "\\0" "\\${(0o101 + i).toString(8)}"; head -c 1000 /dev/zero | tr "\\0" "\\${(0o141 + i).toString(8)}" >&2`);
+    const { exited } = spawnWithIO(
+      t,
+      io,
+      `head -c 1000000 /dev/zero | tr "\\0" "\\${(0o101 + i).toString(8)}"; head -c 1000 /dev/zero | tr "\\0" "\\${(0o141 + i).toString(8)}" >&2`,
+    );
     return { i, io, exited };
   });
   const results = await Promise.all(
@@ -281,9 +297,15 @@ t.test('20 processes at once: each stream gets exactly its own bytes', async (t)
       t.ok(out.subarray(0, 1000000).every((b) => b === o) && out.subarray(1000000).every((b) => b === e), `pty ${i}: only its own bytes`);
     } else {
       t.equal(out.length, 1000000, `pipes ${i}: stdout length`);
-      t.ok(out.every((b) => b === o), `pipes ${i}: only its own stdout bytes`);
+      t.ok(
+        out.every((b) => b === o),
+        `pipes ${i}: only its own stdout bytes`,
+      );
       t.equal(err.length, 1000, `pipes ${i}: stderr length`);
-      t.ok(err.every((b) => b === e), `pipes ${i}: only its own stderr bytes`);
+      t.ok(
+        err.every((b) => b === e),
+        `pipes ${i}: only its own stderr bytes`,
+      );
     }
   }
 });

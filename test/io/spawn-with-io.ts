@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { constants as osConstants } from 'node:os';
 import type { ProcessIO } from '../../agent/src/io/process-io.js';
 import { openPty } from '../../agent/src/io/pty.js';
 import { libc } from '../../agent/src/linux/index.js';
@@ -45,8 +46,7 @@ export function spawnWithIO(t: { teardown(fn: () => unknown): void }, io: Proces
 }
 
 function osSignal(name: string): number {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  return (require('node:os') as typeof import('node:os')).constants.signals[name as NodeJS.Signals] ?? 0;
+  return osConstants.signals[name as NodeJS.Signals] ?? 0;
 }
 
 export const never = new AbortController().signal;

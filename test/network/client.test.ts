@@ -77,7 +77,9 @@ t.test('replies to an older request are skipped', async (t) => {
 
 t.test('NLMSG_ERROR becomes a NetlinkError naming the request, the errno and the kernel text', async (t) => {
   const { libc } = scripted((seq) => withSeq(captured.addrExists, seq));
-  const err = t.throws(() => new RtnlClient(libc).change(c.RTM_NEWADDR, 0, Buffer.alloc(8), [], 'RTM_NEWADDR 192.0.2.10/24 on eth0')) as unknown as NetlinkError;
+  const err = t.throws(() =>
+    new RtnlClient(libc).change(c.RTM_NEWADDR, 0, Buffer.alloc(8), [], 'RTM_NEWADDR 192.0.2.10/24 on eth0'),
+  ) as unknown as NetlinkError;
   t.ok(err instanceof NetlinkError);
   t.equal(err.message, 'RTM_NEWADDR 192.0.2.10/24 on eth0: EEXIST (file already exists): ipv4: Address already assigned');
   t.match(err, { code: 'EEXIST', errno: 17 });
@@ -86,7 +88,9 @@ t.test('NLMSG_ERROR becomes a NetlinkError naming the request, the errno and the
 
 t.test('a kernel that does not answer fails the request instead of hanging', async (t) => {
   const { libc } = scripted(() => []);
-  t.throws(() => new RtnlClient(libc).dump(c.RTM_GETLINK, Buffer.alloc(16), 'RTM_GETLINK dump'), { message: 'RTM_GETLINK dump: no netlink reply within 2000 ms' });
+  t.throws(() => new RtnlClient(libc).dump(c.RTM_GETLINK, Buffer.alloc(16), 'RTM_GETLINK dump'), {
+    message: 'RTM_GETLINK dump: no netlink reply within 2000 ms',
+  });
   const poll = libc.calls.find((x) => x.name === 'poll')!;
   t.same(poll.args.slice(1), [1, 2000], 'POLLIN with a bound');
 });
@@ -106,5 +110,8 @@ t.test('a dump interrupted by concurrent changes is asked again', async (t) => {
 t.test('a socket that cannot be bound is closed again and the error names bind', async (t) => {
   const libc = new RecordingLibc().fail('bindNetlink', 1);
   t.throws(() => new RtnlClient(libc).dump(c.RTM_GETLINK, Buffer.alloc(16)), { code: 'EPERM', message: /^bindNetlink/ });
-  t.same(libc.calls.map((x) => x.name), ['socket', 'bindNetlink', 'close']);
+  t.same(
+    libc.calls.map((x) => x.name),
+    ['socket', 'bindNetlink', 'close'],
+  );
 });

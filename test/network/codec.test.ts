@@ -15,7 +15,9 @@ t.test('each family header and its attributes survive encode → decode', async 
   const datagram = Buffer.concat([
     c.encodeMessage({ type: c.RTM_SETLINK, flags: c.NLM_F_REQUEST | c.NLM_F_ACK, seq: 1, pid: 0 }, c.encodeIfInfo(link), attrs),
     c.encodeMessage({ type: c.RTM_NEWADDR, flags: c.NLM_F_REQUEST, seq: 2, pid: 0 }, c.encodeIfAddr(addr), [c.u32Attr(c.IFA_FLAGS, 2)]),
-    c.encodeMessage({ type: c.RTM_NEWROUTE, flags: c.NLM_F_REQUEST, seq: 3, pid: 0 }, c.encodeRt(rt), [c.nestedAttr(c.RTA_METRICS, [c.u32Attr(c.RTAX_MTU, 1400)])]),
+    c.encodeMessage({ type: c.RTM_NEWROUTE, flags: c.NLM_F_REQUEST, seq: 3, pid: 0 }, c.encodeRt(rt), [
+      c.nestedAttr(c.RTA_METRICS, [c.u32Attr(c.RTAX_MTU, 1400)]),
+    ]),
     c.encodeMessage({ type: c.RTM_NEWNEIGH, flags: c.NLM_F_REQUEST, seq: 0xffffffff, pid: 9 }, c.encodeNd(nd)),
   ]);
   const [m1, m2, m3, m4] = c.decodeMessages(datagram);
@@ -36,7 +38,10 @@ t.test('each family header and its attributes survive encode → decode', async 
 });
 
 t.test('attributes are padded to 4 bytes and the message length counts the padding', async (t) => {
-  const m = c.encodeMessage({ type: c.RTM_SETLINK, flags: 1, seq: 1, pid: 0 }, c.encodeIfInfo({ family: 0, type: 0, index: 1, flags: 0, change: 0 }), [c.strAttr(c.IFLA_IFNAME, 'ab'), c.u32Attr(c.IFLA_MTU, 9000)]);
+  const m = c.encodeMessage({ type: c.RTM_SETLINK, flags: 1, seq: 1, pid: 0 }, c.encodeIfInfo({ family: 0, type: 0, index: 1, flags: 0, change: 0 }), [
+    c.strAttr(c.IFLA_IFNAME, 'ab'),
+    c.u32Attr(c.IFLA_MTU, 9000),
+  ]);
   // 16 nlmsghdr + 16 ifinfomsg + (4 + "ab\0" = 7 → 8) + 8
   t.equal(m.length, 48);
   t.equal(m.readUInt32LE(0), 48);
@@ -91,7 +96,10 @@ t.test('a real IPv4 route dump: the gateway route and the kernel link route', as
   const link = main.find((r) => r.h.protocol === 2);
   t.match(link!.h, { dstLen: 24, scope: 253, protocol: 2 });
   t.equal(formatIp(c.findAttr(link!.a, c.RTA_PREFSRC)!), '192.0.2.10');
-  t.ok(routes.some((r) => r.h.table === 255), 'the local table is in the dump too');
+  t.ok(
+    routes.some((r) => r.h.table === 255),
+    'the local table is in the dump too',
+  );
   t.equal(msgs.at(-1)!.type, c.NLMSG_DONE);
 });
 
@@ -103,7 +111,11 @@ t.test('real NLMSG_ERRORs: errno, the request echoed, the extended-ack text; and
   const [ack] = c.decodeMessages(hex(captured.ack)[0]);
   t.same(c.decodeError(ack), { errno: 0, request: { type: c.RTM_SETLINK, flags: 5, seq: 7, pid: 0 }, message: undefined });
   const ours = c.decodeMessages(c.encodeError(19, { type: c.RTM_SETLINK, flags: 5, seq: 9, pid: 0 }, 'no such device'))[0];
-  t.same(c.decodeError(ours), { errno: 19, request: { type: c.RTM_SETLINK, flags: 5, seq: 9, pid: 0 }, message: 'no such device' }, 'encodeError writes what decodeError reads');
+  t.same(
+    c.decodeError(ours),
+    { errno: 19, request: { type: c.RTM_SETLINK, flags: 5, seq: 9, pid: 0 }, message: 'no such device' },
+    'encodeError writes what decodeError reads',
+  );
 });
 
 t.test('address text forms', async (t) => {

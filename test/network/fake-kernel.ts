@@ -99,7 +99,16 @@ export class FakeKernel {
       case c.RTM_GETADDR:
         for (const a of this.addrs) {
           const body = c.encodeIfAddr({ family: a.family, prefixLen: a.prefixLen, flags: 0, scope: 0, index: a.index });
-          this.reply(m, c.RTM_NEWADDR, body, [{ type: c.IFA_ADDRESS, data: a.address }, { type: c.IFA_LOCAL, data: a.address }], true);
+          this.reply(
+            m,
+            c.RTM_NEWADDR,
+            body,
+            [
+              { type: c.IFA_ADDRESS, data: a.address },
+              { type: c.IFA_LOCAL, data: a.address },
+            ],
+            true,
+          );
         }
         this.done(m);
         return 0;
@@ -112,7 +121,18 @@ export class FakeKernel {
         const dst = Buffer.from(address);
         for (let bit = h.prefixLen; bit < dst.length * 8; bit++) dst[bit >> 3] &= ~(0x80 >> (bit & 7));
         const src = h.family === 2 ? address : undefined;
-        this.routes.push({ family: h.family, dstLen: h.prefixLen, dst, prefSrc: src, oif: h.index, table: 254, protocol: 2, scope: h.family === 2 ? 253 : 0, type: 1, flags: 0 });
+        this.routes.push({
+          family: h.family,
+          dstLen: h.prefixLen,
+          dst,
+          prefSrc: src,
+          oif: h.index,
+          table: 254,
+          protocol: 2,
+          scope: h.family === 2 ? 253 : 0,
+          type: 1,
+          flags: 0,
+        });
         return 0;
       }
       case c.RTM_DELADDR: {
@@ -149,7 +169,14 @@ export class FakeKernel {
       case c.RTM_NEWNEIGH: {
         const h = c.decodeNd(m.payload);
         const attrs = c.decodeAttrs(m.payload, c.headerLen.neigh);
-        const n = { index: h.index, family: h.family, dst: Buffer.from(c.findAttr(attrs, c.NDA_DST)!), lladdr: attrs.some((a) => a.type === c.NDA_LLADDR) ? Buffer.from(c.findAttr(attrs, c.NDA_LLADDR)!) : undefined, state: h.state, flags: h.flags };
+        const n = {
+          index: h.index,
+          family: h.family,
+          dst: Buffer.from(c.findAttr(attrs, c.NDA_DST)!),
+          lladdr: attrs.some((a) => a.type === c.NDA_LLADDR) ? Buffer.from(c.findAttr(attrs, c.NDA_LLADDR)!) : undefined,
+          state: h.state,
+          flags: h.flags,
+        };
         this.neighs = [...this.neighs.filter((x) => !(x.index === n.index && x.dst.equals(n.dst))), n];
         return 0;
       }
@@ -184,7 +211,17 @@ function parseRoute(p: Buffer): RouteEntry {
 }
 
 function routeMessage(r: RouteEntry): [Buffer, c.Attr[]] {
-  const body = c.encodeRt({ family: r.family, dstLen: r.dstLen, srcLen: 0, tos: 0, table: r.table, protocol: r.protocol, scope: r.scope, type: r.type, flags: r.flags });
+  const body = c.encodeRt({
+    family: r.family,
+    dstLen: r.dstLen,
+    srcLen: 0,
+    tos: 0,
+    table: r.table,
+    protocol: r.protocol,
+    scope: r.scope,
+    type: r.type,
+    flags: r.flags,
+  });
   const attrs: c.Attr[] = [c.u32Attr(c.RTA_TABLE, r.table)];
   if (r.dst) attrs.push({ type: c.RTA_DST, data: r.dst });
   if (r.gateway) attrs.push({ type: c.RTA_GATEWAY, data: r.gateway });
@@ -194,7 +231,8 @@ function routeMessage(r: RouteEntry): [Buffer, c.Attr[]] {
   return [body, attrs];
 }
 
-const sameKey = (a: RouteEntry, b: RouteEntry) => a.family === b.family && a.table === b.table && a.dstLen === b.dstLen && Buffer.compare(a.dst ?? Buffer.alloc(0), b.dst ?? Buffer.alloc(0)) === 0;
+const sameKey = (a: RouteEntry, b: RouteEntry) =>
+  a.family === b.family && a.table === b.table && a.dstLen === b.dstLen && Buffer.compare(a.dst ?? Buffer.alloc(0), b.dst ?? Buffer.alloc(0)) === 0;
 
 function covers(r: RouteEntry, ip: Buffer): boolean {
   if (!r.dst || r.dst.length !== ip.length) return r.dstLen === 0;

@@ -39,21 +39,41 @@ async function failure(p: () => unknown): Promise<{ code: number; message: strin
   throw new Error('the call succeeded');
 }
 
-const eth0 = { name: 'eth0', hwAddr: '02:42:C0:00:02:0A', mtu: 1450n, type: 'veth', devicePath: '/devices/pci0000:00/0000:00:03.0', IPAddresses: [{ family: IPFamily.v4, address: '192.0.2.10', mask: '24' }, { family: IPFamily.v6, address: '2001:db8::10', mask: '64' }] };
+const eth0 = {
+  name: 'eth0',
+  hwAddr: '02:42:C0:00:02:0A',
+  mtu: 1450n,
+  type: 'veth',
+  devicePath: '/devices/pci0000:00/0000:00:03.0',
+  IPAddresses: [
+    { family: IPFamily.v4, address: '192.0.2.10', mask: '24' },
+    { family: IPFamily.v6, address: '2001:db8::10', mask: '64' },
+  ],
+};
 
 t.test('UpdateInterface: found by MAC (any case), brought down, readdressed, renamed, MTU set, up; the reply is read back', async (t) => {
   const { k, nic, call } = pod();
   nic.flags |= 1;
   k.addrs.push({ index: nic.index, family: 2, prefixLen: 16, address: ip('198.51.100.7') });
   const reply = await call.updateInterface(eth0);
-  t.same(k.changes(), ['RTM_SETLINK', 'RTM_DELADDR', 'RTM_NEWADDR', 'RTM_NEWADDR', 'RTM_SETLINK'], 'down, old address out, new ones in, then rename + MTU + up in one');
+  t.same(
+    k.changes(),
+    ['RTM_SETLINK', 'RTM_DELADDR', 'RTM_NEWADDR', 'RTM_NEWADDR', 'RTM_SETLINK'],
+    'down, old address out, new ones in, then rename + MTU + up in one',
+  );
   t.match(nic, { name: 'eth0', mtu: 1450 });
   t.ok(nic.flags & 1, 'up');
-  t.same(k.addrs.map((a) => a.address), [ip('192.0.2.10'), ip('2001:db8::10')]);
+  t.same(
+    k.addrs.map((a) => a.address),
+    [ip('192.0.2.10'), ip('2001:db8::10')],
+  );
   t.same(reply, {
     device: '',
     name: 'eth0',
-    IPAddresses: [{ family: IPFamily.v4, address: '192.0.2.10', mask: '24' }, { family: IPFamily.v6, address: '2001:db8::10', mask: '64' }],
+    IPAddresses: [
+      { family: IPFamily.v4, address: '192.0.2.10', mask: '24' },
+      { family: IPFamily.v6, address: '2001:db8::10', mask: '64' },
+    ],
     mtu: 1450n,
     hwAddr: '02:42:c0:00:02:0a',
     devicePath: eth0.devicePath,
@@ -80,7 +100,10 @@ t.test('UpdateInterface: a link already named eth0 gives its name up and takes t
 
 t.test('UpdateInterface: no NIC with that MAC is INTERNAL "Link not found" (kata 3.x retries on that text)', async (t) => {
   const { k, call } = pod();
-  t.same(await failure(() => call.updateInterface({ ...eth0, hwAddr: '02:42:c0:00:02:99' })), { code: 13, message: 'update interface: Link not found (hwAddr 02:42:c0:00:02:99)' });
+  t.same(await failure(() => call.updateInterface({ ...eth0, hwAddr: '02:42:c0:00:02:99' })), {
+    code: 13,
+    message: 'update interface: Link not found (hwAddr 02:42:c0:00:02:99)',
+  });
   t.same(k.changes(), [], 'nothing changed');
 });
 
@@ -89,20 +112,29 @@ t.test('UpdateInterface: bad input is INVALID_ARGUMENT naming the field, before 
   const cases: [Interface, RegExp][] = [
     [{ ...eth0, hwAddr: '' }, /^interface.hwAddr is empty/],
     [{ ...eth0, hwAddr: '02:42:c0:00:02' }, /^interface.hwAddr: malformed MAC address "02:42:c0:00:02"/],
-    [{ ...eth0, IPAddresses: [{ family: IPFamily.v4, address: '192.0.2.300', mask: '24' }] as never }, /^interface.IPAddresses\[0\].address: malformed IP address "192.0.2.300"/],
+    [
+      { ...eth0, IPAddresses: [{ family: IPFamily.v4, address: '192.0.2.300', mask: '24' }] as never },
+      /^interface.IPAddresses\[0\].address: malformed IP address "192.0.2.300"/,
+    ],
     [{ ...eth0, IPAddresses: [{ family: IPFamily.v4, address: '192.0.2.10', mask: '33' }] as never }, /^interface.IPAddresses\[0\].mask: malformed mask "33"/],
     [{ ...eth0, IPAddresses: [{ family: IPFamily.v6, address: '192.0.2.10', mask: '24' }] as never }, /family v6 but address "192.0.2.10" is IPv4/],
     [{ ...eth0, name: 'a-name-too-long-for-linux' }, /^interface.name: "a-name-too-long-for-linux" is not a valid interface name/],
   ];
   for (const [iface, message] of cases) t.match(await failure(() => call.updateInterface(iface)), { code: 3, message }, String(message));
   t.same(k.changes(), []);
-  t.match(await failure(() => pod().h.updateInterface!(create(UpdateInterfaceRequestSchema, {}), ctx)), { code: 3, message: 'UpdateInterface: the request has no interface' });
+  t.match(await failure(() => pod().h.updateInterface!(create(UpdateInterfaceRequestSchema, {}), ctx)), {
+    code: 3,
+    message: 'UpdateInterface: the request has no interface',
+  });
 });
 
 t.test('UpdateInterface: an address given twice fails with the request named and its errno', async (t) => {
   const { call } = pod();
   const dup = { family: IPFamily.v4, address: '192.0.2.10', mask: '24' };
-  t.same(await failure(() => call.updateInterface({ ...eth0, IPAddresses: [dup, dup] as never })), { code: 6, message: 'RTM_NEWADDR 192.0.2.10/24 on enp0s3: EEXIST (file already exists)' });
+  t.same(await failure(() => call.updateInterface({ ...eth0, IPAddresses: [dup, dup] as never })), {
+    code: 6,
+    message: 'RTM_NEWADDR 192.0.2.10/24 on enp0s3: EEXIST (file already exists)',
+  });
 });
 
 const kataRoutes: Route[] = [
@@ -112,7 +144,7 @@ const kataRoutes: Route[] = [
   { dest: '2001:db8::/64', device: 'eth0', family: IPFamily.v6, mtu: 1400 },
 ];
 
-t.test('UpdateRoutes: link routes first, gateway routes after; old routes replaced, the kernel\'s kept; the reply is read back', async (t) => {
+t.test("UpdateRoutes: link routes first, gateway routes after; old routes replaced, the kernel's kept; the reply is read back", async (t) => {
   const { k, call } = pod();
   await call.updateInterface(eth0);
   k.routes.push({ family: 2, dstLen: 24, dst: ip('203.0.113.0'), gateway: ip('192.0.2.254'), oif: 2, table: 254, protocol: 3, scope: 0, type: 1, flags: 0 });
@@ -120,8 +152,14 @@ t.test('UpdateRoutes: link routes first, gateway routes after; old routes replac
   k.requests.length = 0;
   const reply = await call.updateRoutes(kataRoutes);
   t.same(k.changes(), ['RTM_DELROUTE', 'RTM_NEWROUTE', 'RTM_NEWROUTE', 'RTM_NEWROUTE']);
-  t.notOk(k.routes.some((r) => r.gateway?.equals(ip('192.0.2.254'))), 'the old gateway route is gone');
-  t.ok(k.routes.some((r) => r.oif === 1), 'loopback routes are left alone');
+  t.notOk(
+    k.routes.some((r) => r.gateway?.equals(ip('192.0.2.254'))),
+    'the old gateway route is gone',
+  );
+  t.ok(
+    k.routes.some((r) => r.oif === 1),
+    'loopback routes are left alone',
+  );
   t.same(reply.Routes, [
     { dest: '192.0.2.0/24', gateway: '', device: 'eth0', source: '192.0.2.10', scope: 253, family: IPFamily.v4, flags: 0, mtu: 0 },
     { dest: '127.0.0.0/8', gateway: '', device: 'lo', source: '', scope: 253, family: IPFamily.v4, flags: 0, mtu: 0 },
@@ -140,16 +178,29 @@ t.test('UpdateRoutes: a gateway reachable only through a link route later in the
     { dest: '198.51.100.0/24', gateway: '203.0.113.1', device: 'eth0' },
     { dest: '203.0.113.0/24', scope: 253, device: 'eth0' },
   ]);
-  t.ok(k.routes.some((r) => r.gateway?.equals(ip('203.0.113.1'))), 'the gateway route is set');
+  t.ok(
+    k.routes.some((r) => r.gateway?.equals(ip('203.0.113.1'))),
+    'the gateway route is set',
+  );
   t.ok(k.routes.some((r) => r.dst?.equals(ip('203.0.113.0')) && r.scope === 253));
 });
 
 t.test('UpdateRoutes: 1.x routes without a family take it from their addresses; flags (onlink) pass through', async (t) => {
   const { k, call } = pod();
   await call.updateInterface(eth0);
-  await call.updateRoutes([{ dest: '', gateway: '2001:db8::1', device: 'eth0' }, { dest: '', gateway: '169.254.1.1', device: 'eth0', flags: 4 }]);
-  t.match(k.routes.find((r) => r.family === 10 && r.gateway), { dstLen: 0, flags: 0 });
-  t.match(k.routes.find((r) => r.gateway?.equals(ip('169.254.1.1'))), { family: 2, flags: 4 }, 'Calico\'s onlink default route');
+  await call.updateRoutes([
+    { dest: '', gateway: '2001:db8::1', device: 'eth0' },
+    { dest: '', gateway: '169.254.1.1', device: 'eth0', flags: 4 },
+  ]);
+  t.match(
+    k.routes.find((r) => r.family === 10 && r.gateway),
+    { dstLen: 0, flags: 0 },
+  );
+  t.match(
+    k.routes.find((r) => r.gateway?.equals(ip('169.254.1.1'))),
+    { family: 2, flags: 4 },
+    "Calico's onlink default route",
+  );
 });
 
 t.test('UpdateRoutes: bad input is INVALID_ARGUMENT naming the route and field, before any change', async (t) => {
@@ -195,8 +246,11 @@ t.test('ListInterfaces: every link with its addresses, as kata shapes them', asy
   k.links[1].kind = 'veth';
   await call.updateInterface(eth0);
   const list = await h.listInterfaces!({} as never, ctx);
-  t.same(list.Interfaces!.map((i) => [i.name, i.hwAddr, i.type, i.IPAddresses?.map((a) => `${a.address}/${a.mask}`)]), [
-    ['lo', '00:00:00:00:00:00', '', []],
-    ['eth0', '02:42:c0:00:02:0a', 'veth', ['192.0.2.10/24', '2001:db8::10/64']],
-  ]);
+  t.same(
+    list.Interfaces!.map((i) => [i.name, i.hwAddr, i.type, i.IPAddresses?.map((a) => `${a.address}/${a.mask}`)]),
+    [
+      ['lo', '00:00:00:00:00:00', '', []],
+      ['eth0', '02:42:c0:00:02:0a', 'veth', ['192.0.2.10/24', '2001:db8::10/64']],
+    ],
+  );
 });

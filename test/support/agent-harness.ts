@@ -38,11 +38,7 @@ export class AgentHarness {
     return new AgentHarness(dir, stateRoot, resolvConf, agent, wire === 'grpc' ? new GrpcClient(sock, authority) : new TtrpcClient(sock));
   }
 
-  async call<K extends keyof Methods>(
-    method: K,
-    req: MessageInitShape<Methods[K]['input']>,
-    timeoutMs = 60_000,
-  ): Promise<MessageShape<Methods[K]['output']>> {
+  async call<K extends keyof Methods>(method: K, req: MessageInitShape<Methods[K]['input']>, timeoutMs = 60_000): Promise<MessageShape<Methods[K]['output']>> {
     const m = AgentService.method[method];
     const bytes = await this.client.call('grpc.AgentService', m.name, toBinary(m.input, create(m.input, req as never)), timeoutMs);
     return fromBinary(m.output, bytes) as MessageShape<Methods[K]['output']>;

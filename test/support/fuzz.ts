@@ -88,7 +88,13 @@ function blast(path: string, first: Buffer, frames: Buffer[]): Promise<boolean> 
  * Sends `total` frames in batches from `makeBatch`, each batch on a fresh connection, `parallel`
  * connections at a time; stops early (as a safety net, not a measure) after `giveUpMs`.
  */
-export async function fuzzFrames(path: string, total: number, makeBatch: () => { first: Buffer; frames: Buffer[] }, parallel = 8, giveUpMs = 240_000): Promise<{ sent: number; answered: number }> {
+export async function fuzzFrames(
+  path: string,
+  total: number,
+  makeBatch: () => { first: Buffer; frames: Buffer[] },
+  parallel = 8,
+  giveUpMs = 240_000,
+): Promise<{ sent: number; answered: number }> {
   let sent = 0;
   let answered = 0;
   const deadline = Date.now() + giveUpMs;
@@ -110,8 +116,19 @@ export function ttrpcSeeds(): Buffer[] {
     req(1, 'grpc.Health', 'Check', toBinary(CheckRequestSchema, create(CheckRequestSchema))),
     req(3, 'grpc.Health', 'Version', new Uint8Array(0), 1_000_000n),
     req(5, 'grpc.AgentService', 'GetGuestDetails', toBinary(GuestDetailsRequestSchema, create(GuestDetailsRequestSchema, { memBlockSize: true }))),
-    req(7, 'grpc.AgentService', 'CreateSandbox', toBinary(CreateSandboxRequestSchema, create(CreateSandboxRequestSchema, { hostname: 'h', sandboxId: 's', dns: ['1.1.1.1'] }))),
-    req(9, 'grpc.AgentService', 'WaitProcess', toBinary(WaitProcessRequestSchema, create(WaitProcessRequestSchema, { containerId: 'c', execId: 'e' })), 5_000_000n),
+    req(
+      7,
+      'grpc.AgentService',
+      'CreateSandbox',
+      toBinary(CreateSandboxRequestSchema, create(CreateSandboxRequestSchema, { hostname: 'h', sandboxId: 's', dns: ['1.1.1.1'] })),
+    ),
+    req(
+      9,
+      'grpc.AgentService',
+      'WaitProcess',
+      toBinary(WaitProcessRequestSchema, create(WaitProcessRequestSchema, { containerId: 'c', execId: 'e' })),
+      5_000_000n,
+    ),
     encodeFrame(11, FrameType.Data, 1, Buffer.from('data')),
   ];
 }
@@ -124,7 +141,11 @@ export async function grpcSeeds(): Promise<Buffer[]> {
   await new Promise<void>((r) => server.listen(path, r));
   const client = new GrpcClient(await connect(`unix://${path}`, { timeoutMs: 1000 }));
   const check = toBinary(CheckRequestSchema, create(CheckRequestSchema));
-  for (const [svc, m] of [['grpc.Health', 'Check'], ['grpc.Health', 'Version'], ['grpc.AgentService', 'GetGuestDetails']]) {
+  for (const [svc, m] of [
+    ['grpc.Health', 'Check'],
+    ['grpc.Health', 'Version'],
+    ['grpc.AgentService', 'GetGuestDetails'],
+  ]) {
     client.call(svc, m, check, 100).catch(() => undefined);
   }
   await new Promise((r) => setTimeout(r, 300));
@@ -132,7 +153,7 @@ export async function grpcSeeds(): Promise<Buffer[]> {
   await new Promise<void>((r) => server.close(() => r()));
   const all = Buffer.concat(got).subarray(HTTP2_PREFACE.length);
   const frames: Buffer[] = [];
-  for (let i = 0; i + 9 <= all.length; ) {
+  for (let i = 0; i + 9 <= all.length;) {
     const len = all.readUIntBE(i, 3);
     frames.push(all.subarray(i, i + 9 + len));
     i += 9 + len;
@@ -144,11 +165,46 @@ export async function grpcSeeds(): Promise<Buffer[]> {
 export function payloadSeeds(): [string, Uint8Array][] {
   const spec = busyboxSpec('/nonexistent-fuzz-root', ['/bin/sh', '-c', 'echo x'], { memoryLimit: 1n << 26n });
   return [
-    ['CreateContainer', toBinary(CreateContainerRequestSchema, create(CreateContainerRequestSchema, { containerId: 'fuzz-c', execId: 'fuzz-c', OCI: spec, storages: [{ driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPoint: '/nonexistent-fuzz-mp' }] }))],
+    [
+      'CreateContainer',
+      toBinary(
+        CreateContainerRequestSchema,
+        create(CreateContainerRequestSchema, {
+          containerId: 'fuzz-c',
+          execId: 'fuzz-c',
+          OCI: spec,
+          storages: [{ driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPoint: '/nonexistent-fuzz-mp' }],
+        }),
+      ),
+    ],
     ['ExecProcess', toBinary(ExecProcessRequestSchema, create(ExecProcessRequestSchema, { containerId: 'fuzz-c', execId: 'e1', process: spec.Process }))],
     ['WriteStdin', toBinary(WriteStreamRequestSchema, create(WriteStreamRequestSchema, { containerId: 'fuzz-c', execId: 'e1', data: Buffer.from('hello\n') }))],
-    ['CopyFile', toBinary(CopyFileRequestSchema, create(CopyFileRequestSchema, { path: '/run/kata-containers/shared/containers/fuzz/f', fileSize: 5n, fileMode: 0o644, dirMode: 0o755, uid: 0, gid: 0, offset: 0n, data: Buffer.from('hello') }))],
-    ['UpdateContainer', toBinary(UpdateContainerRequestSchema, create(UpdateContainerRequestSchema, { containerId: 'fuzz-c', resources: { Memory: { Limit: 1n << 26n }, CPU: { Shares: 512n, Quota: 50000n, Period: 100000n }, Pids: { Limit: 100n }, BlockIO: { Weight: 500 } } }))],
+    [
+      'CopyFile',
+      toBinary(
+        CopyFileRequestSchema,
+        create(CopyFileRequestSchema, {
+          path: '/run/kata-containers/shared/containers/fuzz/f',
+          fileSize: 5n,
+          fileMode: 0o644,
+          dirMode: 0o755,
+          uid: 0,
+          gid: 0,
+          offset: 0n,
+          data: Buffer.from('hello'),
+        }),
+      ),
+    ],
+    [
+      'UpdateContainer',
+      toBinary(
+        UpdateContainerRequestSchema,
+        create(UpdateContainerRequestSchema, {
+          containerId: 'fuzz-c',
+          resources: { Memory: { Limit: 1n << 26n }, CPU: { Shares: 512n, Quota: 50000n, Period: 100000n }, Pids: { Limit: 100n }, BlockIO: { Weight: 500 } },
+        }),
+      ),
+    ],
   ];
 }
 

@@ -66,5 +66,8 @@ export function checkGoGrpcCalls(t: Test, r: GoGrpcReport): void {
     if (c.name.startsWith('check-')) t.equal(c.payload, '0801', `${c.name}: HealthCheckResponse{status: SERVING}`);
     if (c.name.startsWith('version-')) t.match(c.payload, /^0a05302e302e3112/, `${c.name}: grpc_version "0.0.1"`);
   }
-  t.ok(r.calls.some((c) => c.name.startsWith('details-') && c.code === 0), 'GetGuestDetails (AgentService) answered');
+  t.ok(
+    r.calls.some((c) => c.name.startsWith('details-') && c.code === 0),
+    'GetGuestDetails (AgentService) answered',
+  );
 }

@@ -35,7 +35,10 @@ export async function runGuestContainer(rpc: GuestRpc, opts: { memoryLimit: bigi
   await rpc.call(agent, 'StartContainer', StartContainerRequestSchema, { containerId: 'hello' }, EmptySchema);
   // As kata hosts do: the init is addressed by its CreateContainer exec id, read until the read fails.
   const stdout = (
-    await readToEnd(() => rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId: 'hello', execId: 'hello', len: 32 * 1024 }, ReadStreamResponseSchema), 'ReadStdout hello')
+    await readToEnd(
+      () => rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId: 'hello', execId: 'hello', len: 32 * 1024 }, ReadStreamResponseSchema),
+      'ReadStdout hello',
+    )
   ).toString();
   const { status } = await rpc.call(agent, 'WaitProcess', WaitProcessRequestSchema, { containerId: 'hello', execId: 'hello' }, WaitProcessResponseSchema);
   await rpc.call(agent, 'RemoveContainer', RemoveContainerRequestSchema, { containerId: 'hello' }, EmptySchema);

@@ -26,7 +26,14 @@ export class GuestRpc {
     return new GuestRpc(yamux, opts.wire === 'ttrpc' ? new TtrpcClient(stream) : new GrpcClient(stream, opts.authority));
   }
 
-  async call<I extends DescMessage, O extends DescMessage>(service: string, method: string, reqSchema: I, req: MessageInitShape<I>, resSchema: O, timeoutMs = 30_000): Promise<MessageShape<O>> {
+  async call<I extends DescMessage, O extends DescMessage>(
+    service: string,
+    method: string,
+    reqSchema: I,
+    req: MessageInitShape<I>,
+    resSchema: O,
+    timeoutMs = 30_000,
+  ): Promise<MessageShape<O>> {
     const bytes = await this.grpc.call(service, method, toBinary(reqSchema, create(reqSchema, req)), timeoutMs);
     return fromBinary(resSchema, bytes);
   }

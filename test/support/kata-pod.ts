@@ -12,7 +12,11 @@ import { checkReadData, isEndOfStream, readToEnd } from './end-of-stream.js';
 import type { SpecInit } from './oci-spec.js';
 
 type Methods = typeof AgentService.method;
-export type HostCall = <K extends keyof Methods>(method: K, req: MessageInitShape<Methods[K]['input']>, timeoutMs?: number) => Promise<MessageShape<Methods[K]['output']>>;
+export type HostCall = <K extends keyof Methods>(
+  method: K,
+  req: MessageInitShape<Methods[K]['input']>,
+  timeoutMs?: number,
+) => Promise<MessageShape<Methods[K]['output']>>;
 
 export type Generation = '1.x' | '3.x';
 
@@ -43,7 +47,13 @@ export const fileTag = (cid: string, name: string) => `${cid}-8b2f9c1d7e6a5b43-$
 export function shareStorage(gen: Generation, p: PodPaths) {
   return gen === '3.x'
     ? { driver: 'virtio-fs', source: 'kataShared', fstype: 'virtiofs', options: [], mountPoint: `${sharedDir(p)}/` }
-    : { driver: '9p', source: 'kataShared', fstype: '9p', options: ['trans=virtio,version=9p2000.L,cache=mmap', 'nodev', 'msize=8192'], mountPoint: `${sharedDir(p)}/` };
+    : {
+        driver: '9p',
+        source: 'kataShared',
+        fstype: '9p',
+        options: ['trans=virtio,version=9p2000.L,cache=mmap', 'nodev', 'msize=8192'],
+        mountPoint: `${sharedDir(p)}/`,
+      };
 }
 
 export function shmStorage(p: PodPaths) {
@@ -72,7 +82,12 @@ const defaultMounts = [
  * The spec after kata's constrainGRPCSpec: pid, network and cgroup namespaces removed, the rest with
  * empty paths, hooks and most resources dropped, /dev/shm bound to the sandbox shm, cgroups path kept.
  */
-function podSpec(p: PodPaths, cid: string, args: string[], extra: { oomScoreAdj: number; binds: { destination: string; source: string; options: string[] }[]; terminal?: boolean }): SpecInit {
+function podSpec(
+  p: PodPaths,
+  cid: string,
+  args: string[],
+  extra: { oomScoreAdj: number; binds: { destination: string; source: string; options: string[] }[]; terminal?: boolean },
+): SpecInit {
   return {
     Version: '1.1.0',
     Root: { Path: `${sharedDir(p)}/${cid}/rootfs`, Readonly: false },
@@ -84,9 +99,54 @@ function podSpec(p: PodPaths, cid: string, args: string[], extra: { oomScoreAdj:
       Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOSTNAME=web-0', 'KUBERNETES_SERVICE_HOST=192.0.2.1'],
       Cwd: '/',
       Capabilities: {
-        Bounding: ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE'],
-        Effective: ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE'],
-        Permitted: ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE'],
+        Bounding: [
+          'CAP_CHOWN',
+          'CAP_DAC_OVERRIDE',
+          'CAP_FSETID',
+          'CAP_FOWNER',
+          'CAP_MKNOD',
+          'CAP_NET_RAW',
+          'CAP_SETGID',
+          'CAP_SETUID',
+          'CAP_SETFCAP',
+          'CAP_SETPCAP',
+          'CAP_NET_BIND_SERVICE',
+          'CAP_SYS_CHROOT',
+          'CAP_KILL',
+          'CAP_AUDIT_WRITE',
+        ],
+        Effective: [
+          'CAP_CHOWN',
+          'CAP_DAC_OVERRIDE',
+          'CAP_FSETID',
+          'CAP_FOWNER',
+          'CAP_MKNOD',
+          'CAP_NET_RAW',
+          'CAP_SETGID',
+          'CAP_SETUID',
+          'CAP_SETFCAP',
+          'CAP_SETPCAP',
+          'CAP_NET_BIND_SERVICE',
+          'CAP_SYS_CHROOT',
+          'CAP_KILL',
+          'CAP_AUDIT_WRITE',
+        ],
+        Permitted: [
+          'CAP_CHOWN',
+          'CAP_DAC_OVERRIDE',
+          'CAP_FSETID',
+          'CAP_FOWNER',
+          'CAP_MKNOD',
+          'CAP_NET_RAW',
+          'CAP_SETGID',
+          'CAP_SETUID',
+          'CAP_SETFCAP',
+          'CAP_SETPCAP',
+          'CAP_NET_BIND_SERVICE',
+          'CAP_SYS_CHROOT',
+          'CAP_KILL',
+          'CAP_AUDIT_WRITE',
+        ],
       },
       NoNewPrivileges: false,
       OOMScoreAdj: BigInt(extra.oomScoreAdj),
@@ -99,8 +159,22 @@ function podSpec(p: PodPaths, cid: string, args: string[], extra: { oomScoreAdj:
     Annotations: { 'io.kubernetes.cri.sandbox-id': sandboxId, 'io.kubernetes.cri.container-type': cid === sandboxId ? 'sandbox' : 'container' },
     Linux: {
       CgroupsPath: `/kubepods/besteffort/pod${podUid}/${cid}`,
-      Namespaces: [{ Type: 'ipc', Path: '' }, { Type: 'uts', Path: '' }, { Type: 'mount', Path: '' }],
-      MaskedPaths: ['/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware'],
+      Namespaces: [
+        { Type: 'ipc', Path: '' },
+        { Type: 'uts', Path: '' },
+        { Type: 'mount', Path: '' },
+      ],
+      MaskedPaths: [
+        '/proc/acpi',
+        '/proc/kcore',
+        '/proc/keys',
+        '/proc/latency_stats',
+        '/proc/timer_list',
+        '/proc/timer_stats',
+        '/proc/sched_debug',
+        '/proc/scsi',
+        '/sys/firmware',
+      ],
       ReadonlyPaths: ['/proc/asound', '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
     },
   };
@@ -114,11 +188,29 @@ export function pauseSpec(p: PodPaths): SpecInit {
 /** The app container: a server that logs to both streams and stays up until stopped. */
 export function appSpec(p: PodPaths): SpecInit {
   const share = sharedDir(p);
-  const bind = (destination: string, name: string, ro = false) => ({ destination, source: `${share}/${fileTag(appId, name)}`, options: ['rbind', 'rprivate', ro ? 'ro' : 'rw'] });
-  return podSpec(p, appId, ['/bin/sh', '-c', 'echo "web-0 up: $(hostname) $(cat /etc/resolv.conf | head -n 1)"; echo "warming" >&2; trap "echo bye; exit 0" TERM; while :; do sleep 1; done'], {
-    oomScoreAdj: 1000,
-    binds: [bind('/etc/hosts', 'hosts'), bind('/dev/termination-log', 'termination-log'), bind('/etc/hostname', 'hostname'), bind('/etc/resolv.conf', 'resolv.conf')],
+  const bind = (destination: string, name: string, ro = false) => ({
+    destination,
+    source: `${share}/${fileTag(appId, name)}`,
+    options: ['rbind', 'rprivate', ro ? 'ro' : 'rw'],
   });
+  return podSpec(
+    p,
+    appId,
+    [
+      '/bin/sh',
+      '-c',
+      'echo "web-0 up: $(hostname) $(cat /etc/resolv.conf | head -n 1)"; echo "warming" >&2; trap "echo bye; exit 0" TERM; while :; do sleep 1; done',
+    ],
+    {
+      oomScoreAdj: 1000,
+      binds: [
+        bind('/etc/hosts', 'hosts'),
+        bind('/dev/termination-log', 'termination-log'),
+        bind('/etc/hostname', 'hostname'),
+        bind('/etc/resolv.conf', 'resolv.conf'),
+      ],
+    },
+  );
 }
 
 export interface PodRun {
@@ -138,7 +230,13 @@ export interface PodRun {
  * Drives one pod from first Check to DestroySandbox. `call` sends one AgentService RPC; `check`
  * sends grpc.Health Check. Throws on the first RPC that fails where a real host's pod would fail.
  */
-export async function runPod(gen: Generation, p: PodPaths, call: HostCall, check: () => Promise<void>, hooks: { appStarted?: () => void | Promise<void> } = {}): Promise<PodRun> {
+export async function runPod(
+  gen: Generation,
+  p: PodPaths,
+  call: HostCall,
+  check: () => Promise<void>,
+  hooks: { appStarted?: () => void | Promise<void> } = {},
+): Promise<PodRun> {
   const sequence: string[] = [];
   const send: HostCall = (method, req, timeoutMs) => {
     const r = req as { execId?: string };

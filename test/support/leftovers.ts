@@ -20,7 +20,10 @@ function walk(dir: string, match: (name: string) => boolean, out: string[] = [],
 
 /** What a test run with container ids starting with `tag` and files under `dir` left behind. */
 export function leftovers(tag: string, dir: string) {
-  const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(dir));
+  const mounts = fs
+    .readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((l) => l.includes(dir));
   const cgroups = walk('/sys/fs/cgroup', (n) => n.startsWith(`kata-${tag}`));
   const processes: string[] = [];
   const zombies: string[] = [];

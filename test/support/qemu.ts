@@ -57,8 +57,25 @@ export function probeAccelerator(accel: Accelerator, kernel: string, timeoutMs =
   const t0 = process.hrtime.bigint();
   const ms = () => Math.round(Number(process.hrtime.bigint() - t0) / 1e6);
   const args = [
-    '-M', `q35,accel=${accel}`, '-cpu', accel === 'kvm' ? 'host' : 'max', '-m', '256', '-smp', '1', '-nodefaults', '-no-user-config',
-    '-no-reboot', '-display', 'none', '-serial', 'stdio', '-kernel', kernel, '-append', 'console=ttyS0 quiet panic=-1 tsc=reliable no_timer_check cryptomgr.notests',
+    '-M',
+    `q35,accel=${accel}`,
+    '-cpu',
+    accel === 'kvm' ? 'host' : 'max',
+    '-m',
+    '256',
+    '-smp',
+    '1',
+    '-nodefaults',
+    '-no-user-config',
+    '-no-reboot',
+    '-display',
+    'none',
+    '-serial',
+    'stdio',
+    '-kernel',
+    kernel,
+    '-append',
+    'console=ttyS0 quiet panic=-1 tsc=reliable no_timer_check cryptomgr.notests',
   ];
   return new Promise((resolve) => {
     let out = '';
@@ -79,7 +96,15 @@ export function probeAccelerator(accel: Accelerator, kernel: string, timeoutMs =
         // gone already; 'exit' follows
       }
     };
-    const lastLine = () => JSON.stringify(out.trim().split('\n').filter((l) => kvmFailure.test(l))[0] ?? out.trim().split('\n').at(-1) ?? '');
+    const lastLine = () =>
+      JSON.stringify(
+        out
+          .trim()
+          .split('\n')
+          .filter((l) => kvmFailure.test(l))[0] ??
+          out.trim().split('\n').at(-1) ??
+          '',
+      );
     const onData = (d: Buffer) => {
       out += d.toString('latin1');
       if (probeDoneLine.test(out)) finish(true, `the probe kernel ran to its no-root panic in ${ms()} ms`);
@@ -131,8 +156,22 @@ export async function accelerator(kernel?: string): Promise<Accelerator> {
 
 /** Kernel parameters that cut seconds off a TCG boot (measured in docs/facts/platform.md). */
 export const fastKernelParams = [
-  'console=ttyS0', 'quiet', 'tsc=reliable', 'no_timer_check', 'rcupdate.rcu_expedited=1', 'i8042.direct=1', 'i8042.dumbkbd=1',
-  'i8042.nopnp=1', 'i8042.noaux=1', 'noreplace-smp', 'reboot=k', 'cryptomgr.notests', 'panic=1', 'selinux=0', 'apparmor=0', 'audit=0',
+  'console=ttyS0',
+  'quiet',
+  'tsc=reliable',
+  'no_timer_check',
+  'rcupdate.rcu_expedited=1',
+  'i8042.direct=1',
+  'i8042.dumbkbd=1',
+  'i8042.nopnp=1',
+  'i8042.noaux=1',
+  'noreplace-smp',
+  'reboot=k',
+  'cryptomgr.notests',
+  'panic=1',
+  'selinux=0',
+  'apparmor=0',
+  'audit=0',
 ];
 
 /**
@@ -142,13 +181,25 @@ export const fastKernelParams = [
  */
 export function kataKernelParams(generation: '1.x' | '3.x', maxVcpus: number): string[] {
   const common = [
-    'tsc=reliable', 'no_timer_check', 'rcupdate.rcu_expedited=1', 'i8042.direct=1', 'i8042.dumbkbd=1', 'i8042.nopnp=1', 'i8042.noaux=1',
-    'noreplace-smp', 'reboot=k', 'cryptomgr.notests', 'net.ifnames=0', 'pci=lastbus=0', 'console=hvc0', 'console=hvc1', 'quiet', 'panic=1',
+    'tsc=reliable',
+    'no_timer_check',
+    'rcupdate.rcu_expedited=1',
+    'i8042.direct=1',
+    'i8042.dumbkbd=1',
+    'i8042.nopnp=1',
+    'i8042.noaux=1',
+    'noreplace-smp',
+    'reboot=k',
+    'cryptomgr.notests',
+    'net.ifnames=0',
+    'pci=lastbus=0',
+    'console=hvc0',
+    'console=hvc1',
+    'quiet',
+    'panic=1',
     `nr_cpus=${maxVcpus}`,
   ];
-  return generation === '3.x'
-    ? [...common, 'selinux=0', 'cgroup_no_v1=all', 'systemd.unified_cgroup_hierarchy=1']
-    : [...common, 'agent.use_vsock=false'];
+  return generation === '3.x' ? [...common, 'selinux=0', 'cgroup_no_v1=all', 'systemd.unified_cgroup_hierarchy=1'] : [...common, 'agent.use_vsock=false'];
 }
 
 export interface BootOptions {
@@ -260,7 +311,10 @@ export class GuestVm {
   waitExit(timeoutMs: number): Promise<number | null> {
     if (this.exited !== undefined) return Promise.resolve(this.exited);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`QEMU pid ${this.pid} still running after ${timeoutMs} ms\n--- guest console ---\n${this.text.slice(-6000)}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`QEMU pid ${this.pid} still running after ${timeoutMs} ms\n--- guest console ---\n${this.text.slice(-6000)}`)),
+        timeoutMs,
+      );
       timer.unref();
       this.exitWaiters.push((c) => {
         clearTimeout(timer);
@@ -286,9 +340,23 @@ export function qemuArgs(o: BootOptions, accel: Accelerator): string[] {
   const kataConsole = o.console === 'kata-hvc';
   const params = [...(o.baseParams ?? fastKernelParams)];
   const args = [
-    '-M', `q35,accel=${accel}`, '-cpu', accel === 'kvm' ? 'host' : 'max', '-m', String(o.memoryMiB ?? 512),
-    '-smp', o.maxVcpus ? `1,maxcpus=${o.maxVcpus}` : '1',
-    '-nodefaults', '-no-user-config', '-no-reboot', '-display', 'none', '-serial', kataConsole ? 'none' : 'stdio', '-kernel', a.kernel,
+    '-M',
+    `q35,accel=${accel}`,
+    '-cpu',
+    accel === 'kvm' ? 'host' : 'max',
+    '-m',
+    String(o.memoryMiB ?? 512),
+    '-smp',
+    o.maxVcpus ? `1,maxcpus=${o.maxVcpus}` : '1',
+    '-nodefaults',
+    '-no-user-config',
+    '-no-reboot',
+    '-display',
+    'none',
+    '-serial',
+    kataConsole ? 'none' : 'stdio',
+    '-kernel',
+    a.kernel,
   ];
   if (o.mode === 'initrd') {
     args.push('-initrd', a.initrd);
@@ -303,8 +371,10 @@ export function qemuArgs(o: BootOptions, accel: Accelerator): string[] {
   if (kataConsole) args.push('-chardev', 'stdio,id=charconsole0', '-device', 'virtconsole,bus=vser0.0,chardev=charconsole0,id=console0');
   if (o.serialSocket) {
     args.push(
-      '-chardev', `socket,path=${o.serialSocket},server=on,wait=off,id=agentch`,
-      '-device', 'virtserialport,bus=vser0.0,chardev=agentch,name=agent.channel.0',
+      '-chardev',
+      `socket,path=${o.serialSocket},server=on,wait=off,id=agentch`,
+      '-device',
+      'virtserialport,bus=vser0.0,chardev=agentch,name=agent.channel.0',
     );
   }
   args.push(...(o.extraArgs ?? []));

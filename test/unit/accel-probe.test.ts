@@ -100,7 +100,11 @@ t.test('a KVM whose paused-vCPU check passes but which runs no guest code: TCG, 
   delete env.KATA_TEST_ACCEL;
   const r = await choose(env);
   t.equal(r.stdout.trim(), 'tcg tcg');
-  t.match(r.stderr, /^qemu accelerator: tcg \(KVM probe failed after \d+ ms: QEMU stopped the guest: "KVM internal error\. Suberror: 1"\)\n$/, 'one line, with the reason');
+  t.match(
+    r.stderr,
+    /^qemu accelerator: tcg \(KVM probe failed after \d+ ms: QEMU stopped the guest: "KVM internal error\. Suberror: 1"\)\n$/,
+    'one line, with the reason',
+  );
 });
 
 t.test('KATA_TEST_ACCEL forces the choice without a probe', async (t) => {

@@ -35,7 +35,11 @@ const check = toBinary(CheckRequestSchema, create(CheckRequestSchema));
 for (const wire of ['grpc', 'ttrpc'] as const) {
   t.test(`auto against a ${wire}-only server picks ${wire}`, async (t) => {
     const transport = wire === 'grpc' ? new GrpcTransport(service, log) : new TtrpcTransport(service, log);
-    const socket = await singleWireServer(t, (c) => transport.serve(c), () => transport.close());
+    const socket = await singleWireServer(
+      t,
+      (c) => transport.serve(c),
+      () => transport.close(),
+    );
     const client = await openClient({ address: `unix://${socket}`, proto: 'auto', hybridVsock: false, hybridVsockPort: 1024, timeoutMs: 5000 });
     t.teardown(() => client.close());
     t.ok(client instanceof (wire === 'grpc' ? GrpcClient : TtrpcClient), `a ${wire} client`);

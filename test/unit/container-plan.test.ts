@@ -10,7 +10,19 @@ import { checkId } from '../../agent/src/container/id.js';
 import { capMask } from '../../agent/src/container/capabilities.js';
 import { createPlan, processPlan } from '../../agent/src/container/plan-builder.js';
 import { OomEvents } from '../../agent/src/container/oom-events.js';
-import { CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUTS, MS_BIND, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_SLAVE } from '../../agent/src/linux/libc.js';
+import {
+  CLONE_NEWCGROUP,
+  CLONE_NEWIPC,
+  CLONE_NEWNET,
+  CLONE_NEWNS,
+  CLONE_NEWUTS,
+  MS_BIND,
+  MS_NOSUID,
+  MS_PRIVATE,
+  MS_RDONLY,
+  MS_REC,
+  MS_SLAVE,
+} from '../../agent/src/linux/libc.js';
 import { RpcError } from '../../agent/src/rpc/status.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'plan-test-'));
@@ -31,13 +43,17 @@ t.test('secureJoin keeps paths inside the root', async (t) => {
 });
 
 t.test('mount options split into flags, propagation and data', async (t) => {
-  t.same(parseMountOptions(['ro', 'nosuid', 'mode=755', 'rslave', 'size=1m']), { flags: MS_RDONLY | MS_NOSUID, propagation: MS_SLAVE | MS_REC, data: 'mode=755,size=1m' });
+  t.same(parseMountOptions(['ro', 'nosuid', 'mode=755', 'rslave', 'size=1m']), {
+    flags: MS_RDONLY | MS_NOSUID,
+    propagation: MS_SLAVE | MS_REC,
+    data: 'mode=755,size=1m',
+  });
   t.same(parseMountOptions(['rbind', 'ro', 'rw']), { flags: MS_BIND | MS_REC, propagation: 0, data: '' });
   t.equal(rootPropagation(''), MS_PRIVATE | MS_REC);
   t.throws(() => rootPropagation('sideways'), /rootfsPropagation "sideways"/);
 });
 
-t.test('ids follow kata\'s rule', async (t) => {
+t.test("ids follow kata's rule", async (t) => {
   t.equal(checkId('container', 'abc-1.2_3'), 'abc-1.2_3');
   for (const bad of ['', 'a', '_a', 'a/b', 'a..b', 'ä1']) t.throws(() => checkId('container', bad), RpcError, bad);
 });
@@ -53,8 +69,13 @@ t.test('plan: namespaces new, joined, shared; process checks', async (t) => {
     Root: { Path: root, Readonly: true },
     Hostname: 'h1',
     Process: { Args: ['sh'], Cwd: '/', Env: [], Rlimits: [{ Type: 'RLIMIT_NOFILE', Soft: 5n, Hard: 6n }], OOMScoreAdj: 100n },
-    Mounts: [{ destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid'] }, { destination: '/etc/hosts', type: 'bind', source: '/etc/hosts', options: ['rbind', 'ro'] }],
-    Linux: { Namespaces: [{ Type: 'pid' }, { Type: 'mount' }, { Type: 'uts' }, { Type: 'ipc' }, { Type: 'cgroup' }, { Type: 'network', Path: `${root}/netns` }] },
+    Mounts: [
+      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid'] },
+      { destination: '/etc/hosts', type: 'bind', source: '/etc/hosts', options: ['rbind', 'ro'] },
+    ],
+    Linux: {
+      Namespaces: [{ Type: 'pid' }, { Type: 'mount' }, { Type: 'uts' }, { Type: 'ipc' }, { Type: 'cgroup' }, { Type: 'network', Path: `${root}/netns` }],
+    },
   });
   const own = createPlan({ spec, rootfs: root, rootfsMount: '/b/rootfs', shared: {}, cgroupV1Hierarchies: [] });
   t.same(own.pidns, { kind: 'new' });
@@ -62,7 +83,11 @@ t.test('plan: namespaces new, joined, shared; process checks', async (t) => {
   t.same(own.plan.join, [{ type: CLONE_NEWNET, path: `${root}/netns` }]);
   t.equal(own.plan.hostname, 'h1');
   t.ok(own.plan.readonlyRoot);
-  t.same(own.plan.devices.map((d) => d.path), ['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom', '/dev/tty'], 'default devices on a tmpfs /dev');
+  t.same(
+    own.plan.devices.map((d) => d.path),
+    ['/dev/null', '/dev/zero', '/dev/full', '/dev/random', '/dev/urandom', '/dev/tty'],
+    'default devices on a tmpfs /dev',
+  );
   const bind = own.plan.mounts[1];
   t.same([bind.type, bind.flags, bind.remountFlags, bind.isFile], ['bind', MS_BIND | MS_REC, MS_RDONLY, true]);
   t.same(own.plan.process.rlimits, [{ resource: 7, soft: '5', hard: '6' }]);

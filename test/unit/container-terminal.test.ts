@@ -37,18 +37,30 @@ t.test('opens /dev/ptmx, unlocks it, takes the slave from the master, makes it 0
 t.test('no devpts behind /dev/ptmx: the error says what the container lacks, and nothing is left open', async (t) => {
   const libc = libcWithPty().fail('posixOpenpt', ENODEV);
   t.throws(() => takeContainerTerminal(libc, CHANNEL), /container's \/dev\/ptmx \(a devpts at \/dev\/pts\): posix_?[oO]penpt\(.*\): ENODEV/);
-  t.same(libc.calls.filter((c) => c.name === 'close'), []);
-  t.notOk(libc.calls.some((c) => c.name === 'sendFd'), 'nothing sent');
+  t.same(
+    libc.calls.filter((c) => c.name === 'close'),
+    [],
+  );
+  t.notOk(
+    libc.calls.some((c) => c.name === 'sendFd'),
+    'nothing sent',
+  );
 });
 
 t.test('a master that cannot be unlocked is closed', async (t) => {
   const libc = libcWithPty().fail('unlockpt', 25 /* ENOTTY */);
   t.throws(() => takeContainerTerminal(libc, CHANNEL), /ENOTTY/);
-  t.same(libc.calls.filter((c) => c.name === 'close').map((c) => c.args[0]), [MASTER]);
+  t.same(
+    libc.calls.filter((c) => c.name === 'close').map((c) => c.args[0]),
+    [MASTER],
+  );
 });
 
 t.test('the agent gone before the master is sent: both ends are closed, the error stands', async (t) => {
   const libc = libcWithPty().fail('sendFd', EPIPE);
   t.throws(() => takeContainerTerminal(libc, CHANNEL), /sendFd.*EPIPE/);
-  t.same(libc.calls.filter((c) => c.name === 'close').map((c) => c.args[0]), [SLAVE, MASTER]);
+  t.same(
+    libc.calls.filter((c) => c.name === 'close').map((c) => c.args[0]),
+    [SLAVE, MASTER],
+  );
 });

@@ -38,7 +38,9 @@ t.test('onSettled runs once the outcome is known, either way, and at once after 
 t.test('DestroySandbox signals "destroyed" only after its answer is settled', async (t) => {
   const { containerHandlers } = await import('../../agent/src/container/handlers.js');
   const order: string[] = [];
-  const h = containerHandlers({ removeAll: async () => void order.push('removeAll') } as never, { destroy: () => order.push('destroy') } as never, () => order.push('destroyed'));
+  const h = containerHandlers({ removeAll: async () => void order.push('removeAll') } as never, { destroy: () => order.push('destroy') } as never, () =>
+    order.push('destroyed'),
+  );
   const d = new Delivery();
   await h.destroySandbox!({} as never, { afterAnswer: (fn: () => void) => d.onSettled(fn) } as never);
   t.same(order, ['removeAll', 'destroy'], 'not yet: the answer is not written');

@@ -25,14 +25,23 @@ t.test('ttrpc.Request decodes as the generated code does', async (t) => {
   for (const service of strings)
     for (const payload of payloads)
       for (const timeoutNano of timeouts) {
-        const metadata = service ? [{ key: service, value: 'v' }, { key: 'k2', value: '' }] : [];
+        const metadata = service
+          ? [
+              { key: service, value: 'v' },
+              { key: 'k2', value: '' },
+            ]
+          : [];
         const bytes = toBinary(RequestSchema, create(RequestSchema, { service, method: service.slice(0, 5), payload, timeoutNano, metadata }));
         for (const b of [bytes, withUnknown(bytes)]) {
           const ours = decodeRequest(b);
           const theirs = fromBinary(RequestSchema, b);
-          if (ours.service !== theirs.service || ours.method !== theirs.method || ours.timeoutNano !== theirs.timeoutNano) t.fail(`scalar fields differ for ${JSON.stringify({ service, timeoutNano: String(timeoutNano) })}`);
+          if (ours.service !== theirs.service || ours.method !== theirs.method || ours.timeoutNano !== theirs.timeoutNano)
+            t.fail(`scalar fields differ for ${JSON.stringify({ service, timeoutNano: String(timeoutNano) })}`);
           if (Buffer.compare(Buffer.from(ours.payload), Buffer.from(theirs.payload)) !== 0) t.fail('payload differs');
-          t.same(ours.metadata, theirs.metadata.map(({ key, value }) => ({ key, value })));
+          t.same(
+            ours.metadata,
+            theirs.metadata.map(({ key, value }) => ({ key, value })),
+          );
           n++;
         }
       }
@@ -53,7 +62,8 @@ t.test('ttrpc.Response encodes as the generated code does', async (t) => {
       for (const payload of payloads) {
         const ours = encodeResponse(code, message, payload);
         const theirs = toBinary(ResponseSchema, create(ResponseSchema, { status: { code, message }, payload }));
-        if (Buffer.compare(Buffer.from(ours), Buffer.from(theirs)) !== 0) t.fail(`differs for code ${code}, message ${message.slice(0, 20)}, ${payload.length} bytes`);
+        if (Buffer.compare(Buffer.from(ours), Buffer.from(theirs)) !== 0)
+          t.fail(`differs for code ${code}, message ${message.slice(0, 20)}, ${payload.length} bytes`);
         const back = fromBinary(ResponseSchema, ours);
         t.ok(back.status !== undefined, 'status present even when OK');
         t.equal(back.status?.code, code);
@@ -70,7 +80,10 @@ t.test('grpc.Health messages match the generated code', async (t) => {
   }
   for (const grpcVersion of strings)
     for (const agentVersion of ['', '0.1.0']) {
-      t.same([...encodeVersionCheckResponse({ grpcVersion, agentVersion })], [...toBinary(VersionCheckResponseSchema, create(VersionCheckResponseSchema, { grpcVersion, agentVersion }))]);
+      t.same(
+        [...encodeVersionCheckResponse({ grpcVersion, agentVersion })],
+        [...toBinary(VersionCheckResponseSchema, create(VersionCheckResponseSchema, { grpcVersion, agentVersion }))],
+      );
     }
   const err = (() => {
     try {

@@ -139,8 +139,14 @@ t.test('connections ended on an error are closed, with a GOAWAY saying why', asy
   t.same(settings, { goawayCodes: [http2.constants.NGHTTP2_FRAME_SIZE_ERROR], closedByServer: true }, "nghttp2's own FRAME_SIZE_ERROR, then closed");
   const data = await hostSends(port, badOpenings['DATA on stream 0']);
   t.same(data, { goawayCodes: [http2.constants.NGHTTP2_PROTOCOL_ERROR], closedByServer: true });
-  t.ok(inner.every((s) => s.destroyed), 'every server-side socket destroyed');
-  t.ok(server.sessions.every((s) => s.destroyed), 'and every HTTP/2 session with it');
+  t.ok(
+    inner.every((s) => s.destroyed),
+    'every server-side socket destroyed',
+  );
+  t.ok(
+    server.sessions.every((s) => s.destroyed),
+    'and every HTTP/2 session with it',
+  );
 });
 
 t.test('a request the host sent just before closing still reaches the server', async (t) => {

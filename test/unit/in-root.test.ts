@@ -59,7 +59,7 @@ t.test('missing components are made relative to their parent fd, never by path',
   }
   const mkdirs = libc.calls.filter((c) => c.name === 'mkdirat').map((c) => c.args[1]);
   t.same(mkdirs, ['b', 'c']);
-  t.same(created, [], 'nothing recorded without the root filesystem\'s st_dev');
+  t.same(created, [], "nothing recorded without the root filesystem's st_dev");
   t.same([...fds.keys()].sort(), [ROOT_FD, fd].sort(), 'every intermediate fd was closed');
 });
 
@@ -90,7 +90,10 @@ t.test('removeCreated goes newest first and keeps what is no longer empty', asyn
     { path: 'a/b/c', kind: 'dir' },
   ]);
   const unlinks = libc.calls.filter((c) => c.name === 'unlinkat').map((c) => [c.args[1], c.args[2]]);
-  t.same(unlinks, [['c', AT_REMOVEDIR], ['b', AT_REMOVEDIR]]);
+  t.same(unlinks, [
+    ['c', AT_REMOVEDIR],
+    ['b', AT_REMOVEDIR],
+  ]);
   t.notOk(tree.has('a/b/c'));
   t.ok(tree.has('a/b'), 'a/b holds something else and stays');
   t.match(left, [/^a\/b: .*ENOTEMPTY/]);

@@ -7,7 +7,7 @@ import { SyscallError } from '../../agent/src/linux/errno.js';
 import { IFF_UP, RB_POWER_OFF, SIOCGIFFLAGS, SIOCSIFFLAGS } from '../../agent/src/linux/libc.js';
 import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
 
-t.test('early mounts: proc first, all of kata\'s plus /tmp, EBUSY tolerated', async (t) => {
+t.test("early mounts: proc first, all of kata's plus /tmp, EBUSY tolerated", async (t) => {
   const targets = earlyMounts.map((m) => m.target);
   t.same(targets, ['/proc', '/sys', '/dev', '/dev/pts', '/dev/shm', '/run', '/tmp']);
   let n = 0;
@@ -39,14 +39,18 @@ t.test('lo up: reads flags, sets IFF_UP keeping the others, closes the socket', 
   const libc = new RecordingLibc({
     ioctlBuf: (_fd, req, buf) => {
       t.equal(buf.toString('utf8', 0, 2), 'lo');
-      if (req === SIOCGIFFLAGS) buf.writeUInt16LE(0x48, 16); // LOOPBACK|RUNNING, down
+      if (req === SIOCGIFFLAGS)
+        buf.writeUInt16LE(0x48, 16); // LOOPBACK|RUNNING, down
       else seen.push(buf.readUInt16LE(16));
       return 0;
     },
   });
   setInterfaceUp(libc, 'lo');
   t.same(seen, [0x48 | IFF_UP]);
-  t.same(libc.calls.map((c) => c.name), ['socket', 'ioctlBuf', 'ioctlBuf', 'close']);
+  t.same(
+    libc.calls.map((c) => c.name),
+    ['socket', 'ioctlBuf', 'ioctlBuf', 'close'],
+  );
   t.equal(libc.calls[2].args[1], SIOCSIFFLAGS);
   t.throws(() => setInterfaceUp(libc, 'a-very-long-name0'), /longer than 15/);
 });
@@ -60,5 +64,8 @@ t.test('a failing ioctl still closes the socket', async (t) => {
 t.test('power off syncs first', async (t) => {
   const libc = new RecordingLibc();
   powerOff(libc);
-  t.same(libc.calls, [{ name: 'sync', args: [] }, { name: 'reboot', args: [RB_POWER_OFF] }]);
+  t.same(libc.calls, [
+    { name: 'sync', args: [] },
+    { name: 'reboot', args: [RB_POWER_OFF] },
+  ]);
 });

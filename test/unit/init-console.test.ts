@@ -49,8 +49,16 @@ t.test("kata's console= words give the hvc devices in order", async (t) => {
 
 t.test('started without a console: fd 2 is /dev/null, not a pipe, file or tty', async (t) => {
   t.ok(startedWithoutConsole(() => fs.statSync('/dev/null')));
-  t.notOk(startedWithoutConsole(() => fs.statSync(__filename)), 'a regular file');
-  t.notOk(startedWithoutConsole(() => { throw Object.assign(new Error('EBADF'), { code: 'EBADF' }); }), 'fd 2 closed');
+  t.notOk(
+    startedWithoutConsole(() => fs.statSync(__filename)),
+    'a regular file',
+  );
+  t.notOk(
+    startedWithoutConsole(() => {
+      throw Object.assign(new Error('EBADF'), { code: 'EBADF' });
+    }),
+    'fd 2 closed',
+  );
   t.notOk(startedWithoutConsole(), "the test's own stderr (a pipe)");
 });
 
@@ -66,7 +74,11 @@ t.test('loads the PCI transport and the console driver, waits for hvc0, puts it 
   t.equal(loads, 6);
   t.ok(consoleModules.every((m) => r.modules?.loaded.map(moduleName).includes(m)));
   const dups = libc.calls.filter((c) => c.name === 'dup3').map((c) => c.args);
-  t.same(dups.map((a) => a[1]), [1, 2], 'fds 1 and 2, in that order; fd 0 stays /dev/null');
+  t.same(
+    dups.map((a) => a[1]),
+    [1, 2],
+    'fds 1 and 2, in that order; fd 0 stays /dev/null',
+  );
   t.equal(dups[0][0], dups[1][0], 'both from the one opened console');
   const names = libc.calls.map((c) => c.name);
   t.ok(names.indexOf('dup3') > names.lastIndexOf('finitModule'), 'after the driver loaded');
@@ -85,7 +97,10 @@ t.test('a device node that cannot be opened yet is waited for, not given up on',
   }, 50);
   const r = await moveLogsToConsole(libc, { cmdline: 'console=hvc0', modulesDir, devDir, sysDir, timeoutMs: 20_000 });
   t.equal(r.console, hvc0, 'moved once the node could be opened');
-  t.same(libc.calls.filter((c) => c.name === 'dup3').map((c) => c.args[1]), [1, 2]);
+  t.same(
+    libc.calls.filter((c) => c.name === 'dup3').map((c) => c.args[1]),
+    [1, 2],
+  );
 });
 
 t.test('a node that never opens: the reason says why', async (t) => {
@@ -104,11 +119,17 @@ t.test('a port later than the bounded wait: the boot goes on, the logs move when
   const r = await moveLogsToConsole(libc, { cmdline: 'console=hvc0 console=hvc1', modulesDir, devDir, sysDir, timeoutMs: 50 });
   t.equal(r.console, undefined, 'not there within the bound');
   t.match(r.reason, `${path.join(devDir, 'hvc0')}, ${path.join(devDir, 'hvc1')} appeared within 50 ms; still watching`);
-  t.notOk(libc.calls.some((c) => c.name === 'dup3'), 'fds left alone meanwhile');
+  t.notOk(
+    libc.calls.some((c) => c.name === 'dup3'),
+    'fds left alone meanwhile',
+  );
   fs.writeFileSync(path.join(devDir, 'hvc1'), '');
   const late = await r.late;
   t.equal(late?.console, path.join(devDir, 'hvc1'), 'moved once it appeared');
-  t.same(libc.calls.filter((c) => c.name === 'dup3').map((c) => c.args[1]), [1, 2]);
+  t.same(
+    libc.calls.filter((c) => c.name === 'dup3').map((c) => c.args[1]),
+    [1, 2],
+  );
 });
 
 t.test('a port that never appears: the background watch gives up, fds left alone', async (t) => {
@@ -128,7 +149,10 @@ t.test('no virtio-serial device bound to the driver: no wait at all', async (t) 
   const r = await moveLogsToConsole(libc, { cmdline: 'console=hvc0', modulesDir, devDir, sysDir, timeoutMs: 60_000 });
   t.match(r.reason, /no device bound to virtio_console/);
   t.equal(r.late, undefined, 'no background watch');
-  t.ok(libc.calls.some((c) => c.name === 'finitModule'), 'the driver was loaded first');
+  t.ok(
+    libc.calls.some((c) => c.name === 'finitModule'),
+    'the driver was loaded first',
+  );
 });
 
 t.test('no hvc console on the command line: nothing loaded, nothing moved', async (t) => {

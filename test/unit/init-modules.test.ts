@@ -26,7 +26,13 @@ t.test('dependencies load first and each file once', async (t) => {
   const names = files.map(moduleName);
   t.same(unknown, ['nope']);
   t.equal(new Set(names).size, names.length, 'no duplicates');
-  for (const [before, after] of [['virtio_ring', 'virtio'], ['virtio', 'virtio_pci'], ['virtio', 'virtio_console'], ['vsock', 'vsock_loopback'], ['virtio_pci_modern_dev', 'virtio_pci']]) {
+  for (const [before, after] of [
+    ['virtio_ring', 'virtio'],
+    ['virtio', 'virtio_pci'],
+    ['virtio', 'virtio_console'],
+    ['vsock', 'vsock_loopback'],
+    ['virtio_pci_modern_dev', 'virtio_pci'],
+  ]) {
     t.ok(names.indexOf(before) >= 0 && names.indexOf(before) < names.indexOf(after), `${before} before ${after}`);
   }
 });

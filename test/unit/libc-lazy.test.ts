@@ -62,8 +62,15 @@ t.test('the real Libc loads koffi and defines functions only when called', async
   t.equal(c.getpid(), process.pid);
   t.same(boundSoFar(), { koffi: 'addon', library: true, functions: ['getpid'] }, 'the first call binds its own function only');
   const loaded = koffiModulesLoaded();
-  t.ok(loaded.some((p) => p.endsWith('koffi.node')), 'the native addon is loaded');
-  t.same(loaded.filter((p) => /[\\/]node_modules[\\/]koffi[\\/]/.test(p)), [], "koffi's probing entry point was not needed (glibc addon loaded directly)");
+  t.ok(
+    loaded.some((p) => p.endsWith('koffi.node')),
+    'the native addon is loaded',
+  );
+  t.same(
+    loaded.filter((p) => /[\\/]node_modules[\\/]koffi[\\/]/.test(p)),
+    [],
+    "koffi's probing entry point was not needed (glibc addon loaded directly)",
+  );
 
   t.equal(c.getpid(), process.pid);
   t.same(boundSoFar().functions, ['getpid'], 'a second call reuses the first definition');

@@ -5,8 +5,24 @@ import t from 'tap';
 import { errnoName, SyscallError } from '../../agent/src/linux/errno.js';
 import { libc } from '../../agent/src/linux/index.js';
 import {
-  AF_UNIX, AF_VSOCK, AT_FDCWD, AT_REMOVEDIR, AT_SYMLINK_NOFOLLOW, F_GETFD, FD_CLOEXEC, MNT_DETACH, MSG_CMSG_CLOEXEC, MSG_DONTWAIT, O_CLOEXEC, O_PATH,
-  RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, SOCK_CLOEXEC, SOCK_SEQPACKET, SOCK_STREAM, VMADDR_CID_ANY,
+  AF_UNIX,
+  AF_VSOCK,
+  AT_FDCWD,
+  AT_REMOVEDIR,
+  AT_SYMLINK_NOFOLLOW,
+  F_GETFD,
+  FD_CLOEXEC,
+  MNT_DETACH,
+  MSG_CMSG_CLOEXEC,
+  MSG_DONTWAIT,
+  O_CLOEXEC,
+  O_PATH,
+  RESOLVE_IN_ROOT,
+  RESOLVE_NO_MAGICLINKS,
+  SOCK_CLOEXEC,
+  SOCK_SEQPACKET,
+  SOCK_STREAM,
+  VMADDR_CID_ANY,
 } from '../../agent/src/linux/libc.js';
 import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
 import { Code, toRpcError } from '../../agent/src/rpc/status.js';

@@ -68,7 +68,16 @@ t.test('one JSON line per event: level, time, pid, name, fields in order, msg la
   }
   const [a, b, e, empty, undef] = c.parsed();
   t.same(Object.keys(a), ['level', 'time', 'pid', 'name', 'container_id', 'n', 'nested', 'msg']);
-  t.same(a, { level: 'info', time: a.time, pid: process.pid, name: 'unit-name', container_id: 'c1', n: 3, nested: { ok: true }, msg: 'line with\nnewline "quoted"' });
+  t.same(a, {
+    level: 'info',
+    time: a.time,
+    pid: process.pid,
+    name: 'unit-name',
+    container_id: 'c1',
+    n: 3,
+    nested: { ok: true },
+    msg: 'line with\nnewline "quoted"',
+  });
   t.match(a.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/, 'ISO time');
   const ms = Date.parse(a.time as string);
   t.ok(ms >= before && ms <= after, 'time is the time of the call');
@@ -91,6 +100,7 @@ t.test('errors take the err shape: type, message, stack and their own fields, al
   log.error({ err: sys, method: 'CreateContainer' }, 'rpc failed');
   log.error({ step: { err: plain } }, 'nested');
   log.error({ err: withCause }, 'caused');
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed log lines, read field by field at any depth
   const [s, p, w] = c.parsed() as Record<string, any>[];
 
   t.equal(s.err.type, 'SyscallError');
@@ -118,6 +128,7 @@ t.test('BigInt and cyclic values do not stop the line', async (t) => {
   log.info({ cyclic }, 'cyclic');
   log.info({ a: shared, b: shared }, 'shared, not cyclic');
   log.info({ err: selfErr }, 'error cycle');
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed log lines, read field by field at any depth
   const [big, cyc, sh, ec] = c.parsed() as Record<string, any>[];
 
   t.same([big.small, big.huge, big.negative], [42, '18446744073709551616', -7], 'safe BigInts are numbers, larger ones exact strings');
@@ -138,7 +149,16 @@ t.test('fields that cannot be serialised still give a line, with the message', a
     },
     'still written',
   );
-  log.warn({ when: { toJSON: () => { throw new Error('toJSON exploded'); } } }, 'also written');
+  log.warn(
+    {
+      when: {
+        toJSON: () => {
+          throw new Error('toJSON exploded');
+        },
+      },
+    },
+    'also written',
+  );
   const [g, j] = c.parsed();
   t.equal(g.msg, 'still written');
   t.match(g.log_error, /getter exploded/);

@@ -38,10 +38,19 @@ const req = (r: { wait?: boolean; nbCpus?: number; cpuOnly?: boolean }) => creat
 const noSleep = async () => undefined;
 
 t.test('kata 3.x: nb_cpus is the count to have online; memory blocks by online or state', async (t) => {
-  const root = fakeSysfs(t, ['1', '0', '0', '0'], { memory0: { online: '1' }, memory1: { online: '0' }, memory32: { state: 'offline' }, memory33: { state: 'online' } });
+  const root = fakeSysfs(t, ['1', '0', '0', '0'], {
+    memory0: { online: '1' },
+    memory1: { online: '0' },
+    memory32: { state: 'offline' },
+    memory33: { state: 'online' },
+  });
   t.equal(countOnlineCpus(`${root}/devices/system/cpu`), 2, 'cpu0 without an online file counts as online');
   await onlineCpuMem({ sysfs: root, log, hotplugTimeoutMs: 1000, sleep: noSleep }, req({ nbCpus: 3 }), 'kata-3.x');
-  t.same([1, 2, 3, 4].map((n) => read(root, `cpu/cpu${n}/online`)), ['1', '1', '0', '0'], 'one more CPU, lowest first');
+  t.same(
+    [1, 2, 3, 4].map((n) => read(root, `cpu/cpu${n}/online`)),
+    ['1', '1', '0', '0'],
+    'one more CPU, lowest first',
+  );
   t.equal(read(root, 'memory/memory1/online'), '1');
   t.equal(read(root, 'memory/memory32/state'), 'online');
   await onlineCpuMem({ sysfs: root, log, hotplugTimeoutMs: 1000, sleep: noSleep }, req({ nbCpus: 2, cpuOnly: true }), 'kata-3.x');
@@ -51,7 +60,11 @@ t.test('kata 3.x: nb_cpus is the count to have online; memory blocks by online o
 t.test('kata 1.x: nb_cpus is how many to add; nb_cpus 0 with cpu_only is refused', async (t) => {
   const root = fakeSysfs(t, ['1', '0', '0', '0'], { memory5: { online: '0' } });
   await onlineCpuMem({ sysfs: root, log, hotplugTimeoutMs: 1000, sleep: noSleep }, req({ wait: true, nbCpus: 2, cpuOnly: true }), 'kata-1.x');
-  t.same([1, 2, 3, 4].map((n) => read(root, `cpu/cpu${n}/online`)), ['1', '1', '1', '0'], 'two offline CPUs onlined');
+  t.same(
+    [1, 2, 3, 4].map((n) => read(root, `cpu/cpu${n}/online`)),
+    ['1', '1', '1', '0'],
+    'two offline CPUs onlined',
+  );
   t.equal(read(root, 'memory/memory5/online'), '0', 'cpu_only leaves memory alone');
   const h = onlineCpuMemHandlers({ sysfs: root, log, hotplugTimeoutMs: 1000, sleep: noSleep });
   const ctx = { dialect: dialect1x } as Parameters<NonNullable<typeof h.onlineCPUMem>>[1];
@@ -73,15 +86,28 @@ t.test('waits for a CPU the host hot-adds after the call, up to the hotplug time
   t.equal(naps, 2, 'looked again until it appeared');
 
   const none = fakeSysfs(t, [], {});
-  await t.rejects(onlineCpuMem({ sysfs: none, log, hotplugTimeoutMs: 0, sleep: noSleep }, req({ nbCpus: 2, cpuOnly: true }), 'kata-3.x'), /1 online, 2 wanted, after 0 ms/);
-  await t.rejects(onlineCpuMem({ sysfs: none, log, hotplugTimeoutMs: 0, sleep: noSleep }, req({ wait: true, nbCpus: 1, cpuOnly: true }), 'kata-1.x'), /0 onlined, 1 wanted/);
+  await t.rejects(
+    onlineCpuMem({ sysfs: none, log, hotplugTimeoutMs: 0, sleep: noSleep }, req({ nbCpus: 2, cpuOnly: true }), 'kata-3.x'),
+    /1 online, 2 wanted, after 0 ms/,
+  );
+  await t.rejects(
+    onlineCpuMem({ sysfs: none, log, hotplugTimeoutMs: 0, sleep: noSleep }, req({ wait: true, nbCpus: 1, cpuOnly: true }), 'kata-1.x'),
+    /0 onlined, 1 wanted/,
+  );
 });
 
 t.test('filesystem modules: loaded with finit_module only when /proc/filesystems lacks the type', async (t) => {
   t.same([...parseFilesystems('nodev\tsysfs\nnodev\ttmpfs\n\text4\nnodev\t9p\n')], ['sysfs', 'tmpfs', 'ext4', '9p']);
   const mods = fs.mkdtempSync(path.join(os.tmpdir(), 'fs-mods-'));
   t.teardown(() => fs.rmSync(mods, { recursive: true, force: true }));
-  const dep = ['kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/netfs/netfs.ko', 'kernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko', 'kernel/net/9p/9pnet.ko:', 'kernel/fs/netfs/netfs.ko:', 'kernel/fs/fuse/virtiofs.ko: kernel/fs/fuse/fuse.ko', 'kernel/fs/fuse/fuse.ko:'];
+  const dep = [
+    'kernel/fs/9p/9p.ko: kernel/net/9p/9pnet.ko kernel/fs/netfs/netfs.ko',
+    'kernel/net/9p/9pnet_virtio.ko: kernel/net/9p/9pnet.ko',
+    'kernel/net/9p/9pnet.ko:',
+    'kernel/fs/netfs/netfs.ko:',
+    'kernel/fs/fuse/virtiofs.ko: kernel/fs/fuse/fuse.ko',
+    'kernel/fs/fuse/fuse.ko:',
+  ];
   fs.writeFileSync(`${mods}/modules.dep`, dep.join('\n') + '\n');
   for (const l of dep) {
     const f = `${mods}/${l.slice(0, l.indexOf(':'))}`;
@@ -107,20 +133,36 @@ t.test('filesystem modules: loaded with finit_module only when /proc/filesystems
   ensure('nosuchfs');
 });
 
-t.test('after adding CPUs the containers\' cpusets are refreshed with the online list (memory-only calls leave them)', async (t) => {
+t.test("after adding CPUs the containers' cpusets are refreshed with the online list (memory-only calls leave them)", async (t) => {
   const root = fakeSysfs(t, ['0'], {});
   fs.writeFileSync(`${root}/devices/system/cpu/online`, '0-1\n');
   const calls: unknown[][] = [];
   const cgroup = { refreshCpuset: (...a: unknown[]) => void calls.push(a) } as never;
-  const deps = { sysfs: root, log, hotplugTimeoutMs: 1000, sleep: noSleep, containerCgroups: () => [{ id: 'c1', cgroup, cpus: undefined }, { id: 'c2', cgroup, cpus: '1' }] };
+  const deps = {
+    sysfs: root,
+    log,
+    hotplugTimeoutMs: 1000,
+    sleep: noSleep,
+    containerCgroups: () => [
+      { id: 'c1', cgroup, cpus: undefined },
+      { id: 'c2', cgroup, cpus: '1' },
+    ],
+  };
   await onlineCpuMem(deps, req({ nbCpus: 0 }), 'kata-3.x');
   t.same(calls, [], 'nb_cpus 0: no CPU changed');
   await onlineCpuMem(deps, req({ nbCpus: 2, cpuOnly: true }), 'kata-3.x');
-  t.same(calls, [['0-1', undefined], ['0-1', '1']]);
+  t.same(calls, [
+    ['0-1', undefined],
+    ['0-1', '1'],
+  ]);
 });
 
 t.test("an agent that is not the guest's (no sysfs given) onlines nothing", async (t) => {
   const calls: unknown[] = [];
-  await onlineCpuMem({ sysfs: undefined, log, hotplugTimeoutMs: 0, sleep: noSleep, containerCgroups: () => (calls.push(1), []) }, req({ nbCpus: 4 }), 'kata-3.x');
+  await onlineCpuMem(
+    { sysfs: undefined, log, hotplugTimeoutMs: 0, sleep: noSleep, containerCgroups: () => (calls.push(1), []) },
+    req({ nbCpus: 4 }),
+    'kata-3.x',
+  );
   t.same(calls, [], 'not even the containers are looked at');
 });

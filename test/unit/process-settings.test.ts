@@ -33,9 +33,19 @@ t.test('process settings are applied in the order the kernel needs, execve last'
   t.ok(idx('setresuid') < idx('capset'), 'capset after the uid change');
   t.same(libc.calls.find((c) => c.name === 'setgroups')?.args, [[5, 6]]);
   const ambient = libc.calls.filter((c) => c.name === 'prctl' && c.args[0] === PR_CAP_AMBIENT).map((c) => c.args.slice(1));
-  t.same(ambient, [[4, undefined], [2, 5]], 'ambient cleared, then raised');
+  t.same(
+    ambient,
+    [
+      [4, undefined],
+      [2, 5],
+    ],
+    'ambient cleared, then raised',
+  );
   t.ok(libc.calls.some((c) => c.name === 'prctl' && c.args[0] === PR_SET_NO_NEW_PRIVS));
-  t.same(libc.calls.filter((c) => c.name === 'resetSignal').map((c) => c.args[0]), [SIGPIPE, SIGXFSZ]);
+  t.same(
+    libc.calls.filter((c) => c.name === 'resetSignal').map((c) => c.args[0]),
+    [SIGPIPE, SIGXFSZ],
+  );
   t.same(libc.calls.find((c) => c.name === 'chdir')?.args, ['/work']);
   t.ok(idx('closeRange') < idx('execve'));
   t.same(libc.calls.at(-1), { name: 'execve', args: ['/bin/sh', base.args, base.env] });

@@ -137,8 +137,10 @@ t.test('proto files match the wire facts', async (t) => {
     }
   }
   // The other direction: nothing in our protos that the facts do not list.
-  for (const m of messages.values()) for (const f of m.fields) if (!seen.has(`${m.typeName}.${f.name}`)) problems.push(`${m.typeName}.${f.name} is not in the spec`);
-  for (const s of services.values()) for (const m of s.methods) if (!seen.has(`rpc ${s.name}/${m.name}`)) problems.push(`rpc ${s.name}/${m.name} is not in the spec`);
+  for (const m of messages.values())
+    for (const f of m.fields) if (!seen.has(`${m.typeName}.${f.name}`)) problems.push(`${m.typeName}.${f.name} is not in the spec`);
+  for (const s of services.values())
+    for (const m of s.methods) if (!seen.has(`rpc ${s.name}/${m.name}`)) problems.push(`rpc ${s.name}/${m.name} is not in the spec`);
 
   t.same(problems, [], 'no differences');
   t.equal(rows.filter((r) => r.kind === 'rpc').length, 47, 'the spec lists 45 AgentService + 2 Health RPCs');

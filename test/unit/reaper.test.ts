@@ -15,7 +15,13 @@ t.test('skips owned pids, waits for the rest with WNOHANG, reports exit codes', 
   const libc = new RecordingLibc({ waitpid: (pid) => (pid === 11 ? { pid: 11, status: 2 << 8 } : { pid: 0, status: 0 }) });
   const reaper = new OrphanReaper({ libc, listChildren: () => [10, 11, 12], isOwned: (p) => p === 10 });
   t.same(reaper.reap(), [{ pid: 11, code: 2 }]);
-  t.same(libc.calls.map((c) => c.args), [[11, WNOHANG], [12, WNOHANG]]);
+  t.same(
+    libc.calls.map((c) => c.args),
+    [
+      [11, WNOHANG],
+      [12, WNOHANG],
+    ],
+  );
 });
 
 t.test('ECHILD (libuv got there first) is not an error', async (t) => {
@@ -23,7 +29,7 @@ t.test('ECHILD (libuv got there first) is not an error', async (t) => {
   t.same(reaper.reap(), []);
 });
 
-t.test('real orphans are reaped and Node keeps its own child\'s exit event', async (t) => {
+t.test("real orphans are reaped and Node keeps its own child's exit event", async (t) => {
   const { libc } = await import('../../agent/src/linux/index.js');
   const real = libc();
   // Become a subreaper so the shell's background children are re-parented to this test process.
@@ -45,7 +51,7 @@ t.test('real orphans are reaped and Node keeps its own child\'s exit event', asy
   trackChild(sh);
   const orphan = Number((await new Promise<Buffer>((r) => sh.stdout!.once('data', r))).toString().trim());
   const code = await new Promise<number | null>((r) => sh.once('exit', (c) => r(c)));
-  t.equal(code, 0, 'tracked child\'s exit event fired with its code');
+  t.equal(code, 0, "tracked child's exit event fired with its code");
   t.ok(listChildren().includes(orphan), 'the orphan is now our child');
   const gone = new Promise<void>((resolve) => {
     const check = () => (reaped.includes(orphan) ? resolve() : setTimeout(check, 20));

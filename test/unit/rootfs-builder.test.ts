@@ -20,7 +20,7 @@ t.test('vmlinux: finds a gzip payload inside a bzImage-like file', async (t) => 
   t.ok(elf.equals(fakeElf), 'exact ELF bytes');
 });
 
-t.test('vmlinux: xz payload (the Debian kernel\'s format)', { skip: spawnSync('which', ['xz']).status !== 0 && 'xz not installed' }, async (t) => {
+t.test("vmlinux: xz payload (the Debian kernel's format)", { skip: spawnSync('which', ['xz']).status !== 0 && 'xz not installed' }, async (t) => {
   const xz = spawnSync('xz', ['-c', '--check=crc32'], { input: fakeElf }).stdout;
   const { elf, format } = extractVmlinux(Buffer.concat([setupCode, xz, trailer]));
   t.equal(format, 'xz');
@@ -63,12 +63,27 @@ t.test('bundle: KATA_REPRODUCIBLE=1 gives the same bytes twice and ships no V8 c
   const dirs = [0, 1].map(() => fs.mkdtempSync(path.join(os.tmpdir(), 'kata-bundle-')));
   t.teardown(() => dirs.forEach((d) => fs.rmSync(d, { recursive: true, force: true })));
   const digests = dirs.map((d) => {
-    const r = spawnSync(process.execPath, [path.join(repo, 'rootfs-builder', 'bundle.mjs'), d], { env: { ...process.env, KATA_REPRODUCIBLE: '1' }, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [path.join(repo, 'rootfs-builder', 'bundle.mjs'), d], {
+      env: { ...process.env, KATA_REPRODUCIBLE: '1' },
+      encoding: 'utf8',
+    });
     t.equal(r.status, 0, `bundle.mjs exit status (${r.stderr.trim().split('\n').pop()})`);
     const files = (fs.readdirSync(d, { recursive: true }) as string[]).filter((f) => fs.statSync(path.join(d, f)).isFile()).sort();
-    return files.map((f) => `${f} ${crypto.createHash('sha256').update(fs.readFileSync(path.join(d, f))).digest('hex')}`);
+    return files.map(
+      (f) =>
+        `${f} ${crypto
+          .createHash('sha256')
+          .update(fs.readFileSync(path.join(d, f)))
+          .digest('hex')}`,
+    );
   });
-  t.ok(digests[0].some((l) => l.startsWith('agent.js ')), 'agent.js is in the bundle');
-  t.notOk(digests[0].some((l) => l.split(' ')[0].endsWith('.cache')), 'no .cache file');
+  t.ok(
+    digests[0].some((l) => l.startsWith('agent.js ')),
+    'agent.js is in the bundle',
+  );
+  t.notOk(
+    digests[0].some((l) => l.split(' ')[0].endsWith('.cache')),
+    'no .cache file',
+  );
   t.same(digests[1], digests[0], 'identical files and bytes');
 });

@@ -6,6 +6,11 @@ import { Health } from '../../protos/gen/health_pb.js';
 import { serviceMethods } from '../../protos/gen/service_methods.js';
 
 t.test('service method names match the descriptors', async (t) => {
-  for (const svc of [AgentService, Health]) t.same(serviceMethods[svc.typeName], svc.methods.map((m) => m.name), svc.typeName);
+  for (const svc of [AgentService, Health])
+    t.same(
+      serviceMethods[svc.typeName],
+      svc.methods.map((m) => m.name),
+      svc.typeName,
+    );
   t.same(Object.keys(serviceMethods).sort(), [AgentService.typeName, Health.typeName].sort(), 'no other services');
 });

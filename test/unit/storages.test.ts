@@ -66,7 +66,15 @@ t.test('kata 3.x virtio-fs with a DAX window: "dax" is filesystem data', async (
 
 t.test('kata 1.x CreateSandbox: 9p kataShared, nodev a flag and the rest data', async (t) => {
   const { dir, reg, fstypes, mounts } = setup(t);
-  reg.mount([st({ driver: '9p', source: 'kataShared', fstype: '9p', options: ['trans=virtio,version=9p2000.L,cache=mmap', 'nodev', 'msize=8192'], mountPoint: `${dir}/shared` })]);
+  reg.mount([
+    st({
+      driver: '9p',
+      source: 'kataShared',
+      fstype: '9p',
+      options: ['trans=virtio,version=9p2000.L,cache=mmap', 'nodev', 'msize=8192'],
+      mountPoint: `${dir}/shared`,
+    }),
+  ]);
   t.same(fstypes, ['9p']);
   t.same(mounts(), [['kataShared', `${dir}/shared`, '9p', MS_NODEV, 'trans=virtio,version=9p2000.L,cache=mmap,msize=8192']]);
 });
@@ -89,10 +97,19 @@ t.test('a per-container ephemeral volume shared by two containers is mounted onc
 t.test('device drivers fail naming the driver; unknown drivers are INVALID_ARGUMENT; nothing is left mounted', async (t) => {
   const { dir, reg, mounts, umounts } = setup(t);
   for (const driver of ['blk', 'scsi', 'nvdimm', 'mmioblk', 'vfio']) {
-    t.match(codeOf(() => reg.mount([st({ driver, source: '0:0', fstype: 'ext4', mountPoint: `${dir}/c/${driver}` })])), new RegExp(`^UNIMPLEMENTED: storage driver ${driver} .*hot-plugged device`));
+    t.match(
+      codeOf(() => reg.mount([st({ driver, source: '0:0', fstype: 'ext4', mountPoint: `${dir}/c/${driver}` })])),
+      new RegExp(`^UNIMPLEMENTED: storage driver ${driver} .*hot-plugged device`),
+    );
   }
-  t.match(codeOf(() => reg.mount([st({ driver: 'nosuch', mountPoint: `${dir}/x` })])), /^INVALID_ARGUMENT: storage driver nosuch not supported/);
-  t.match(codeOf(() => reg.mount([st({ driver: 'local', mountPoint: 'relative' })])), /^INVALID_ARGUMENT: storage mount point "relative"/);
+  t.match(
+    codeOf(() => reg.mount([st({ driver: 'nosuch', mountPoint: `${dir}/x` })])),
+    /^INVALID_ARGUMENT: storage driver nosuch not supported/,
+  );
+  t.match(
+    codeOf(() => reg.mount([st({ driver: 'local', mountPoint: 'relative' })])),
+    /^INVALID_ARGUMENT: storage mount point "relative"/,
+  );
   t.equal(mounts().length, 0, 'refused before anything was mounted');
   // A mount that fails half way releases the ones before it.
   const libc = new RecordingLibc({
@@ -110,7 +127,11 @@ t.test('device drivers fail naming the driver; unknown drivers are INVALID_ARGUM
     ),
     /^INTERNAL: storage virtio-fs .*\/bad: mount\(bad\): ENODEV/,
   );
-  t.same(libc.calls.filter((c) => c.name === 'umount2').map((c) => c.args[0]), [`${dir}/ok`], 'the first one undone');
+  t.same(
+    libc.calls.filter((c) => c.name === 'umount2').map((c) => c.args[0]),
+    [`${dir}/ok`],
+    'the first one undone',
+  );
   t.same(reg2.refCounts(), {});
   t.same(umounts(), []);
 });
@@ -143,20 +164,27 @@ t.test('local: a directory the agent creates gets the mode asked (or mkdir less 
   const umask = process.umask();
   reg.mount([st({ driver: 'local', mountPoint: plain })]);
   t.equal(fs.statSync(plain).mode & 0o7777, 0o777 & ~umask, 'no mode option: mkdir 0777 less the umask, as kata');
-  t.match(codeOf(() => reg.mount([st({ driver: 'local', mountPoint: `${dir}/bad`, options: ['mode=rwx'] })])), /^INVALID_ARGUMENT: storage local .* not an octal mode/);
+  t.match(
+    codeOf(() => reg.mount([st({ driver: 'local', mountPoint: `${dir}/bad`, options: ['mode=rwx'] })])),
+    /^INVALID_ARGUMENT: storage local .* not an octal mode/,
+  );
 });
 
-t.test('local and ephemeral fsgid: the group owns the root, setgid set', { skip: process.getuid?.() === 0 ? false : 'chown to another group needs root' }, async (t) => {
-  const { dir, reg, mounts } = setup(t);
-  const made = `${dir}/fsg`;
-  reg.mount([st({ driver: 'local', mountPoint: made, options: ['mode=0770', 'fsgid=4321'] })]);
-  const s = fs.statSync(made);
-  t.equal(s.gid, 4321);
-  t.equal(s.mode & 0o7777, 0o2770);
-  reg.mount([st({ driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPoint: `${dir}/eph`, options: ['fsgid=4321', 'size=1m'] })]);
-  t.same(mounts().at(-1), ['tmpfs', `${dir}/eph`, 'tmpfs', 0, 'size=1m'], 'fsgid is not passed to the mount');
-  t.equal(fs.statSync(`${dir}/eph`).gid, 4321);
-});
+t.test(
+  'local and ephemeral fsgid: the group owns the root, setgid set',
+  { skip: process.getuid?.() === 0 ? false : 'chown to another group needs root' },
+  async (t) => {
+    const { dir, reg, mounts } = setup(t);
+    const made = `${dir}/fsg`;
+    reg.mount([st({ driver: 'local', mountPoint: made, options: ['mode=0770', 'fsgid=4321'] })]);
+    const s = fs.statSync(made);
+    t.equal(s.gid, 4321);
+    t.equal(s.mode & 0o7777, 0o2770);
+    reg.mount([st({ driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', mountPoint: `${dir}/eph`, options: ['fsgid=4321', 'size=1m'] })]);
+    t.same(mounts().at(-1), ['tmpfs', `${dir}/eph`, 'tmpfs', 0, 'size=1m'], 'fsgid is not passed to the mount');
+    t.equal(fs.statSync(`${dir}/eph`).gid, 4321);
+  },
+);
 
 t.test('bind: a shared file or directory bind-mounted, ro applied by a remount of the bind', async (t) => {
   const { dir, reg, mounts, umounts } = setup(t);
@@ -171,16 +199,24 @@ t.test('bind: a shared file or directory bind-mounted, ro applied by a remount o
   releaseStorages(list);
   t.same(umounts(), [[`${dir}/c1/etc/hosts`, MNT_DETACH]]);
   t.notOk(fs.existsSync(`${dir}/c1/etc/hosts`));
-  t.match(codeOf(() => reg.mount([st({ driver: 'bind', source: `${dir}/nope`, mountPoint: `${dir}/m` })])), /^NOT_FOUND: storage bind .*nope/);
+  t.match(
+    codeOf(() => reg.mount([st({ driver: 'bind', source: `${dir}/nope`, mountPoint: `${dir}/m` })])),
+    /^NOT_FOUND: storage bind .*nope/,
+  );
 });
 
 t.test('UpdateEphemeralMounts remounts with the new size; other drivers are refused', async (t) => {
   const { reg, mounts } = setup(t);
-  reg.updateEphemeral([st({ driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', options: ['remount', 'size=2048M'], mountPoint: '/run/kata-containers/sandbox/ephemeral/v' })]);
+  reg.updateEphemeral([
+    st({ driver: 'ephemeral', source: 'tmpfs', fstype: 'tmpfs', options: ['remount', 'size=2048M'], mountPoint: '/run/kata-containers/sandbox/ephemeral/v' }),
+  ]);
   t.same(mounts(), [['tmpfs', '/run/kata-containers/sandbox/ephemeral/v', 'tmpfs', MS_REMOUNT, 'size=2048M']]);
   reg.updateEphemeral([st({ driver: 'ephemeral', source: 'shm', fstype: 'tmpfs', options: ['size=64M'], mountPoint: '/x' })]);
   t.same(mounts().at(-1), ['shm', '/x', 'tmpfs', MS_REMOUNT, 'size=64M'], 'MS_REMOUNT even when the host leaves "remount" out');
-  t.match(codeOf(() => reg.updateEphemeral([st({ driver: 'local', mountPoint: '/y', options: ['size=1M'] })])), /^INVALID_ARGUMENT: UpdateEphemeralMounts \/y: storage driver local/);
+  t.match(
+    codeOf(() => reg.updateEphemeral([st({ driver: 'local', mountPoint: '/y', options: ['size=1M'] })])),
+    /^INVALID_ARGUMENT: UpdateEphemeralMounts \/y: storage driver local/,
+  );
   const before = mounts().length;
   reg.updateEphemeral([st({ driver: 'ephemeral', mountPoint: '/z', options: [] })]);
   t.equal(mounts().length, before, 'no options: nothing to change');

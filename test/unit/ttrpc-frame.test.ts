@@ -7,7 +7,11 @@ t.test('header layout: length u32 BE, stream id u32 BE, type, flags', async (t) 
 });
 
 t.test('frames split at every possible point come out whole and in order', async (t) => {
-  const stream = Buffer.concat([encodeFrame(1, FrameType.Request, 0, Buffer.from('hello')), encodeFrame(3, FrameType.Request, 0, Buffer.alloc(0)), encodeFrame(5, FrameType.Data, 1, Buffer.from('z'))]);
+  const stream = Buffer.concat([
+    encodeFrame(1, FrameType.Request, 0, Buffer.from('hello')),
+    encodeFrame(3, FrameType.Request, 0, Buffer.alloc(0)),
+    encodeFrame(5, FrameType.Data, 1, Buffer.from('z')),
+  ]);
   for (let cut = 0; cut <= stream.length; cut++) {
     const r = new FrameReader();
     const ev = [...r.push(stream.subarray(0, cut)), ...r.push(stream.subarray(cut))];
@@ -34,7 +38,7 @@ t.test('an oversized frame is reported on its header and its data skipped as it 
   t.match(ev, [{ kind: 'oversized', header: { length: MAX_DATA_LENGTH + 10, streamId: 7 } }]);
   t.ok(r.midFrame, 'still skipping');
   // The body arrives in chunks, the last one carrying the next frame too.
-  for (let left = MAX_DATA_LENGTH + 10; left > 0; ) {
+  for (let left = MAX_DATA_LENGTH + 10; left > 0;) {
     const n = Math.min(left, 1 << 20);
     left -= n;
     ev = r.push(left === 0 ? Buffer.concat([Buffer.alloc(n), encodeFrame(9, FrameType.Request, 0, Buffer.from('ok'))]) : Buffer.alloc(n));

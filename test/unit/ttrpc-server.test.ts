@@ -208,8 +208,18 @@ t.test('ttrpc server', async (t) => {
     const c = await RawTtrpc.connect(srv.socket);
     t.teardown(() => c.destroy());
     const { RequestSchema } = await import('../../protos/gen/ttrpc_pb.js');
-    const f1 = encodeFrame(1, FrameType.Request, 0, toBinary(RequestSchema, create(RequestSchema, { service: 'grpc.Health', method: 'Check', payload: check })));
-    const f3 = encodeFrame(3, FrameType.Request, 0, toBinary(RequestSchema, create(RequestSchema, { service: 'grpc.Health', method: 'Version', payload: check })));
+    const f1 = encodeFrame(
+      1,
+      FrameType.Request,
+      0,
+      toBinary(RequestSchema, create(RequestSchema, { service: 'grpc.Health', method: 'Check', payload: check })),
+    );
+    const f3 = encodeFrame(
+      3,
+      FrameType.Request,
+      0,
+      toBinary(RequestSchema, create(RequestSchema, { service: 'grpc.Health', method: 'Version', payload: check })),
+    );
     for (const b of Buffer.concat([f1, f3])) {
       c.write(Buffer.of(b));
       await new Promise((r) => setImmediate(r));
@@ -239,7 +249,10 @@ t.test('ttrpc server', async (t) => {
       answers.set(a.id, a.code);
     }
     t.equal(answers.size, MAX_IN_FLIGHT + extra + 1, 'one answer per call');
-    t.ok([...answers.values()].every((code) => code === Code.OK), 'every call answered OK, none refused');
+    t.ok(
+      [...answers.values()].every((code) => code === Code.OK),
+      'every call answered OK, none refused',
+    );
     t.equal(answers.get(checkId), Code.OK);
     t.equal(running.max, MAX_IN_FLIGHT, `never more than ${MAX_IN_FLIGHT} calls ran at once`);
     await expectCheckWorks(c, checkId + 2);

@@ -24,7 +24,8 @@ function setup(t: { teardown(f: () => unknown): void }) {
   return { dir, libc, reg };
 }
 
-const watchable = (source: string, mountPoint: string) => create(StorageSchema, { driver: 'watchable-bind', source, fstype: 'bind', options: ['bind'], mountPoint });
+const watchable = (source: string, mountPoint: string) =>
+  create(StorageSchema, { driver: 'watchable-bind', source, fstype: 'bind', options: ['bind'], mountPoint });
 
 t.test('the watchable root is the ancestor named watchable', async (t) => {
   t.equal(watchableRoot('/run/kata-containers/shared/containers/watchable/c1-ab-config'), '/run/kata-containers/shared/containers/watchable');
@@ -44,7 +45,11 @@ t.test('a configmap directory: copied at once, then changes, additions and delet
   fs.symlinkSync('..data/app.conf', `${src}/app.conf`);
 
   const list = reg.mount([watchable(src, dst)], 'c1');
-  t.same(libc.calls.filter((c) => c.name === 'mount').map((c) => c.args), [['tmpfs', root, 'tmpfs', MS_NOSUID | MS_NODEV, null]], 'one tmpfs for the watchable root, no bind');
+  t.same(
+    libc.calls.filter((c) => c.name === 'mount').map((c) => c.args),
+    [['tmpfs', root, 'tmpfs', MS_NOSUID | MS_NODEV, null]],
+    'one tmpfs for the watchable root, no bind',
+  );
   t.equal(fs.readFileSync(`${dst}/app.conf`, 'utf8'), 'v=1\n', 'read through the copied links');
   t.equal(fs.readlinkSync(`${dst}/..data`), '..2026_12_03_1');
   t.equal(fs.statSync(`${dst}/..2026_12_03_1/app.conf`).mode & 0o777, 0o640, 'mode kept');
@@ -69,7 +74,11 @@ t.test('a configmap directory: copied at once, then changes, additions and delet
 
   releaseStorages(list);
   t.notOk(fs.existsSync(dst), 'the copy goes with the container');
-  t.same(libc.calls.filter((c) => c.name === 'umount2').map((c) => c.args), [[root, MNT_DETACH]], 'the tmpfs goes with the last watchable storage');
+  t.same(
+    libc.calls.filter((c) => c.name === 'umount2').map((c) => c.args),
+    [[root, MNT_DETACH]],
+    'the tmpfs goes with the last watchable storage',
+  );
 });
 
 t.test('a single-file source is copied to a file', async (t) => {
@@ -108,6 +117,9 @@ t.test(`over ${WATCHABLE_MAX_ENTRIES} entries or ${WATCHABLE_MAX_BYTES} bytes it
 t.test('a missing source fails the storage and leaves nothing', async (t) => {
   const { dir, libc, reg } = setup(t);
   t.throws(() => reg.mount([watchable(`${dir}/nope`, `${dir}/watchable/x`)], 'c4'), /storage watchable-bind .*nope/);
-  t.same(libc.calls.filter((c) => c.name === 'umount2').map((c) => c.args[0]), [`${dir}/watchable`]);
+  t.same(
+    libc.calls.filter((c) => c.name === 'umount2').map((c) => c.args[0]),
+    [`${dir}/watchable`],
+  );
   t.same(reg.refCounts(), {});
 });

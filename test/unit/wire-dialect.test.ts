@@ -46,7 +46,11 @@ t.test('the wire decides the dialect', async (t) => {
   const grpc: RpcClient = new GrpcClient(await connect(`unix://${srv.socket}`, { timeoutMs: 5000 }));
   const ttrpc: RpcClient = new TtrpcClient(await connect(`unix://${srv.socket}`, { timeoutMs: 5000 }));
   t.teardown(() => (grpc.close(), ttrpc.close()));
-  const fails = (p: Promise<unknown>) => p.then(() => undefined, (e: CallError) => e);
+  const fails = (p: Promise<unknown>) =>
+    p.then(
+      () => undefined,
+      (e: CallError) => e,
+    );
 
   t.test('gRPC reads CreateContainerRequest with the 1.x numbering', async (t) => {
     await grpc.call('grpc.AgentService', 'CreateContainer', old1x, 5000);

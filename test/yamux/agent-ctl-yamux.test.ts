@@ -41,7 +41,10 @@ t.test('kata-agent-ctl connect --server-address yamux:///path', async (t) => {
 
   const r = await runCtl(t, ['connect', '--server-address', `yamux://${sock}`, '-c', 'Check', '-c', 'Version']);
   t.equal(r.code, 0, `exit status (stderr: ${r.stderr.trim()})`);
-  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const lines = r.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
   t.equal(lines[0].status, 'SERVING');
   t.type(lines[1].agent_version, 'string');
   t.equal(sessions.length, 1, 'one yamux session');

@@ -47,10 +47,12 @@ t.test('50 gRPC connections on 50 streams at once, then all streams close', asyn
   const n = 50;
   const streams = Array.from({ length: n }, () => client.open());
   const rpcs = streams.map((s) => new GrpcClient(s));
-  const answers = await Promise.all(rpcs.map(async (rpc) => {
-    const replies = await Promise.all([1, 2, 3].map(() => rpc.call('grpc.Health', 'Check', check, 10_000)));
-    return replies.every((r) => fromBinary(HealthCheckResponseSchema, r).status === HealthCheckResponse_ServingStatus.SERVING);
-  }));
+  const answers = await Promise.all(
+    rpcs.map(async (rpc) => {
+      const replies = await Promise.all([1, 2, 3].map(() => rpc.call('grpc.Health', 'Check', check, 10_000)));
+      return replies.every((r) => fromBinary(HealthCheckResponseSchema, r).status === HealthCheckResponse_ServingStatus.SERVING);
+    }),
+  );
   t.equal(answers.filter(Boolean).length, n, 'every connection got SERVING three times');
   t.equal(server.stats.streamsAccepted, n);
   rpcs.forEach((r) => r.close());

@@ -93,12 +93,14 @@ t.test('hashicorp/yamux interop', { skip }, async (t) => {
     const client = await connectYamuxUnix(sock, 5000, { pingIntervalMs: 0 });
     t.ok((await client.ping(5000)) >= 0, 'hashicorp answered our ping');
     const sizes = [...Array.from({ length: 20 }, (_, i) => 1000 + i * 5000), 8 << 20];
-    const results = await Promise.all(sizes.map(async (n) => {
-      const data = crypto.randomBytes(n);
-      const s = client.open();
-      s.end(data);
-      return (await readAll(s)).equals(data);
-    }));
+    const results = await Promise.all(
+      sizes.map(async (n) => {
+        const data = crypto.randomBytes(n);
+        const s = client.open();
+        s.end(data);
+        return (await readAll(s)).equals(data);
+      }),
+    );
     t.equal(results.filter(Boolean).length, sizes.length, '21 streams echoed intact, one of 8 MB');
     client.close();
     const r = await go.done;

@@ -57,11 +57,15 @@ async function plugHost(dev: Chardev): Promise<{ client: YamuxClient; close(): v
 function echoServer(dev: Chardev, newPeerOnReusedId: boolean): { session: YamuxSession; accepted: YamuxStream[]; errors: Map<number, Error> } {
   const accepted: YamuxStream[] = [];
   const errors = new Map<number, Error>();
-  const session = serveYamux(dev, (s) => {
-    accepted.push(s);
-    s.on('error', (err) => errors.set(accepted.indexOf(s), err));
-    s.on('data', (d: Buffer) => s.write(d));
-  }, { newPeerOnReusedId });
+  const session = serveYamux(
+    dev,
+    (s) => {
+      accepted.push(s);
+      s.on('error', (err) => errors.set(accepted.indexOf(s), err));
+      s.on('data', (d: Buffer) => s.write(d));
+    },
+    { newPeerOnReusedId },
+  );
   return { session, accepted, errors };
 }
 
@@ -94,10 +98,10 @@ t.test('a second host starting over at stream 1 takes over: old streams reset, i
   b1.on('error', () => undefined); // the teardown resets it
   t.equal(b1.id, 1, 'the new host reuses stream id 1');
   t.equal(await echo(b1, 'host B, first call'), 'host B, first call', "the new host's first stream is served");
-  t.same(restarts, [{ streamId: 1, reset: 2 }], 'one takeover, which dropped host A\'s two streams');
+  t.same(restarts, [{ streamId: 1, reset: 2 }], "one takeover, which dropped host A's two streams");
   t.equal(srv.session.stats.peerRestarts, 1);
   t.equal(srv.session.isClosed, false, 'the session lives on');
-  t.equal(srv.session.streamCount, 1, 'only host B\'s stream is open');
+  t.equal(srv.session.streamCount, 1, "only host B's stream is open");
   t.equal(srv.accepted[0].destroyed && srv.accepted[1].destroyed, true, "host A's server-side streams are destroyed");
   t.match(srv.errors.get(0), { code: 'ECONNRESET', message: /new peer opened stream 1/ }, 'their users (gRPC connections) see a reset');
 
@@ -108,7 +112,7 @@ t.test('a second host starting over at stream 1 takes over: old streams reset, i
   t.equal(srv.session.stats.peerRestarts, 1, 'a higher id is an ordinary new stream');
 });
 
-t.test('a takeover sends no RST for the old streams: it would reset the new host\'s stream of the same id', async (t) => {
+t.test("a takeover sends no RST for the old streams: it would reset the new host's stream of the same id", async (t) => {
   const pair = await socketPair();
   t.teardown(() => pair.close());
   const session = serveYamux(pair.server, (s) => s.on('error', () => undefined), { newPeerOnReusedId: true });
@@ -132,7 +136,11 @@ t.test('a takeover sends no RST for the old streams: it would reset the new host
   pair.client.write(encodeHeader({ type: FrameType.WindowUpdate, flags: SYN, streamId: 1, length: 0 }));
   await gotThree;
   t.equal(restarts, 1);
-  t.same(frames.map((f) => `${f.id}:${f.flags}`), ['1:2', '3:2', '1:2'], 'only ACKs: 1, 3, then the new host\'s 1');
+  t.same(
+    frames.map((f) => `${f.id}:${f.flags}`),
+    ['1:2', '3:2', '1:2'],
+    "only ACKs: 1, 3, then the new host's 1",
+  );
 });
 
 t.test('without newPeerOnReusedId (any other connection) a reused id is still a protocol error', async (t) => {

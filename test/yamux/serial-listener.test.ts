@@ -126,10 +126,13 @@ t.test('no port after the discovery tries is a clear error; a late port is found
   const root = fakeSysfs(t, {});
   const port = new FakePort();
   const l = new SerialListener({ ...port.options(), sysfsRoot: root, discoverTries: 3 });
-  await t.rejects(l.listen(() => undefined), new ConfigError(
-    `cannot listen on serial://agent.channel.0: no virtio-serial port named "agent.channel.0" under ${root}/class/virtio-ports after 3 looks ` +
-      '(is virtio_console loaded and the VM started with a virtserialport of that name?)',
-  ));
+  await t.rejects(
+    l.listen(() => undefined),
+    new ConfigError(
+      `cannot listen on serial://agent.channel.0: no virtio-serial port named "agent.channel.0" under ${root}/class/virtio-ports after 3 looks ` +
+        '(is virtio_console loaded and the VM started with a virtserialport of that name?)',
+    ),
+  );
   t.same(port.delays, [50, 50], 'looked every 50 ms, kata 1.x style');
 
   // The port shows up while the listener is still looking (module loaded late).
@@ -150,7 +153,10 @@ t.test('the first open failing stops start-up with the reason', async (t) => {
   const port = new FakePort();
   port.failNextOpen(Object.assign(new Error('open(/fake-dev/vport1p1, O_RDWR|O_NONBLOCK): EBUSY (another process holds the port)'), { code: 'EBUSY' }));
   const l = new SerialListener({ ...port.options(), sysfsRoot: root });
-  await t.rejects(l.listen(() => undefined), { name: 'ConfigError', message: /serial:\/\/agent\.channel\.0: open\(\/fake-dev\/vport1p1, O_RDWR\|O_NONBLOCK\): EBUSY/ });
+  await t.rejects(
+    l.listen(() => undefined),
+    { name: 'ConfigError', message: /serial:\/\/agent\.channel\.0: open\(\/fake-dev\/vport1p1, O_RDWR\|O_NONBLOCK\): EBUSY/ },
+  );
 });
 
 t.test('backs off while the host is away and serves it every time it comes back', async (t) => {
@@ -173,7 +179,8 @@ t.test('backs off while the host is away and serves it every time it comes back'
     t.same(port.waitsBeforeAttach[i], backoff, `session ${i + 1}: waits doubled from 50 ms up to 1 s while the host was away`);
     host = port.attach(backoff.length);
     const ended = once<SessionEnd>(l, 'session-end');
-    if (i % 2 === 0) client.close(); // host detaches cleanly (go-away, EOF)
+    if (i % 2 === 0)
+      client.close(); // host detaches cleanly (go-away, EOF)
     else client.session.destroy(); // host vanishes (QEMU chardev peer gone)
     t.equal((await ended).live, true);
   }
@@ -224,7 +231,10 @@ t.test('an open failing later is reported and retried with back-off', async (t) 
   port.failNextOpen(Object.assign(new Error('open(/fake-dev/vport1p1): EIO'), { code: 'EIO' }));
   const { status, client } = await checkThrough(await port.attach(3));
   t.equal(status, HealthCheckResponse_ServingStatus.SERVING);
-  t.match(errors.map((e) => e.message), [/EIO/]);
+  t.match(
+    errors.map((e) => e.message),
+    [/EIO/],
+  );
   t.same(port.events.slice(0, 4), ['eof-open', 'sleep', 'open-failed', 'sleep']);
   client.close();
 });
@@ -284,7 +294,11 @@ t.test('channel choice: explicit address, agent.use_vsock, then what the guest o
   // The same decisions from real configuration sources.
   const load = (cmdline: string, env: NodeJS.ProcessEnv = {}) => loadConfig({ argv: [], env, cmdline, readFile: () => '' }).config;
   t.equal(chooseServerAddress(load('quiet agent.use_vsock=false'), both), 'serial://agent.channel.0', 'agent.use_vsock=false on the kernel cmdline');
-  t.equal(chooseServerAddress(load('agent.use_vsock=false', { KATA_AGENT_SERVER_ADDR: 'vsock://-1:2000' }), both), 'vsock://-1:2000', 'env address beats use_vsock');
+  t.equal(
+    chooseServerAddress(load('agent.use_vsock=false', { KATA_AGENT_SERVER_ADDR: 'vsock://-1:2000' }), both),
+    'vsock://-1:2000',
+    'env address beats use_vsock',
+  );
   t.equal(chooseServerAddress(load('agent.server_addr=serial://agent.channel.0'), both), 'serial://agent.channel.0', 'agent.server_addr=serial://...');
   t.equal(chooseServerAddress(load(''), serialOnly), 'serial://agent.channel.0', 'nothing set, only the port exists');
 

@@ -19,12 +19,16 @@ async function rig(t: Test, opts: { acceptBacklog?: number } = {}): Promise<Rig>
   const pair = await socketPair();
   const accepted: YamuxStream[] = [];
   const waiters: ((s: YamuxStream) => void)[] = [];
-  const server = serveYamux(pair.server, (s) => {
-    s.on('error', () => undefined); // resets are asserted where a test expects them
-    const w = waiters.shift();
-    if (w) w(s);
-    else accepted.push(s);
-  }, opts);
+  const server = serveYamux(
+    pair.server,
+    (s) => {
+      s.on('error', () => undefined); // resets are asserted where a test expects them
+      const w = waiters.shift();
+      if (w) w(s);
+      else accepted.push(s);
+    },
+    opts,
+  );
   const client = new YamuxClient(pair.client, { pingIntervalMs: 0 });
   t.teardown(() => {
     client.close();
@@ -32,12 +36,16 @@ async function rig(t: Test, opts: { acceptBacklog?: number } = {}): Promise<Rig>
     pair.close();
   });
   return {
-    pair, server, client, accepted,
-    nextAccepted: () => new Promise((resolve) => {
-      const s = accepted.shift();
-      if (s) resolve(s);
-      else waiters.push(resolve);
-    }),
+    pair,
+    server,
+    client,
+    accepted,
+    nextAccepted: () =>
+      new Promise((resolve) => {
+        const s = accepted.shift();
+        if (s) resolve(s);
+        else waiters.push(resolve);
+      }),
   };
 }
 
@@ -62,7 +70,7 @@ function collect(sock: NodeJS.ReadableStream): { bytes: () => Buffer; waitFor: (
 
 function headers(buf: Buffer): { type: number; flags: number; id: number; length: number }[] {
   const out = [];
-  for (let off = 0; off + HEADER_SIZE <= buf.length; ) {
+  for (let off = 0; off + HEADER_SIZE <= buf.length;) {
     const h = { type: buf[off + 1], flags: buf.readUInt16BE(off + 2), id: buf.readUInt32BE(off + 4), length: buf.readUInt32BE(off + 8) };
     out.push(h);
     off += HEADER_SIZE + (h.type === FrameType.Data ? h.length : 0);
@@ -110,7 +118,7 @@ t.test('8 MB through one stream: a paused reader stops the sender after one wind
   const updates = r.server.stats.windowUpdatesOut - updatesBefore;
   // Each update grants at least half a window, and at least (8 MB - 256 KiB) had to be granted.
   t.ok(updates >= (data.length - INITIAL_WINDOW) / INITIAL_WINDOW, `window updates sent as the reader consumed (${updates})`);
-  t.ok(updates <= (data.length / (INITIAL_WINDOW / 2)) + 1, `no more than one per half window (${updates})`);
+  t.ok(updates <= data.length / (INITIAL_WINDOW / 2) + 1, `no more than one per half window (${updates})`);
   t.equal(writeDone, true, 'writer finished once the reader drained');
 });
 
@@ -149,11 +157,13 @@ t.test('8 MB echoed through a pipe with whole-window frames, as a hashicorp peer
   });
   // Other streams competing for the connection make the echo's writes back-pressure its reads.
   const payloads = [crypto.randomBytes(8 * 1024 * 1024), ...Array.from({ length: 20 }, (_, i) => crypto.randomBytes(1000 + i * 5000))];
-  const ok = await Promise.all(payloads.map(async (data) => {
-    const c = client.open();
-    c.end(data);
-    return (await readAll(c)).equals(data);
-  }));
+  const ok = await Promise.all(
+    payloads.map(async (data) => {
+      const c = client.open();
+      c.end(data);
+      return (await readAll(c)).equals(data);
+    }),
+  );
   t.equal(ok.filter(Boolean).length, payloads.length, 'every stream, the 8 MB one too, echoed intact');
 });
 
@@ -163,11 +173,13 @@ t.test('100 concurrent streams keep their own bytes', async (t) => {
   const payloads = Array.from({ length: n }, (_, i) => crypto.randomBytes(20_000 + i * 997));
   r.server.on('stream', (s: YamuxStream) => s.pipe(s)); // echo
   r.accepted.forEach((s) => s.pipe(s));
-  const results = await Promise.all(payloads.map(async (p) => {
-    const c = r.client.open();
-    c.end(p);
-    return (await readAll(c)).equals(p);
-  }));
+  const results = await Promise.all(
+    payloads.map(async (p) => {
+      const c = r.client.open();
+      c.end(p);
+      return (await readAll(c)).equals(p);
+    }),
+  );
   t.equal(results.filter(Boolean).length, n, 'every stream echoed exactly its own payload');
   t.equal(r.server.stats.streamsAccepted, n);
 });
@@ -266,7 +278,10 @@ t.test('streams beyond the accept backlog are refused with RST', async (t) => {
   t.equal(r.server.streamCount, 0);
   const d = r.client.open();
   d.end('room again');
-  const s = await r.nextAccepted().then(() => r.nextAccepted()).then(() => r.nextAccepted());
+  const s = await r
+    .nextAccepted()
+    .then(() => r.nextAccepted())
+    .then(() => r.nextAccepted());
   t.equal((await readAll(s)).toString(), 'room again');
 });
 
@@ -280,10 +295,10 @@ t.test('garbage ends the session with a protocol-error go-away', async (t) => {
     ['oversize data frame', frame(FrameType.Data, SYN, 1, INITIAL_WINDOW + 1)],
     ['even id from client', frame(FrameType.WindowUpdate, SYN, 2, 0)],
     ['duplicate SYN', Buffer.concat([frame(FrameType.WindowUpdate, SYN, 1, 0), frame(FrameType.WindowUpdate, SYN, 1, 0)])],
-    ['window overrun', Buffer.concat([
-      frame(FrameType.Data, SYN, 1, 200_000, Buffer.alloc(200_000)),
-      frame(FrameType.Data, 0, 1, 100_000, Buffer.alloc(100_000)),
-    ])],
+    [
+      'window overrun',
+      Buffer.concat([frame(FrameType.Data, SYN, 1, 200_000, Buffer.alloc(200_000)), frame(FrameType.Data, 0, 1, 100_000, Buffer.alloc(100_000))]),
+    ],
   ] as const) {
     const pair = await socketPair();
     // Nothing reads the streams, so no window is granted back (the overrun case relies on it).

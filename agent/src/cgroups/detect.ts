@@ -70,7 +70,9 @@ export function createCgroupManager(opts: CgroupManagerOptions = {}): CgroupMana
     freezeTimeoutMs: opts.freezeTimeoutMs ?? 10_000,
     destroyGraceMs: opts.destroyGraceMs ?? 2_000,
   };
-  return opts.root !== undefined ? fromRoot(opts.root, self, deps, opts.forceVersion) : fromMounts(opts.mountinfo ?? fs.readFileSync('/proc/self/mountinfo', 'utf8'), self, deps, opts.forceVersion);
+  return opts.root !== undefined
+    ? fromRoot(opts.root, self, deps, opts.forceVersion)
+    : fromMounts(opts.mountinfo ?? fs.readFileSync('/proc/self/mountinfo', 'utf8'), self, deps, opts.forceVersion);
 }
 
 function fromMounts(mountinfo: string, self: SelfCgroups, deps: DriverDeps, force?: 'v1' | 'v2'): CgroupManager {

@@ -41,7 +41,13 @@ interface Insn {
 const ins = (op: number, dst = 0, src = 0, off = 0, imm = 0): Insn => ({ op, dst, src, off, imm });
 
 // Registers: r1 = context; r2 = access bits; r3 = device type; r4 = major; r5 = minor; r6 = scratch.
-const R0 = 0, R1 = 1, R2 = 2, R3 = 3, R4 = 4, R5 = 5, R6 = 6;
+const R0 = 0,
+  R1 = 1,
+  R2 = 2,
+  R3 = 3,
+  R4 = 4,
+  R5 = 5,
+  R6 = 6;
 
 export function accessMask(access: string): number {
   const a = access || 'rwm';

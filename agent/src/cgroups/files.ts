@@ -83,10 +83,16 @@ export function parseFlatKeyed(text: string | undefined): Map<string, bigint> {
 
 /** Whitespace-separated numbers (cpuacct.usage_percpu). */
 export function parseNumberList(text: string | undefined): bigint[] {
-  return (text ?? '').split(/\s+/).filter((s) => /^\d+$/.test(s)).map((s) => BigInt(s));
+  return (text ?? '')
+    .split(/\s+/)
+    .filter((s) => /^\d+$/.test(s))
+    .map((s) => BigInt(s));
 }
 
 /** The pids of a cgroup.procs file. */
 export function parsePids(text: string): number[] {
-  return text.split('\n').filter((s) => s.trim() !== '').map((s) => Number(s));
+  return text
+    .split('\n')
+    .filter((s) => s.trim() !== '')
+    .map((s) => Number(s));
 }

@@ -56,7 +56,21 @@ export function parseCgroupMounts(mountinfo: string): CgroupMount[] {
 }
 
 /** The v1 controllers this driver knows how to use. */
-export const KNOWN_V1_CONTROLLERS = ['cpu', 'cpuacct', 'cpuset', 'memory', 'devices', 'freezer', 'blkio', 'pids', 'hugetlb', 'net_cls', 'net_prio', 'perf_event', 'rdma'];
+export const KNOWN_V1_CONTROLLERS = [
+  'cpu',
+  'cpuacct',
+  'cpuset',
+  'memory',
+  'devices',
+  'freezer',
+  'blkio',
+  'pids',
+  'hugetlb',
+  'net_cls',
+  'net_prio',
+  'perf_event',
+  'rdma',
+];
 
 /**
  * A container group's path relative to the agent's group: plain segments only, so a crafted

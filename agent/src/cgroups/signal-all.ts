@@ -12,7 +12,11 @@ interface AtomicKill {
 const hasAtomicKill = (cg: Cgroup): cg is Cgroup & AtomicKill => typeof (cg as Partial<AtomicKill>).killAll === 'function';
 
 /** Signals every process of the group; returns the pids it found there. */
-export async function signalAll(cg: Cgroup, signal: NodeJS.Signals | number, kill: (pid: number, signal: NodeJS.Signals | number) => void = process.kill): Promise<number[]> {
+export async function signalAll(
+  cg: Cgroup,
+  signal: NodeJS.Signals | number,
+  kill: (pid: number, signal: NodeJS.Signals | number) => void = process.kill,
+): Promise<number[]> {
   if ((signal === 'SIGKILL' || signal === 9) && hasAtomicKill(cg)) {
     const pids = cg.pids();
     if (cg.killAll()) return pids;

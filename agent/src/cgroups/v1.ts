@@ -22,7 +22,6 @@ export interface V1Hierarchy {
   ownPath: string;
 }
 
-
 export class V1Manager implements CgroupManager {
   readonly version = 'v1' as const;
   private readonly parents = new OwnedParents();
@@ -52,7 +51,13 @@ export class V1Manager implements CgroupManager {
         created.push(...makeGroupDirs(files, base, relPath, prepare));
         for (const c of h.controllers) dirs.set(c, leaf);
       }
-      const group = new V1Cgroup(relPath, dirs, leaves.map((l) => ({ leaf: l.leaf, base: l.base })), this.parents, this.deps);
+      const group = new V1Cgroup(
+        relPath,
+        dirs,
+        leaves.map((l) => ({ leaf: l.leaf, base: l.base })),
+        this.parents,
+        this.deps,
+      );
       if (resources) group.update(resources);
       this.parents.add(created.filter((d) => !leaves.some((l) => l.leaf === d)));
       return group;
@@ -117,7 +122,12 @@ class V1Cgroup implements Cgroup {
     try {
       // A task that was forking or in uninterruptible sleep leaves the group FREEZING: asking again
       // makes the kernel retry it.
-      await waitUntil(() => this.state() === 'FROZEN', `freezing ${path.dirname(state)}`, freezeTimeoutMs, () => files.write(state, 'FROZEN'));
+      await waitUntil(
+        () => this.state() === 'FROZEN',
+        `freezing ${path.dirname(state)}`,
+        freezeTimeoutMs,
+        () => files.write(state, 'FROZEN'),
+      );
     } catch (err) {
       files.write(state, 'THAWED');
       throw err;
@@ -152,7 +162,9 @@ class V1Cgroup implements Cgroup {
 
   watchOom(onOom: () => void): () => void {
     const dir = this.dir('memory', 'OOM watch');
-    const stop = watchOomV1(dir, this.deps.libc(), this.deps.files, onOom, (err) => this.deps.log.warn({ cgroup: this.relPath, err: err.message }, 'OOM watch ended'));
+    const stop = watchOomV1(dir, this.deps.libc(), this.deps.files, onOom, (err) =>
+      this.deps.log.warn({ cgroup: this.relPath, err: err.message }, 'OOM watch ended'),
+    );
     return this.watches.add(stop);
   }
 
@@ -172,7 +184,10 @@ class V1Cgroup implements Cgroup {
   async destroy(): Promise<void> {
     await awaitEmpty(this.relPath, () => this.pids(), this.deps.destroyGraceMs);
     this.watches.stopAll();
-    await removeGroupDirs(this.deps.files, this.leaves.map((l) => l.leaf));
+    await removeGroupDirs(
+      this.deps.files,
+      this.leaves.map((l) => l.leaf),
+    );
     for (const { leaf, base } of this.leaves) this.parents.prune(this.deps.files, leaf, base);
   }
 }

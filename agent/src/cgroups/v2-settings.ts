@@ -28,7 +28,8 @@ export function v2Writes(res: LinuxResources, group: V2Group, warn: (msg: string
     if (mem.Swap !== 0n) {
       const value = swapMax(mem.Limit, mem.Swap);
       // No swap support in the kernel means no memory.swap.max; there is nothing to limit then.
-      if (group.exists('memory.max') && !group.exists('memory.swap.max')) warn('swap limit not applied: the kernel has no swap accounting (no memory.swap.max)');
+      if (group.exists('memory.max') && !group.exists('memory.swap.max'))
+        warn('swap limit not applied: the kernel has no swap accounting (no memory.swap.max)');
       else w('memory.swap.max', value);
     }
     if (mem.Kernel !== 0n || mem.KernelTCP !== 0n) warn('kernel memory limits do not exist in cgroup v2 and are not applied');
@@ -74,7 +75,8 @@ export function v2Writes(res: LinuxResources, group: V2Group, warn: (msg: string
   for (const h of res.HugepageLimits) w(`hugetlb.${h.Pagesize}.max`, h.Limit.toString());
 
   // Devices are not files in v2: the driver attaches an eBPF filter (device-filter.ts).
-  if (res.Network && (res.Network.ClassID || res.Network.Priorities.length > 0)) warn('network classID/priorities do not exist in cgroup v2 and are not applied');
+  if (res.Network && (res.Network.ClassID || res.Network.Priorities.length > 0))
+    warn('network classID/priorities do not exist in cgroup v2 and are not applied');
   return out;
 }
 

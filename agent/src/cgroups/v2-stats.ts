@@ -87,8 +87,7 @@ export function v2Stats(src: V2StatsSource): CgroupStats {
       const dev = /^(\d+):(\d+)$/.exec(devField ?? '');
       if (!dev) continue;
       const kv = new Map(kvs.map((s) => s.split('=') as [string, string]));
-      const entry = (op: string, v: string | undefined) =>
-        create(BlkioStatsEntrySchema, { major: BigInt(dev[1]), minor: BigInt(dev[2]), op, value: num(v) });
+      const entry = (op: string, v: string | undefined) => create(BlkioStatsEntrySchema, { major: BigInt(dev[1]), minor: BigInt(dev[2]), op, value: num(v) });
       bytes.push(entry('Read', kv.get('rbytes')), entry('Write', kv.get('wbytes')));
       ios.push(entry('Read', kv.get('rios')), entry('Write', kv.get('wios')));
     }

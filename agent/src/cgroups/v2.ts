@@ -97,10 +97,8 @@ class V2Cgroup implements Cgroup {
 
   update(resources: LinuxResources): void {
     const { files, log } = this.deps;
-    const writes = v2Writes(
-      resources,
-      { exists: (f) => files.exists(this.file(f)), read: (f) => files.readOptional(this.file(f)) },
-      (msg) => log.warn({ cgroup: this.relPath }, msg),
+    const writes = v2Writes(resources, { exists: (f) => files.exists(this.file(f)), read: (f) => files.readOptional(this.file(f)) }, (msg) =>
+      log.warn({ cgroup: this.relPath }, msg),
     );
     for (const w of writes) {
       if (!files.exists(this.file(w.file))) {

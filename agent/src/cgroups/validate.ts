@@ -48,7 +48,8 @@ export function validateResources(res: LinuxResources): void {
     if (cpu.Period !== 0n) inRange('CPU.Period', cpu.Period, RANGES.cpuPeriod, ' µs');
     if (cpu.Quota > 0n) inRange('CPU.Quota', cpu.Quota, RANGES.cpuQuota, ' µs, or -1 for no limit');
     if (cpu.RealtimePeriod !== 0n) inRange('CPU.RealtimePeriod', cpu.RealtimePeriod, RANGES.rtPeriod, ' µs');
-    if (cpu.RealtimeRuntime < -1n) throw invalidArgument(`CPU.RealtimeRuntime ${cpu.RealtimeRuntime} is out of range: valid values are -1 (no limit) or a runtime in µs`);
+    if (cpu.RealtimeRuntime < -1n)
+      throw invalidArgument(`CPU.RealtimeRuntime ${cpu.RealtimeRuntime} is out of range: valid values are -1 (no limit) or a runtime in µs`);
     if (cpu.RealtimeRuntime > 0n && cpu.RealtimePeriod > 0n && cpu.RealtimeRuntime > cpu.RealtimePeriod) {
       throw invalidArgument(`CPU.RealtimeRuntime ${cpu.RealtimeRuntime} exceeds CPU.RealtimePeriod ${cpu.RealtimePeriod}`);
     }

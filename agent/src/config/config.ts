@@ -84,9 +84,18 @@ const options: Record<string, { set: Setter; toml?: string }> = {
  * passfd IO, mem-agent). They are not typos, so they must not warn as unknown.
  */
 const recognisedOnly = new Set([
-  'passfd_listener_port', 'cdh_api_timeout', 'image_pull_timeout', 'cdi_timeout', 'launch_process_timeout',
-  'visible_cdi_devices', 'https_proxy', 'no_proxy', 'guest_components_rest_api', 'guest_components_procs',
-  'secure_storage_integrity', 'mem_agent_enable',
+  'passfd_listener_port',
+  'cdh_api_timeout',
+  'image_pull_timeout',
+  'cdi_timeout',
+  'launch_process_timeout',
+  'visible_cdi_devices',
+  'https_proxy',
+  'no_proxy',
+  'guest_components_rest_api',
+  'guest_components_procs',
+  'secure_storage_integrity',
+  'mem_agent_enable',
 ]);
 
 export interface LoadInput {
@@ -140,7 +149,7 @@ function applyToml(cfg: AgentConfig, path: string, readFile: LoadInput['readFile
   let doc: Record<string, unknown>;
   try {
     // Required here: only a configured file needs the TOML parser, and a booting guest has none.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded only when a config file is given
     doc = (require('smol-toml') as typeof SmolToml).parse(text) as Record<string, unknown>;
   } catch (err) {
     throw new ConfigError(`config file ${path} is not valid TOML: ${(err as Error).message.split('\n')[0]}`);

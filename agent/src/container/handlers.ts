@@ -36,7 +36,9 @@ export function containerHandlers(m: ContainerManager, sandbox: Sandbox, onSandb
     async signalProcess(req, ctx) {
       // Linux numbers signals 1–64 (SIGRTMAX); anything else would fail inside kill() as INTERNAL.
       if (!Number.isInteger(req.signal) || req.signal < 1 || req.signal > SIGRTMAX) {
-        throw invalidArgument(`SignalProcess ${req.containerId}/${req.execId || '(init)'}: signal ${req.signal} is out of range: valid signals are 1–${SIGRTMAX}`);
+        throw invalidArgument(
+          `SignalProcess ${req.containerId}/${req.execId || '(init)'}: signal ${req.signal} is out of range: valid signals are 1–${SIGRTMAX}`,
+        );
       }
       // kata 1.x treats exec id "" as every process of the container for any signal.
       await m.signal(req.containerId, req.execId, req.signal, ctx.dialect.name === 'kata-1.x');

@@ -249,7 +249,13 @@ export class ContainerManager {
   private async startExec(c: Container, execId: string, req: ExecProcessRequest): Promise<void> {
     const initProc = `/proc/${c.init.pid}`;
     // mnt last: the helper opens every path before it joins any, and needs its old /proc until then.
-    const types: [string, number][] = [['ipc', CLONE_NEWIPC], ['uts', CLONE_NEWUTS], ['net', CLONE_NEWNET], ['cgroup', CLONE_NEWCGROUP], ['mnt', CLONE_NEWNS]];
+    const types: [string, number][] = [
+      ['ipc', CLONE_NEWIPC],
+      ['uts', CLONE_NEWUTS],
+      ['net', CLONE_NEWNET],
+      ['cgroup', CLONE_NEWCGROUP],
+      ['mnt', CLONE_NEWNS],
+    ];
     const plan: ExecPlan = {
       kind: 'exec',
       initProc,

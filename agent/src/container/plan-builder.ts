@@ -3,9 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { LinuxDevice, Mount, Process, Spec } from '../../../protos/gen/oci_pb.js';
-import {
-  CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUTS, MS_BIND, MS_REC, MS_REMOUNT,
-} from '../linux/libc.js';
+import { CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUTS, MS_BIND, MS_REC, MS_REMOUNT } from '../linux/libc.js';
 import { parseMountOptions, rootPropagation } from '../mount/options.js';
 import { PathEscapeError, secureJoin } from '../mount/secure-join.js';
 import { invalidArgument } from '../rpc/status.js';
@@ -22,7 +20,11 @@ export interface SharedNamespaces {
 }
 
 const nsFlags: Record<string, number> = {
-  network: CLONE_NEWNET, mount: CLONE_NEWNS, ipc: CLONE_NEWIPC, uts: CLONE_NEWUTS, cgroup: CLONE_NEWCGROUP,
+  network: CLONE_NEWNET,
+  mount: CLONE_NEWNS,
+  ipc: CLONE_NEWIPC,
+  uts: CLONE_NEWUTS,
+  cgroup: CLONE_NEWCGROUP,
 };
 
 const S_IFCHR = 0o020000;
@@ -30,7 +32,12 @@ const S_IFBLK = 0o060000;
 const S_IFIFO = 0o010000;
 
 const defaultDevices: [string, number, number][] = [
-  ['/dev/null', 1, 3], ['/dev/zero', 1, 5], ['/dev/full', 1, 7], ['/dev/random', 1, 8], ['/dev/urandom', 1, 9], ['/dev/tty', 5, 0],
+  ['/dev/null', 1, 3],
+  ['/dev/zero', 1, 5],
+  ['/dev/full', 1, 7],
+  ['/dev/random', 1, 8],
+  ['/dev/urandom', 1, 9],
+  ['/dev/tty', 5, 0],
 ];
 
 export function processPlan(p: Process | undefined, what: string): ProcessPlan {

@@ -16,7 +16,8 @@ function readLength(len: number): number {
 
 /** WriteStdin, ReadStdout, ReadStderr, CloseStdin and TtyWinResize. Wire forms come from ctx.dialect. */
 export function ioHandlers(lookup: ProcessIOLookup): AgentHandlers {
-  const read = (stream: OutputName): NonNullable<AgentHandlers['readStdout']> =>
+  const read =
+    (stream: OutputName): NonNullable<AgentHandlers['readStdout']> =>
     async (req, ctx) => {
       const len = readLength(req.len);
       const io = lookup(req.containerId, req.execId);

@@ -138,7 +138,7 @@ class PipeIO extends BaseIO {
   readonly terminal = false;
   readonly childFds: [number, number, number];
 
-  constructor(libc: Libc, highWater: number, private readonly pipes: [Pipe, Pipe, Pipe]) {
+  constructor(libc: Libc, highWater: number, pipes: [Pipe, Pipe, Pipe]) {
     const [inp, out, err] = pipes;
     const output = (fd: number) => new OutputStream(socketFromFd(fd, { writable: false }), { highWater, eioIsEnd: false });
     super(libc, new StdinStream(socketFromFd(inp.write, { readable: false })), { stdout: output(out.read), stderr: output(err.read) });
@@ -171,7 +171,10 @@ function createPipeIO(opts: ProcessIOOptions): ProcessIO {
     opened.push(openPipe(libc, opts.pipeSize));
     return new PipeIO(libc, opts.highWater ?? DEFAULT_HIGH_WATER, opened as [Pipe, Pipe, Pipe]);
   } catch (err) {
-    closeAll(libc, opened.flatMap((p) => [p.read, p.write]));
+    closeAll(
+      libc,
+      opened.flatMap((p) => [p.read, p.write]),
+    );
     throw err;
   }
 }

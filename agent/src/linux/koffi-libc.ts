@@ -26,13 +26,14 @@ const bound: { koffi: false | 'addon' | 'entry'; library: boolean; functions: st
 export function loadKoffi(pkg = `@koromix/koffi-${process.platform}-${process.arch}`): { k: Koffi; via: 'addon' | 'entry' } {
   try {
     const file = findInNodeModules(`${pkg}/${process.platform}_${process.arch}/koffi.node`);
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- a native addon found at run time
     const addon = (file ? require(file) : {}) as Partial<Koffi>;
-    if (typeof addon.load === 'function' && typeof addon.errno === 'function' && typeof addon.address === 'function') return { k: addon as Koffi, via: 'addon' };
+    if (typeof addon.load === 'function' && typeof addon.errno === 'function' && typeof addon.address === 'function')
+      return { k: addon as Koffi, via: 'addon' };
   } catch {
     // not a glibc system (a musl node cannot dlopen it): koffi's own loader decides
   }
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- koffi's own loader, only when the direct addon is not usable
   return { k: require('koffi') as Koffi, via: 'entry' };
 }
 
@@ -254,7 +255,8 @@ export const koffiLibc: Libc = {
     const bytes = check('recvmsg', `fd=${sock}, 0x${flags.toString(16)}`, Number(c.recvmsg(sock, msg, flags)));
     void keep;
     const len = Number(control.readBigUInt64LE(0));
-    const fd = len >= CMSG_HDR + 4 && control.readInt32LE(8) === SOL_SOCKET && control.readInt32LE(12) === SCM_RIGHTS ? control.readInt32LE(CMSG_HDR) : undefined;
+    const fd =
+      len >= CMSG_HDR + 4 && control.readInt32LE(8) === SOL_SOCKET && control.readInt32LE(12) === SCM_RIGHTS ? control.readInt32LE(CMSG_HDR) : undefined;
     // A truncated control message means the kernel dropped fds it could not fit: only one is expected.
     if (msg.readInt32LE(48) & MSG_CTRUNC && fd === undefined) throw new SyscallError('recvmsg', 105 /* ENOBUFS */, `fd=${sock}: control data truncated`);
     return { bytes, fd };
@@ -441,7 +443,12 @@ export const koffiLibc: Libc = {
     const log = Buffer.alloc(64 * 1024);
     const again = load(log);
     if (again >= 0) return again;
-    const verifier = log.toString('utf8', 0, Math.max(0, log.indexOf(0))).trim().split('\n').slice(-3).join(' | ');
+    const verifier = log
+      .toString('utf8', 0, Math.max(0, log.indexOf(0)))
+      .trim()
+      .split('\n')
+      .slice(-3)
+      .join(' | ');
     throw new SyscallError('bpf', errno, `BPF_PROG_LOAD type=${progType} insns=${code.length / 8}${verifier ? `: ${verifier}` : ''}`);
   },
   bpfProgAttach(targetFd, progFd, attachType, flags) {

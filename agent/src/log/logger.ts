@@ -95,7 +95,7 @@ function serializeError(err: Error): Record<string, unknown> {
 function safeReplacer(): (this: unknown, key: string, value: unknown) => unknown {
   const holders: unknown[] = [];
   const originals: unknown[] = [];
-  return function (key, value) {
+  return function (_key, value) {
     if (typeof value === 'bigint') return Number.isSafeInteger(Number(value)) ? Number(value) : value.toString();
     if (typeof value !== 'object' || value === null) return value;
     while (holders.length > 0 && holders[holders.length - 1] !== this) {

@@ -75,7 +75,8 @@ export function openInRoot(libc: Libc, root: Root, rel: string, kind: Kind, crea
       } catch (err) {
         if (errnoOf(err) !== ENOENT || !create) throw annotate(err, where);
         const asFile = last && create === 'file';
-        if (makeEntry(libc, dir, part, asFile) && created && onRootFs(root, dir)) created.push({ path: parts.slice(0, i + 1).join('/'), kind: asFile ? 'file' : 'dir' });
+        if (makeEntry(libc, dir, part, asFile) && created && onRootFs(root, dir))
+          created.push({ path: parts.slice(0, i + 1).join('/'), kind: asFile ? 'file' : 'dir' });
         try {
           fd = libc.openat(dir, part, flags, 0);
         } catch (again) {

@@ -44,7 +44,10 @@ export function secureJoin(root: string, unsafe: string): string {
       let depth = resolved.length;
       for (const c of targetParts) {
         if (c === '..') {
-          if (--depth < 0) throw new PathEscapeError(`path "${unsafe}" escapes the container root ${root} through the symlink ${path.join('/', ...resolved, part)} -> ${target}`);
+          if (--depth < 0)
+            throw new PathEscapeError(
+              `path "${unsafe}" escapes the container root ${root} through the symlink ${path.join('/', ...resolved, part)} -> ${target}`,
+            );
         } else depth++;
       }
       pending.unshift(...targetParts);

@@ -67,7 +67,11 @@ export class PodNetwork {
     }
     const arp = iface.rawFlags & IFF_NOARP ? IFF_NOARP : 0;
     const mtu = iface.mtu > 0n ? Number(iface.mtu) : undefined;
-    this.net.setLink(link, { name: name !== link.name ? name : undefined, mtu, flags: IFF_UP | arp, change: IFF_UP | IFF_NOARP }, `name ${name}${mtu ? ` mtu ${mtu}` : ''} up`);
+    this.net.setLink(
+      link,
+      { name: name !== link.name ? name : undefined, mtu, flags: IFF_UP | arp, change: IFF_UP | IFF_NOARP },
+      `name ${name}${mtu ? ` mtu ${mtu}` : ''} up`,
+    );
     if (holder) this.net.setLink(holder, { name: link.name, flags: holder.flags & IFF_UP, change: IFF_UP }, `name ${link.name} (the name ${name} had)`);
 
     const now = this.net.links().find((l) => l.index === link.index);
@@ -78,7 +82,12 @@ export class PodNetwork {
 
   listInterfaces(): InterfaceInit[] {
     const addrs = this.net.addresses();
-    return this.net.links().map((l) => this.shapeInterface(l, addrs.filter((a) => a.index === l.index)));
+    return this.net.links().map((l) =>
+      this.shapeInterface(
+        l,
+        addrs.filter((a) => a.index === l.index),
+      ),
+    );
   }
 
   updateRoutes(routes: Route[]): RouteInit[] {
@@ -180,7 +189,8 @@ function planRoute(r: Route, field: string, links: Link[]): { entry: RouteEntry;
   // 1.x hosts have no family field (reads as v4), so the addresses decide when there are any.
   const given = [dest.ip, gateway, source].filter((x): x is IpBytes => x !== undefined);
   const af = given[0]?.family ?? familyOf(r.family);
-  for (const ip of given) if (ip.family !== af) throw invalidArgument(`${field}: mixes IPv4 and IPv6 addresses (dest "${r.dest}", gateway "${r.gateway}", source "${r.source}")`);
+  for (const ip of given)
+    if (ip.family !== af) throw invalidArgument(`${field}: mixes IPv4 and IPv6 addresses (dest "${r.dest}", gateway "${r.gateway}", source "${r.source}")`);
   if (r.family === IPFamily.v6 && af !== AF_INET6) throw invalidArgument(`${field}: family v6 but its addresses are IPv4`);
   if (dest.ip && hasHostBits(dest.ip.bytes, dest.len)) throw invalidArgument(`${field}.dest: "${r.dest}" has bits set past its /${dest.len} prefix`);
   if (r.scope > 255) throw invalidArgument(`${field}.scope: ${r.scope} is out of range (0-255)`);

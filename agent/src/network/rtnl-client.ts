@@ -92,7 +92,8 @@ export class RtnlClient {
       try {
         return this.exchange(type, NLM_F_REQUEST | NLM_F_DUMP, body, [], what, true);
       } catch (err) {
-        if (!(err instanceof DumpInterrupted) || attempt + 1 >= DUMP_RETRIES) throw err instanceof DumpInterrupted ? new Error(`${what}: interrupted ${DUMP_RETRIES} times by concurrent changes`) : err;
+        if (!(err instanceof DumpInterrupted) || attempt + 1 >= DUMP_RETRIES)
+          throw err instanceof DumpInterrupted ? new Error(`${what}: interrupted ${DUMP_RETRIES} times by concurrent changes`) : err;
       }
     }
   }

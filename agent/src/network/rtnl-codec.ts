@@ -44,11 +44,23 @@ export const RTM_DELNEIGH = 29;
 export const RTM_GETNEIGH = 30;
 
 const typeNames: Record<number, string> = {
-  [NLMSG_NOOP]: 'NLMSG_NOOP', [NLMSG_ERROR]: 'NLMSG_ERROR', [NLMSG_DONE]: 'NLMSG_DONE', [NLMSG_OVERRUN]: 'NLMSG_OVERRUN',
-  [RTM_NEWLINK]: 'RTM_NEWLINK', [RTM_DELLINK]: 'RTM_DELLINK', [RTM_GETLINK]: 'RTM_GETLINK', [RTM_SETLINK]: 'RTM_SETLINK',
-  [RTM_NEWADDR]: 'RTM_NEWADDR', [RTM_DELADDR]: 'RTM_DELADDR', [RTM_GETADDR]: 'RTM_GETADDR',
-  [RTM_NEWROUTE]: 'RTM_NEWROUTE', [RTM_DELROUTE]: 'RTM_DELROUTE', [RTM_GETROUTE]: 'RTM_GETROUTE',
-  [RTM_NEWNEIGH]: 'RTM_NEWNEIGH', [RTM_DELNEIGH]: 'RTM_DELNEIGH', [RTM_GETNEIGH]: 'RTM_GETNEIGH',
+  [NLMSG_NOOP]: 'NLMSG_NOOP',
+  [NLMSG_ERROR]: 'NLMSG_ERROR',
+  [NLMSG_DONE]: 'NLMSG_DONE',
+  [NLMSG_OVERRUN]: 'NLMSG_OVERRUN',
+  [RTM_NEWLINK]: 'RTM_NEWLINK',
+  [RTM_DELLINK]: 'RTM_DELLINK',
+  [RTM_GETLINK]: 'RTM_GETLINK',
+  [RTM_SETLINK]: 'RTM_SETLINK',
+  [RTM_NEWADDR]: 'RTM_NEWADDR',
+  [RTM_DELADDR]: 'RTM_DELADDR',
+  [RTM_GETADDR]: 'RTM_GETADDR',
+  [RTM_NEWROUTE]: 'RTM_NEWROUTE',
+  [RTM_DELROUTE]: 'RTM_DELROUTE',
+  [RTM_GETROUTE]: 'RTM_GETROUTE',
+  [RTM_NEWNEIGH]: 'RTM_NEWNEIGH',
+  [RTM_DELNEIGH]: 'RTM_DELNEIGH',
+  [RTM_GETNEIGH]: 'RTM_GETNEIGH',
 };
 export const msgTypeName = (type: number) => typeNames[type] ?? `type ${type}`;
 
@@ -269,7 +281,13 @@ export function decodeMessages(b: Buffer): NlMessage[] {
   while (off + NLMSG_HDRLEN <= b.length) {
     const len = u32(b, off);
     if (len < NLMSG_HDRLEN || off + len > b.length) throw new Error(`malformed nlmsghdr at ${off}: length ${len} of ${b.length - off} bytes left`);
-    out.push({ type: u16(b, off + 4), flags: u16(b, off + 6), seq: u32(b, off + 8), pid: u32(b, off + 12), payload: b.subarray(off + NLMSG_HDRLEN, off + len) });
+    out.push({
+      type: u16(b, off + 4),
+      flags: u16(b, off + 6),
+      seq: u32(b, off + 8),
+      pid: u32(b, off + 12),
+      payload: b.subarray(off + NLMSG_HDRLEN, off + len),
+    });
     off += align4(len);
   }
   return out;

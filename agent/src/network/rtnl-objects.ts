@@ -109,7 +109,9 @@ export const addrText = (a: { family: number; address: Buffer; prefixLen: number
 
 export function routeText(r: RouteEntry, linkName?: string): string {
   const dst = r.dst && r.dstLen > 0 ? `${formatIp(r.dst)}/${r.dstLen}` : 'default';
-  return [dst, r.gateway && `via ${formatIp(r.gateway)}`, linkName && `dev ${linkName}`, r.prefSrc && `src ${formatIp(r.prefSrc)}`, `scope ${r.scope}`].filter(Boolean).join(' ');
+  return [dst, r.gateway && `via ${formatIp(r.gateway)}`, linkName && `dev ${linkName}`, r.prefSrc && `src ${formatIp(r.prefSrc)}`, `scope ${r.scope}`]
+    .filter(Boolean)
+    .join(' ');
 }
 
 export class RtnlObjects {
@@ -197,12 +199,32 @@ export class RtnlObjects {
 
   /** Adds a route, replacing one with the same destination (the kernel's own link route, say). */
   addRoute(r: RouteEntry, linkName: string): void {
-    const body = encodeRt({ family: r.family, dstLen: r.dstLen, srcLen: 0, tos: 0, table: r.table < 256 ? r.table : 252, protocol: r.protocol, scope: r.scope, type: r.type, flags: r.flags });
+    const body = encodeRt({
+      family: r.family,
+      dstLen: r.dstLen,
+      srcLen: 0,
+      tos: 0,
+      table: r.table < 256 ? r.table : 252,
+      protocol: r.protocol,
+      scope: r.scope,
+      type: r.type,
+      flags: r.flags,
+    });
     this.rtnl.change(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body, routeAttrs(r), `RTM_NEWROUTE ${routeText(r, linkName)}`);
   }
 
   deleteRoute(r: RouteEntry, linkName: string): void {
-    const body = encodeRt({ family: r.family, dstLen: r.dstLen, srcLen: 0, tos: 0, table: r.table < 256 ? r.table : 252, protocol: r.protocol, scope: r.scope, type: r.type, flags: 0 });
+    const body = encodeRt({
+      family: r.family,
+      dstLen: r.dstLen,
+      srcLen: 0,
+      tos: 0,
+      table: r.table < 256 ? r.table : 252,
+      protocol: r.protocol,
+      scope: r.scope,
+      type: r.type,
+      flags: 0,
+    });
     this.rtnl.change(RTM_DELROUTE, 0, body, routeAttrs(r), `RTM_DELROUTE ${routeText(r, linkName)}`);
   }
 

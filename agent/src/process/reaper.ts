@@ -29,7 +29,7 @@ export function listChildren(procSelf = '/proc/self'): number[] {
     return [];
   }
   for (const task of tasks) {
-    let text = '';
+    let text: string;
     try {
       text = fs.readFileSync(path.join(procSelf, 'task', task, 'children'), 'utf8');
     } catch {

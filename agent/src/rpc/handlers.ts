@@ -33,10 +33,7 @@ export interface LegacyFields {
 
 type MethodsOf<S> = S extends GenService<infer M extends GenServiceMethods> ? M : never;
 
-type Handler<I extends DescMessage, O extends DescMessage> = (
-  req: MessageShape<I>,
-  ctx: CallContext,
-) => Promise<MessageInitShape<O>> | MessageInitShape<O>;
+type Handler<I extends DescMessage, O extends DescMessage> = (req: MessageShape<I>, ctx: CallContext) => Promise<MessageInitShape<O>> | MessageInitShape<O>;
 
 /** A partial map of a service's RPCs (by their generated lowerCamel name) to handlers. */
 export type Handlers<S> = {

@@ -13,7 +13,7 @@ let agent: typeof AgentPb | undefined;
 let compat1x: typeof Compat1xPb | undefined;
 let health: typeof HealthPb | undefined;
 
-/* eslint-disable @typescript-eslint/no-require-imports */
+/* eslint-disable @typescript-eslint/no-require-imports -- each schema module loads on its first use */
 export const protobufRuntime = (): typeof Protobuf => (runtime ??= require('@bufbuild/protobuf') as typeof Protobuf);
 export const agentProtos = (): typeof AgentPb => (agent ??= require('../../../protos/gen/agent_pb.js') as typeof AgentPb);
 export const compat1xProtos = (): typeof Compat1xPb => (compat1x ??= require('../../../protos/gen/compat_1x_pb.js') as typeof Compat1xPb);

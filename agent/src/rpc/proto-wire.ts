@@ -15,4 +15,3 @@ export function readFields(data: Uint8Array, onField: (no: number, wire: WireTyp
 export function expectWire(no: number, got: WireType, want: WireType): void {
   if (got !== want) throw new Error(`field ${no}: wire type ${WireType[got] ?? got}, expected ${WireType[want]}`);
 }
-

@@ -72,9 +72,11 @@ export class AgentRpcService {
         name: m.name,
         codec: m,
         implemented: h !== undefined,
-        call: h ?? (() => {
-          throw unimplemented(m.name);
-        }),
+        call:
+          h ??
+          (() => {
+            throw unimplemented(m.name);
+          }),
       });
     }
   }
@@ -147,7 +149,7 @@ export class AgentRpcService {
 
 /** The agent service's methods coded through protobuf-es descriptors (loaded with them). */
 function agentMethodCodecs(): readonly MethodCodec[] {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- the protobuf-es descriptors load on the first agent call
   const { schemaCodecs } = require('./schema-codec.js') as typeof import('./schema-codec.js');
   return schemaCodecs(agentProtos().AgentService);
 }

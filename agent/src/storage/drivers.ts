@@ -140,7 +140,10 @@ export function mountLocal(env: DriverEnv, s: Storage): Undo {
   if (st) {
     if (!st.isDirectory()) throw invalidArgument(`${what}: exists and is not a directory`);
     if (mode !== undefined || fsGid !== undefined) {
-      env.log.warn({ mount_point: s.mountPoint, mode: (st.mode & 0o7777).toString(8) }, 'local storage directory exists: its mode and group are left as they are');
+      env.log.warn(
+        { mount_point: s.mountPoint, mode: (st.mode & 0o7777).toString(8) },
+        'local storage directory exists: its mode and group are left as they are',
+      );
     }
     return () => undefined;
   }

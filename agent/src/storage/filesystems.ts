@@ -45,6 +45,9 @@ export function filesystemEnsurer(deps: FilesystemDeps): (fstype: string) => voi
     deps.log.info({ fstype, loaded: r.loaded, ms: r.ms, already: r.alreadyLoaded, unknown: r.unknown, failed: r.failed }, 'filesystem modules');
     if (parseFilesystems(read()).has(fstype)) return;
     const why = [...r.failed.map((f) => `${f.file}: ${f.error}`), ...r.unknown.map((u) => `${u}: not in ${modulesDir}/modules.dep`)];
-    throw new RpcError(Code.FAILED_PRECONDITION, `filesystem ${fstype} is not in /proc/filesystems and loading ${modules.join(', ')} did not add it${why.length ? ` (${why.join('; ')})` : ''}`);
+    throw new RpcError(
+      Code.FAILED_PRECONDITION,
+      `filesystem ${fstype} is not in /proc/filesystems and loading ${modules.join(', ')} did not add it${why.length ? ` (${why.join('; ')})` : ''}`,
+    );
   };
 }

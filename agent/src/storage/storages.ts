@@ -38,7 +38,10 @@ interface Entry {
 
 function checkStorage(s: Storage): void {
   if (deviceDrivers.includes(s.driver)) {
-    throw new RpcError(Code.UNIMPLEMENTED, `storage driver ${s.driver} (source "${s.source}", mount point ${s.mountPoint}) needs a hot-plugged device, which this agent does not support yet`);
+    throw new RpcError(
+      Code.UNIMPLEMENTED,
+      `storage driver ${s.driver} (source "${s.source}", mount point ${s.mountPoint}) needs a hot-plugged device, which this agent does not support yet`,
+    );
   }
   if (!storageDrivers.includes(s.driver)) throw invalidArgument(`storage driver ${s.driver} not supported`);
   if (!s.mountPoint.startsWith('/') || s.mountPoint.split('/').includes('..')) {

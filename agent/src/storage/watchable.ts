@@ -100,7 +100,7 @@ export class WatchableBinds {
       this.sync(w);
     } catch (err) {
       this.drop(w, root);
-      throw new Error(`storage watchable-bind ${w.source} → ${w.target}: ${(err as Error).message}`);
+      throw new Error(`storage watchable-bind ${w.source} → ${w.target}: ${(err as Error).message}`, { cause: err });
     }
     this.watched.add(w);
     this.timer ??= setInterval(() => this.tick(), this.intervalMs).unref();

@@ -10,12 +10,12 @@ export function createListener(address: string, onError?: (err: Error) => void, 
   // Required here, not imported: each pulls in node:net and node:stream (yamux), which a guest that
   // listens on vsock loads only once a host connects.
   if (a.kind === 'unix') {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- only the listener kind in use is loaded
     const { UnixListener: Unix } = require('./unix-listener.js') as { UnixListener: typeof UnixListener };
     return new Unix(a.path, a.abstract);
   }
   if (a.kind === 'serial') {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- only the listener kind in use is loaded
     const { SerialListener: Serial } = require('./serial-listener.js') as { SerialListener: typeof SerialListener };
     return new Serial({ portName: a.name, onError, onInfo });
   }

@@ -30,17 +30,19 @@ export function addLazyReflection(server: grpc.Server): void {
   let loaded: Captured[] | undefined;
   const load = (): Captured[] => {
     if (loaded) return loaded;
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- reflection loads on its first request
     const { ReflectionService } = require('@grpc/reflection') as typeof import('@grpc/reflection');
     // Required here, not imported: the well-known types build descriptor.proto's descriptors, ~0.4 s
     // of a host's first gRPC connection under TCG, for a debugging aid.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- the well-known types load on the first reflection request
     const { FileDescriptorProtoSchema } = require('@bufbuild/protobuf/wkt') as typeof Wkt;
     const { toBinary } = protobufRuntime();
     const fileDescriptorProtos = descriptorFiles().map((f) => Buffer.from(toBinary(FileDescriptorProtoSchema, f.proto)));
     const pkg = Object.fromEntries(serviceDescs().map((s) => [s.typeName, { fileDescriptorProtos }]));
     const captured: Captured[] = [];
-    const recorder = { addService: (definition: grpc.ServiceDefinition, handlers: grpc.UntypedServiceImplementation) => captured.push({ definition, handlers }) };
+    const recorder = {
+      addService: (definition: grpc.ServiceDefinition, handlers: grpc.UntypedServiceImplementation) => captured.push({ definition, handlers }),
+    };
     new ReflectionService(pkg as never).addToServer(recorder as unknown as grpc.Server);
     loaded = captured;
     return captured;

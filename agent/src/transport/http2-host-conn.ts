@@ -186,7 +186,8 @@ export class Http2HostConn extends Duplex {
       priority = Buffer.from(payload.subarray(start, start + 5));
       start += 5;
     }
-    if (start + pad > payload.length) throw new FrameError(PROTOCOL_ERROR, `HEADERS on stream ${streamId}: ${pad} bytes of padding in a ${payload.length}-byte frame`);
+    if (start + pad > payload.length)
+      throw new FrameError(PROTOCOL_ERROR, `HEADERS on stream ${streamId}: ${pad} bytes of padding in a ${payload.length}-byte frame`);
     const fragment = Buffer.from(payload.subarray(start, payload.length - pad));
     this.block = { streamId, endStream: (flags & END_STREAM) !== 0, priority, parts: [fragment], size: fragment.length };
     return flags & END_HEADERS ? this.finishBlock() : undefined;

@@ -160,13 +160,14 @@ export class SerialListener extends EventEmitter implements Listener {
     // host that reconnects once the guest has said so is not thrown away with the garbage.
     if (reason) this.device?.release();
     // A session without a single frame (a host that left at once) is not worth a line.
-    if (session.stats.framesIn > 0) this.o.onInfo?.('serial: yamux session ended', {
-      address: this.address,
-      reason: reason?.message ?? 'EOF (host not connected)',
-      framesIn: session.stats.framesIn,
-      hostTakeovers: session.stats.peerRestarts,
-      ms: Date.now() - started,
-    });
+    if (session.stats.framesIn > 0)
+      this.o.onInfo?.('serial: yamux session ended', {
+        address: this.address,
+        reason: reason?.message ?? 'EOF (host not connected)',
+        framesIn: session.stats.framesIn,
+        hostTakeovers: session.stats.peerRestarts,
+        ms: Date.now() - started,
+      });
     this.current = undefined;
     return { live: session.stats.framesIn > 0, reason };
   }

@@ -12,14 +12,14 @@ interface PipeHandle {
   onconnection: ((status: number, client?: unknown) => void) | null;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- process.binding is not in @types/node's Process type
 const pipeWrap = (process as any).binding('pipe_wrap') as { Pipe: new (type: number) => PipeHandle; constants: { SOCKET: number } };
 
 // node:net, with the ~20 stream modules it loads, is needed once there is a connection, not to
 // listen: an agent that listens on vsock loads it after it listens (~35 ms of a boot under TCG).
 let netModule: typeof Net | undefined;
 export function net(): typeof Net {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- node:net loads only when a socket is first wrapped
   return (netModule ??= require('node:net') as typeof Net);
 }
 

@@ -4,8 +4,7 @@ export type Wire = 'grpc' | 'ttrpc' | 'yamux';
 
 /** Where each wire goes. A channel offers gRPC plus at most one of ttrpc and yamux (see routeConnection). */
 export type WireRoutes = { grpc?: (conn: Duplex) => void } & (
-  | { ttrpc?: (conn: Duplex) => void; yamux?: undefined }
-  | { yamux?: (conn: Duplex) => void; ttrpc?: undefined }
+  { ttrpc?: (conn: Duplex) => void; yamux?: undefined } | { yamux?: (conn: Duplex) => void; ttrpc?: undefined }
 );
 
 export interface RouteOptions {

@@ -5,8 +5,20 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Libc } from '../../linux/libc.js';
 import {
-  CLOSE_RANGE_CLOEXEC, F_GETFL, F_SETFD, F_SETFL, O_NONBLOCK, PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAP_AMBIENT_RAISE,
-  PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS, SIGPIPE, SIGXFSZ, TIOCSCTTY,
+  CLOSE_RANGE_CLOEXEC,
+  F_GETFL,
+  F_SETFD,
+  F_SETFL,
+  O_NONBLOCK,
+  PR_CAPBSET_DROP,
+  PR_CAP_AMBIENT,
+  PR_CAP_AMBIENT_CLEAR_ALL,
+  PR_CAP_AMBIENT_RAISE,
+  PR_SET_KEEPCAPS,
+  PR_SET_NO_NEW_PRIVS,
+  SIGPIPE,
+  SIGXFSZ,
+  TIOCSCTTY,
 } from '../../linux/libc.js';
 import type { ProcessPlan } from './plan.js';
 

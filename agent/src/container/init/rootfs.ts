@@ -7,7 +7,19 @@ import path from 'node:path';
 import { SyscallError } from '../../linux/errno.js';
 import type { Libc } from '../../linux/libc.js';
 import {
-  AT_FDCWD, AT_SYMLINK_NOFOLLOW, MNT_DETACH, MS_BIND, MS_MOVE, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC, MS_REMOUNT, O_CLOEXEC, O_PATH,
+  AT_FDCWD,
+  AT_SYMLINK_NOFOLLOW,
+  MNT_DETACH,
+  MS_BIND,
+  MS_MOVE,
+  MS_NODEV,
+  MS_NOEXEC,
+  MS_NOSUID,
+  MS_RDONLY,
+  MS_REC,
+  MS_REMOUNT,
+  O_CLOEXEC,
+  O_PATH,
 } from '../../linux/libc.js';
 import { fdPath, inParent, onRootFs, openFollowingInRoot, openIfExists, openInRoot, type Created, type Root } from '../../mount/in-root.js';
 import type { CreatePlan, DeviceStep, MountStep } from './plan.js';
@@ -122,13 +134,20 @@ function mountCgroup(b: Build, m: MountStep, cgroupV1: string[]): void {
 
 function makeDevice(b: Build, d: DeviceStep): void {
   const { libc } = b;
-  inParent(libc, b.root, d.path, true, (dir, name) => {
-    const replaced = unlinkIfThere(libc, dir, name);
-    libc.mknodat(dir, name, d.mode, d.major, d.minor);
-    // A node that replaced one of the rootfs's own stays on failure; one made from nothing goes.
-    if (!replaced && onRootFs(b.root, dir)) b.created.push({ path: d.path.replace(/^\/+/, ''), kind: 'file' });
-    libc.fchownat(dir, name, d.uid, d.gid, AT_SYMLINK_NOFOLLOW);
-  }, b.created);
+  inParent(
+    libc,
+    b.root,
+    d.path,
+    true,
+    (dir, name) => {
+      const replaced = unlinkIfThere(libc, dir, name);
+      libc.mknodat(dir, name, d.mode, d.major, d.minor);
+      // A node that replaced one of the rootfs's own stays on failure; one made from nothing goes.
+      if (!replaced && onRootFs(b.root, dir)) b.created.push({ path: d.path.replace(/^\/+/, ''), kind: 'file' });
+      libc.fchownat(dir, name, d.uid, d.gid, AT_SYMLINK_NOFOLLOW);
+    },
+    b.created,
+  );
 }
 
 /** pivot_root into `root`; where "/" is an initramfs pivot_root is EINVAL, so move it over "/" and chroot. */

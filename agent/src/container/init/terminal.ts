@@ -20,7 +20,7 @@ export function takeContainerTerminal(libc: Libc, channelFd: number): void {
   try {
     pty = openPty(libc);
   } catch (err) {
-    throw new Error(`terminal: cannot open a pty from the container's /dev/ptmx (a devpts at /dev/pts): ${(err as Error).message}`);
+    throw new Error(`terminal: cannot open a pty from the container's /dev/ptmx (a devpts at /dev/pts): ${(err as Error).message}`, { cause: err });
   }
   try {
     for (const fd of [0, 1, 2]) libc.dup3(pty.slave, fd, 0);

@@ -146,7 +146,12 @@ export class TtrpcConnection {
 
   private onOversized(h: FrameHeader): void {
     if (!this.knownType(h)) return;
-    this.reject(h.streamId, Code.RESOURCE_EXHAUSTED, `frame of ${h.length} bytes on stream ${h.streamId} exceeds the ${MAX_DATA_LENGTH}-byte limit`, h.type === FrameType.Data);
+    this.reject(
+      h.streamId,
+      Code.RESOURCE_EXHAUSTED,
+      `frame of ${h.length} bytes on stream ${h.streamId} exceeds the ${MAX_DATA_LENGTH}-byte limit`,
+      h.type === FrameType.Data,
+    );
   }
 
   private knownType(h: FrameHeader): boolean {

@@ -62,7 +62,15 @@ interface PendingPing {
  */
 export class YamuxSession extends EventEmitter implements StreamHost {
   readonly stats: SessionStats = {
-    framesIn: 0, framesOut: 0, bytesIn: 0, windowUpdatesIn: 0, windowUpdatesOut: 0, pingsAnswered: 0, streamsAccepted: 0, streamsRefused: 0, peerRestarts: 0,
+    framesIn: 0,
+    framesOut: 0,
+    bytesIn: 0,
+    windowUpdatesIn: 0,
+    windowUpdatesOut: 0,
+    pingsAnswered: 0,
+    streamsAccepted: 0,
+    streamsRefused: 0,
+    peerRestarts: 0,
   };
   readonly maxFrame: number;
   private readonly streams = new Map<number, YamuxStream>();
@@ -108,7 +116,9 @@ export class YamuxSession extends EventEmitter implements StreamHost {
       }
     });
     conn.on('drain', () => this.flushDrainWaiters());
-    conn.on('end', () => this.finish(this.reader.pending > 0 ? new Error(`yamux connection ended inside a frame (${this.reader.pending} bytes left over)`) : undefined));
+    conn.on('end', () =>
+      this.finish(this.reader.pending > 0 ? new Error(`yamux connection ended inside a frame (${this.reader.pending} bytes left over)`) : undefined),
+    );
     conn.on('error', (err) => this.finish(err));
     conn.on('close', () => this.finish(undefined));
   }
@@ -247,7 +257,8 @@ export class YamuxSession extends EventEmitter implements StreamHost {
       }
       if (stream) return this.fail(new ProtocolError(`SYN for stream ${h.streamId}, which is already open`), GoAwayCode.ProtocolError);
       const peerParity = this.role === 'server' ? 1 : 0;
-      if (h.streamId % 2 !== peerParity) return this.fail(new ProtocolError(`peer opened stream ${h.streamId}, which has our parity`), GoAwayCode.ProtocolError);
+      if (h.streamId % 2 !== peerParity)
+        return this.fail(new ProtocolError(`peer opened stream ${h.streamId}, which has our parity`), GoAwayCode.ProtocolError);
       stream = this.accept(h.streamId);
       if (!stream) return;
     }

@@ -105,6 +105,7 @@ export class YamuxStream extends Duplex {
   // Every way of consuming a Readable (flowing mode, pipe, async iteration, read()) goes through
   // read(). _read() alone is not enough: Node latches it off until the next push, so a reader
   // that drains a full buffer after the peer has used up its window would never grant more.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- Readable.read's own return type: NodeJS.ReadableStream users need it
   override read(size?: number): any {
     const chunk = super.read(size);
     if (chunk !== null) this.grantWindow();
