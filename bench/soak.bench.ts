@@ -25,9 +25,11 @@ function rssAnonMB(pid: number): number {
 /** Runs `n` tasks, at most `parallel` at a time. */
 async function pool(n: number, parallel: number, task: (i: number) => Promise<void>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: Math.min(parallel, n) }, async () => {
-    while (next < n) await task(next++);
-  }));
+  await Promise.all(
+    Array.from({ length: Math.min(parallel, n) }, async () => {
+      while (next < n) await task(next++);
+    }),
+  );
 }
 
 export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
@@ -42,9 +44,15 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
   const frames = Math.round(100_000 * scale);
   const agent = await startAgentProcess({ env: { KATA_AGENT_LOG_LEVEL: 'info' } });
   const ctl = new TtrpcClient(await connect(`unix://${agent.socketPath}`, { timeoutMs: 5000 }));
-  const call = async <K extends keyof Methods>(method: K, req: MessageInitShape<Methods[K]['input']>, timeoutMs = 120_000): Promise<MessageShape<Methods[K]['output']>> => {
+  const call = async <K extends keyof Methods>(
+    method: K,
+    req: MessageInitShape<Methods[K]['input']>,
+    timeoutMs = 120_000,
+  ): Promise<MessageShape<Methods[K]['output']>> => {
     const m = AgentService.method[method];
-    return fromBinary(m.output, await ctl.call('grpc.AgentService', m.name, toBinary(m.input, create(m.input, req as never)), timeoutMs)) as MessageShape<Methods[K]['output']>;
+    return fromBinary(m.output, await ctl.call('grpc.AgentService', m.name, toBinary(m.input, create(m.input, req as never)), timeoutMs)) as MessageShape<
+      Methods[K]['output']
+    >;
   };
   try {
     // Before: after the first AgentService call (domains built, helper pool started) has settled.
@@ -66,24 +74,38 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
       await pool(containers, containers, async (i) => {
         const id = ids[i];
         const t0 = process.hrtime.bigint();
-        await call('createContainer', { containerId: id, execId: id, OCI: busyboxSpec(rootfs, ['/bin/sh', '-c', `echo started ${i}; while :; do sleep 1; done`]) });
+        await call('createContainer', {
+          containerId: id,
+          execId: id,
+          OCI: busyboxSpec(rootfs, ['/bin/sh', '-c', `echo started ${i}; while :; do sleep 1; done`]),
+        });
         await call('startContainer', { containerId: id });
         lifecycle.push(Number(process.hrtime.bigint() - t0) / 1e6);
       });
 
       opts.progress(`soak round ${r}: ${execs} execs across them, 16 at a time`);
-          await pool(execs, 16, async (i) => {
+      await pool(execs, 16, async (i) => {
         const id = ids[i % containers];
         const execId = `x${r}-${i}`;
-        await call('execProcess', { containerId: id, execId, process: { Args: ['/bin/echo', `exec ${i}`], Env: ['PATH=/bin'], Cwd: '/', User: { UID: 0, GID: 0 } } });
+        await call('execProcess', {
+          containerId: id,
+          execId,
+          process: { Args: ['/bin/echo', `exec ${i}`], Env: ['PATH=/bin'], Cwd: '/', User: { UID: 0, GID: 0 } },
+        });
         const out = await readToEnd(() => call('readStdout', { containerId: id, execId, len: 32768 }), `exec ${execId}`);
         const { status } = await call('waitProcess', { containerId: id, execId });
         if (status !== 0 || out.toString() !== `exec ${i}\n`) execFailures++;
       });
 
       opts.progress(`soak round ${r}: ${frames} fuzzed frames (half ttrpc, half HTTP/2) while the containers run`);
-                  await fuzzFrames(agent.socketPath, frames / 2, () => ({ first: Buffer.alloc(0), frames: Array.from({ length: 50 }, () => mutate(rand, tt[Math.floor(rand() * tt.length)], 10)) }));
-      await fuzzFrames(agent.socketPath, frames / 2, () => ({ first: HTTP2_PREFACE, frames: Array.from({ length: 50 }, () => mutate(rand, h2[Math.floor(rand() * h2.length)], 9)) }));
+      await fuzzFrames(agent.socketPath, frames / 2, () => ({
+        first: Buffer.alloc(0),
+        frames: Array.from({ length: 50 }, () => mutate(rand, tt[Math.floor(rand() * tt.length)], 10)),
+      }));
+      await fuzzFrames(agent.socketPath, frames / 2, () => ({
+        first: HTTP2_PREFACE,
+        frames: Array.from({ length: 50 }, () => mutate(rand, h2[Math.floor(rand() * h2.length)], 9)),
+      }));
 
       opts.progress(`soak round ${r}: stopping every container`);
       await pool(containers, containers, async (i) => {
@@ -93,7 +115,7 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
         await call('waitProcess', { containerId: id, execId: id });
         await call('removeContainer', { containerId: id });
       });
-};
+    };
     await round(1);
     await fdsSettle(agent.pid, before.fds);
     await new Promise((r) => setTimeout(r, 1000));
@@ -102,14 +124,35 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
     const fdsAfter = await fdsSettle(agent.pid, before.fds);
     await new Promise((r) => setTimeout(r, 1000));
     const after = { fds: fdsAfter, rss: rssAnonMB(agent.pid), zombies: zombiesOf(agent.pid).length };
-    opts.progress(`soak: fds ${before.fds} → ${after.fds}, RssAnon ${before.rss.toFixed(1)} → ${afterFirst.toFixed(1)} (round 1) → ${after.rss.toFixed(1)} MB (round 2), zombies ${before.zombies} → ${after.zombies}, exec failures ${execFailures}`);
+    opts.progress(
+      `soak: fds ${before.fds} → ${after.fds}, RssAnon ${before.rss.toFixed(1)} → ${afterFirst.toFixed(1)} (round 1) → ${after.rss.toFixed(1)} MB (round 2), zombies ${before.zombies} → ${after.zombies}, exec failures ${execFailures}`,
+    );
     if (execFailures > 0) throw new Error(`${execFailures} of ${2 * execs} execs failed or lost output`);
     const beforeSoak = (v: number) => ({ name: 'before the soak', samples: [v] });
     return [
       { measure: `soak: ${containers} parallel containers, create+start`, unit: 'ms', higherIsBetter: false, ours: { name: 'agent', samples: lifecycle } },
-      { measure: 'soak: agent open fds after / before', unit: 'fds', higherIsBetter: false, ours: { name: 'agent', samples: [after.fds] }, peer: beforeSoak(before.fds), target: 'ratio 1.00' },
-      { measure: 'soak: agent RssAnon after round 1 / before', unit: 'MB', higherIsBetter: false, ours: { name: 'agent', samples: [afterFirst] }, peer: beforeSoak(before.rss) },
-      { measure: 'soak: agent RssAnon after round 2 / after round 1 (growth per round)', unit: 'MB', higherIsBetter: false, ours: { name: 'agent', samples: [after.rss] }, peer: { name: 'after round 1', samples: [afterFirst] } },
+      {
+        measure: 'soak: agent open fds after / before',
+        unit: 'fds',
+        higherIsBetter: false,
+        ours: { name: 'agent', samples: [after.fds] },
+        peer: beforeSoak(before.fds),
+        target: 'ratio 1.00',
+      },
+      {
+        measure: 'soak: agent RssAnon after round 1 / before',
+        unit: 'MB',
+        higherIsBetter: false,
+        ours: { name: 'agent', samples: [afterFirst] },
+        peer: beforeSoak(before.rss),
+      },
+      {
+        measure: 'soak: agent RssAnon after round 2 / after round 1 (growth per round)',
+        unit: 'MB',
+        higherIsBetter: false,
+        ours: { name: 'agent', samples: [after.rss] },
+        peer: { name: 'after round 1', samples: [afterFirst] },
+      },
       { measure: 'soak: zombie children after', unit: 'processes', higherIsBetter: false, ours: { name: 'agent', samples: [after.zombies] }, target: '0' },
     ];
   } finally {
