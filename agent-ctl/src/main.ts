@@ -1,3 +1,4 @@
+import util from 'node:util';
 import { create, fromBinary, toBinary, toJson, type DescMethod } from '@bufbuild/protobuf';
 import { CheckRequestSchema } from '../../protos/gen/health_pb.js';
 import { parseDurationMs } from '../../agent/src/config/values.js';
@@ -56,31 +57,45 @@ interface Options extends DialOptions {
   commands: string[];
 }
 
-function parseArgs(argv: string[]): Options {
-  const o: Options = { proto: 'auto', hybridVsock: false, hybridVsockPort: 1024, timeoutMs: 5000, repeat: 1, ignoreErrors: false, commands: [] };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const value = () => {
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
-    if (a === '--server-address' || a === '-s') o.address = value();
-    else if (a === '--proto') {
-      const p = value();
-      if (p !== 'ttrpc' && p !== 'grpc' && p !== 'auto') throw new Error(`--proto takes ttrpc, grpc or auto, not "${p}"`);
-      o.proto = p;
-    } else if (a === '--hybrid-vsock') o.hybridVsock = true;
-    else if (a === '--hybrid-vsock-port') {
-      o.hybridVsockPort = Number(value());
-      if (!Number.isInteger(o.hybridVsockPort) || o.hybridVsockPort < 0 || o.hybridVsockPort > 0xffffffff)
-        throw new Error('--hybrid-vsock-port takes a port number (u32)');
-    } else if (a === '--timeout') o.timeoutMs = parseDurationMs(value());
-    else if (a === '--repeat') o.repeat = Number(value());
-    else if (a === '--ignore-errors') o.ignoreErrors = true;
-    else if (a === '-c' || a === '--cmd') o.commands.push(value());
-    else throw new Error(`unknown argument "${a}"`);
+const cliOptions = {
+  'server-address': { type: 'string', short: 's' },
+  proto: { type: 'string' },
+  'hybrid-vsock': { type: 'boolean' },
+  'hybrid-vsock-port': { type: 'string' },
+  timeout: { type: 'string' },
+  repeat: { type: 'string' },
+  'ignore-errors': { type: 'boolean' },
+  cmd: { type: 'string', short: 'c', multiple: true },
+} as const;
+
+function parseCli(argv: string[]): Options {
+  let v: ReturnType<typeof util.parseArgs<{ options: typeof cliOptions; strict: true }>>['values'];
+  try {
+    v = util.parseArgs({ args: argv, options: cliOptions, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new Error(`${(err as Error).message.split('. ')[0]} (see kata-agent-ctl --help)`, { cause: err });
   }
+  const o: Options = {
+    proto: 'auto',
+    hybridVsock: v['hybrid-vsock'] ?? false,
+    hybridVsockPort: 1024,
+    timeoutMs: 5000,
+    repeat: 1,
+    ignoreErrors: v['ignore-errors'] ?? false,
+    commands: v.cmd ?? [],
+  };
+  o.address = v['server-address'];
+  if (v.proto !== undefined) {
+    if (v.proto !== 'ttrpc' && v.proto !== 'grpc' && v.proto !== 'auto') throw new Error(`--proto takes ttrpc, grpc or auto, not "${v.proto}"`);
+    o.proto = v.proto;
+  }
+  if (v['hybrid-vsock-port'] !== undefined) {
+    o.hybridVsockPort = Number(v['hybrid-vsock-port']);
+    if (!Number.isInteger(o.hybridVsockPort) || o.hybridVsockPort < 0 || o.hybridVsockPort > 0xffffffff)
+      throw new Error('--hybrid-vsock-port takes a port number (u32)');
+  }
+  if (v.timeout !== undefined) o.timeoutMs = parseDurationMs(v.timeout);
+  if (v.repeat !== undefined) o.repeat = Number(v.repeat);
   if (!o.address) throw new Error('--server-address is required');
   if (!Number.isInteger(o.repeat) || o.repeat < 1) throw new Error('--repeat takes a whole number ≥ 1');
   if (o.commands.length === 0) throw new Error('give at least one -c COMMAND');
@@ -148,7 +163,7 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     if (sub === 'connect') {
-      process.exitCode = await run(parseArgs(rest));
+      process.exitCode = await run(parseCli(rest));
       return;
     }
     if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {

@@ -5,6 +5,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import util from 'node:util';
 import { makeCpio, makeExt4 } from './archive.js';
 import { makeStage1Tree } from './stage1.js';
 import { extractVmlinuxFile } from './vmlinux.js';
@@ -33,23 +34,24 @@ const usage = `usage: kata-rootfs-builder [--out DIR] [--from-tree DIR] [--cache
   --from-tree DIR  use a tree made by Dockerfile.rootfs (docker build --output) instead of building one
   --cache DIR      download cache (default: ~/.cache/kata-agent-ts, or $KATA_CACHE_DIR)`;
 
-function parseArgs(argv: string[]): Args {
-  const a: Args = { out: path.join(repo, 'build') };
-  for (let i = 0; i < argv.length; i++) {
-    const v = () => {
-      const x = argv[++i];
-      if (x === undefined) throw new Error(`${argv[i - 1]} needs a value\n${usage}`);
-      return path.resolve(x);
-    };
-    if (argv[i] === '--out') a.out = v();
-    else if (argv[i] === '--from-tree') a.fromTree = v();
-    else if (argv[i] === '--cache') a.cache = v();
-    else if (argv[i] === '--help' || argv[i] === '-h') {
-      console.log(usage);
-      process.exit(0);
-    } else throw new Error(`unknown argument "${argv[i]}"\n${usage}`);
+function parseCli(argv: string[]): Args {
+  let v;
+  try {
+    v = util.parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: { out: { type: 'string' }, 'from-tree': { type: 'string' }, cache: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    }).values;
+  } catch (err) {
+    throw new Error(`${(err as Error).message.split('. ')[0]}\n${usage}`, { cause: err });
   }
-  return a;
+  if (v.help) {
+    console.log(usage);
+    process.exit(0);
+  }
+  const resolved = (p: string | undefined) => (p === undefined ? undefined : path.resolve(p));
+  return { out: resolved(v.out) ?? path.join(repo, 'build'), fromTree: resolved(v['from-tree']), cache: resolved(v.cache) };
 }
 
 const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
@@ -118,7 +120,7 @@ export function build(args: Args): void {
 export function cli(argv: string[]): void {
   try {
     if (os.platform() !== 'linux') throw new Error('the image builder runs on Linux only');
-    build(parseArgs(argv));
+    build(parseCli(argv));
   } catch (err) {
     console.error(`kata-rootfs-builder: ${(err as Error).message}`);
     process.exit(1);

@@ -81,7 +81,10 @@ t.test('precedence: flags > env > cmdline > config file', async (t) => {
 t.test('bad flags, env and config files are errors, not warnings', async (t) => {
   t.throws(() => loadConfig(input({ argv: ['--server-addr', 'bogus://x'] })), ConfigError);
   t.throws(() => loadConfig(input({ argv: ['--frob'] })), /unknown argument "--frob"/);
-  t.throws(() => loadConfig(input({ argv: ['--server-addr'] })), /needs a value/);
+  t.throws(() => loadConfig(input({ argv: ['--server-addr'] })), /--server-addr needs a value/);
+  t.throws(() => loadConfig(input({ argv: ['--help=yes'] })), /--help takes no value/);
+  t.throws(() => loadConfig(input({ argv: ['stray'] })), /unknown argument "stray"/);
+  t.equal(loadConfig(input({ argv: ['--log-level=debug', '--state-root', '/s'] })).config.logLevel, 'debug', '--flag=value and --flag value both');
   t.throws(() => loadConfig(input({ env: { KATA_AGENT_LOG_LEVEL: 'loud' } })), /KATA_AGENT_LOG_LEVEL: "loud" is not a log level/);
   t.throws(() => loadConfig(input({ argv: ['--config', '/nope.toml'] })), /cannot read config file \/nope\.toml: ENOENT/);
   t.throws(() => loadConfig(input({ argv: ['--config', '/x.toml'], readFile: () => 'server_addr = ' })), /not valid TOML/);

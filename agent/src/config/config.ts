@@ -1,3 +1,4 @@
+import util from 'node:util';
 import type * as SmolToml from 'smol-toml';
 import { parseLogLevel, type LogLevel } from '../log/logger.js';
 import { parseAddress } from '../transport/address.js';
@@ -119,25 +120,35 @@ export const usage = `usage: kata-agent [--server-addr ADDR] [--log-level LEVEL]
   Also read: env KATA_AGENT_SERVER_ADDR, KATA_AGENT_LOG_LEVEL, KATA_AGENT_POLICY_FILE; /proc/cmdline agent.* keys.
   Precedence: flags > env > kernel cmdline > config file > defaults.`;
 
+// util.parseArgs through the default import: it is a lazy accessor of node:util, which the bundle's
+// builtin shim does not export by name (rootfs-builder/bundle.mjs).
 function parseFlags(argv: string[]): { flags: Map<string, string>; action: Loaded['action'] } {
-  const flags = new Map<string, string>();
-  let action: Loaded['action'] = 'run';
-  const withValue = new Set(['--server-addr', '--log-level', '--config', '--state-root']);
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === '--help' || arg === '-h') action = 'help';
-    else if (arg === '--version' || arg === '-V') action = 'version';
-    else {
-      const eq = arg.indexOf('=');
-      const name = eq > 0 ? arg.slice(0, eq) : arg;
-      if (!withValue.has(name)) throw new ConfigError(`unknown argument "${arg}" (see --help)`);
-      const value = eq > 0 ? arg.slice(eq + 1) : argv[++i];
-      if (value === undefined) throw new ConfigError(`${name} needs a value`);
-      flags.set(name, value);
-    }
+  let parsed: ReturnType<typeof util.parseArgs<{ options: typeof flagOptions; strict: true }>>;
+  try {
+    parsed = util.parseArgs({ args: argv, options: flagOptions, strict: true, allowPositionals: false });
+  } catch (err) {
+    // parseArgs names the argument in quotes; our messages keep the agent's own wording.
+    const e = err as Error & { code?: string };
+    const quoted = /'([^']+)'/.exec(e.message)?.[1] ?? '';
+    const arg = quoted.split(/[ ,]+/).find((w) => w.startsWith('--')) ?? quoted;
+    if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE')
+      throw new ConfigError(/does not take/.test(e.message) ? `${arg} takes no value` : `${arg} needs a value`);
+    throw new ConfigError(`unknown argument "${arg}" (see --help)`);
   }
-  return { flags, action };
+  const { help, version, ...withValue } = parsed.values;
+  const flags = new Map<string, string>();
+  for (const [name, value] of Object.entries(withValue)) if (typeof value === 'string') flags.set(`--${name}`, value);
+  return { flags, action: help ? 'help' : version ? 'version' : 'run' };
 }
+
+const flagOptions = {
+  'server-addr': { type: 'string' },
+  'log-level': { type: 'string' },
+  config: { type: 'string' },
+  'state-root': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
+} as const;
 
 function applyToml(cfg: AgentConfig, path: string, readFile: LoadInput['readFile'], warnings: string[]): void {
   let text: string;
