@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// `npm test`: builds, checks the generated protos are current, runs `npm run lint` (one test in the count),
-// runs every compiled test file with tap, and ends with the one line CI reads: "N passed, N failed"
-// (tap's own summary counts files, not tests).
+// `npm test`: builds, runs `npm run lint` (one test in the count), runs every compiled test file with tap
+// (test/unit/protos-vs-spec checks that protos/gen is current), and ends with the one line CI reads:
+// "N passed, N failed" (tap's own summary counts files, not tests).
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
