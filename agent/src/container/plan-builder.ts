@@ -1,5 +1,6 @@
 // Turns the OCI spec of a CreateContainer/ExecProcess request into the helper's plan, doing every
 // check that deserves a clear status here, before any process exists.
+import type { PidNamespaceChoice } from '../namespace/pid-namespace.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { LinuxDevice, Mount, Process, Spec } from '../../../protos/gen/oci_pb.js';
@@ -10,8 +11,6 @@ import { invalidArgument } from '../rpc/status.js';
 import { capMask, capNumber } from './capabilities.js';
 import type { CreatePlan, DeviceStep, MountStep, NamespaceJoin, ProcessPlan } from './init/plan.js';
 import { rlimitResource } from './rlimits.js';
-
-export type PidNamespace = { kind: 'new' } | { kind: 'join'; path: string } | { kind: 'agent' };
 
 export interface SharedNamespaces {
   /** Pinned sandbox namespaces every container joins, when a sandbox exists. */
@@ -156,12 +155,12 @@ export interface CreatePlanInput {
   cgroupV1Hierarchies: string[];
 }
 
-export function createPlan(input: CreatePlanInput): { plan: CreatePlan; pidns: PidNamespace | 'unset' } {
+export function createPlan(input: CreatePlanInput): { plan: CreatePlan; pidns: PidNamespaceChoice | 'unset' } {
   const { spec, rootfs } = input;
   const linux = spec.Linux;
   let unshare = CLONE_NEWNS;
   const join: NamespaceJoin[] = [];
-  let pidns: PidNamespace | 'unset' = 'unset';
+  let pidns: PidNamespaceChoice | 'unset' = 'unset';
   for (const ns of linux?.Namespaces ?? []) {
     if (ns.Type === 'pid') {
       pidns = ns.Path ? { kind: 'join', path: ns.Path } : { kind: 'new' };

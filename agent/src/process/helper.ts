@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { TERMINAL_FD, type HelperStatus, type InitPlan } from '../container/init/plan.js';
+import { PLAN_FD, START_FD, STATUS_FD, TERMINAL_FD, type HelperStatus, type InitPlan } from '../container/init/plan.js';
 import { AF_UNIX, MSG_CMSG_CLOEXEC, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_SEQPACKET, type Libc } from '../linux/libc.js';
 import { spawnInPidNamespace, type PidNamespaceChoice } from '../namespace/pid-namespace.js';
 import { Code, RpcError } from '../rpc/status.js';
@@ -43,11 +43,11 @@ export class Helper {
         // Node closes a child's extra pipes only once they end: the plan and start pipes are ours to
         // write, and a helper that died before either was used would keep their fds open for good.
         // (The status pipe ends by itself at EOF, after its last line has been read.)
-        for (const fd of [3, 5]) this.pipe(fd).destroy();
+        for (const fd of [PLAN_FD, START_FD]) this.pipe(fd).destroy();
         resolve(code ?? 128 + (signal ? os.constants.signals[signal] : 0));
       });
     });
-    const status = this.pipe(4) as Readable;
+    const status = this.pipe(STATUS_FD) as Readable;
     status.setEncoding('utf8');
     status.on('data', (chunk: string) => {
       this.buf += chunk;
@@ -66,7 +66,7 @@ export class Helper {
     });
     status.on('end', () => this.push(null));
     status.on('error', () => this.push(null));
-    for (const i of [3, 5]) this.pipe(i).on('error', () => undefined);
+    for (const i of [PLAN_FD, START_FD]) this.pipe(i).on('error', () => undefined);
   }
 
   /**
@@ -80,7 +80,8 @@ export class Helper {
     const [mine, theirs] = libc.socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
     let child: ChildProcess;
     try {
-      const fds: (number | 'ignore' | 'pipe')[] = [std[0], std[1], std[2], 'pipe', 'pipe', 'pipe'];
+      const fds: (number | 'ignore' | 'pipe')[] = [std[0], std[1], std[2]];
+      fds[PLAN_FD] = fds[STATUS_FD] = fds[START_FD] = 'pipe';
       fds[TERMINAL_FD] = theirs;
       child = spawnInPidNamespace(libc, pidns, () => child_process.spawn(process.execPath, [helperEntry], { stdio: fds, env: {} }));
     } catch (err) {
@@ -138,7 +139,7 @@ export class Helper {
   }
 
   sendPlan(plan: InitPlan): void {
-    (this.pipe(3) as Writable).end(JSON.stringify(plan));
+    (this.pipe(PLAN_FD) as Writable).end(JSON.stringify(plan));
   }
 
   /** Waits until node has started in the helper (before it reads its plan). */
@@ -164,7 +165,7 @@ export class Helper {
 
   /** Lets an init helper go on to execve, and waits until it did. */
   async start(what: string): Promise<void> {
-    (this.pipe(5) as Writable).end(Buffer.from([1]));
+    (this.pipe(START_FD) as Writable).end(Buffer.from([1]));
     await this.execed(what);
   }
 
@@ -198,6 +199,6 @@ export class Helper {
 
   /** Closes the start pipe so an init that never started exits on its own. */
   abandon(): void {
-    this.pipe(5).destroy();
+    this.pipe(START_FD).destroy();
   }
 }
