@@ -77,7 +77,8 @@ export interface LoadResult {
 }
 
 /** finit_module for each file; EEXIST (built in or loaded already) is not an error. */
-export function loadModules(libc: Pick<Libc, 'finitModule'>, modulesDir: string, names: string[]): LoadResult {
+/** `params`: module parameters by module name (as moduleName gives it), e.g. CreateSandbox's kernel_modules. */
+export function loadModules(libc: Pick<Libc, 'finitModule'>, modulesDir: string, names: string[], params: Record<string, string> = {}): LoadResult {
   const result: LoadResult = { loaded: [], ms: {}, alreadyLoaded: [], unknown: [], failed: [] };
   let depText: string;
   try {
@@ -93,7 +94,7 @@ export function loadModules(libc: Pick<Libc, 'finitModule'>, modulesDir: string,
     try {
       fd = fs.openSync(path.join(modulesDir, file), 'r');
       const t0 = uptimeMs();
-      libc.finitModule(fd, '', 0);
+      libc.finitModule(fd, params[moduleName(file)] ?? '', 0);
       result.ms[moduleName(file)] = Math.round(uptimeMs() - t0);
       result.loaded.push(moduleName(file));
     } catch (err) {

@@ -63,6 +63,24 @@ t.test('loadModules: finit_module per file, EEXIST tolerated, failures reported 
   t.equal(libc.calls.filter((c) => c.name === 'finitModule').length, 4);
 });
 
+t.test('loadModules: parameters go to the module they name, not to its dependencies', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mods-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(dir, 'modules.dep'), dep);
+  for (const line of dep.trim().split('\n')) {
+    const f = path.join(dir, line.slice(0, line.indexOf(':')));
+    fs.mkdirSync(path.dirname(f), { recursive: true });
+    fs.writeFileSync(f, '');
+  }
+  const libc = new RecordingLibc();
+  const r = loadModules(libc, dir, ['vsock_loopback'], { vsock_loopback: 'a=1 b=2' });
+  t.same(r.loaded, ['vsock', 'vsock_loopback']);
+  t.same(
+    libc.calls.filter((c) => c.name === 'finitModule').map((c) => c.args[1]),
+    ['', 'a=1 b=2'],
+  );
+});
+
 t.test('loadModules without modules.dep reports it instead of throwing', async (t) => {
   const r = loadModules(new RecordingLibc(), '/nonexistent-modules-dir', ['x']);
   t.match(r.failed[0], { file: '/nonexistent-modules-dir/modules.dep', error: /ENOENT/ });

@@ -1,13 +1,14 @@
 // Pod-wide state CreateSandbox sets up and DestroySandbox undoes: shared IPC/UTS namespaces, DNS,
 // storages, kernel modules, and the choice of a shared pid namespace.
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { CreateSandboxRequest } from '../../../protos/gen/agent_pb.js';
 import type { Libc } from '../linux/libc.js';
 import { MNT_DETACH, MS_BIND } from '../linux/libc.js';
 import { failedPrecondition, RpcError, Code } from '../rpc/status.js';
 import { checkId } from '../container/id.js';
+import { loadModules, moduleName } from '../../../init/src/modules.js';
 import { releaseStorages, type MountedStorage, type StorageRegistry } from '../storage/storages.js';
 import { pinSharedNamespaces, unpinSharedNamespaces, type PinnedNamespaces } from './shared-namespaces.js';
 
@@ -16,6 +17,8 @@ export interface SandboxDeps {
   stateRoot: string;
   /** Where the pod's DNS config is bind-mounted: /etc/resolv.conf in a guest, a temp file in tests. */
   resolvConfTarget: string;
+  /** Where kernel_modules are looked up (modules.dep): /lib/modules/<release> by default. */
+  modulesDir?: string;
   /** Storages of the pod and its containers, counted by mount point. */
   storages: StorageRegistry;
 }
@@ -31,13 +34,18 @@ interface Active {
   pidnsPath?: string;
 }
 
-function modprobe(name: string, params: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    execFile('modprobe', [name, ...params], (err, _out, stderr) => {
-      if (err) reject(new RpcError(Code.INTERNAL, `modprobe ${name}: ${stderr.trim() || err.message}`));
-      else resolve();
-    });
-  });
+/**
+ * CreateSandbox's kernel_modules, loaded with finit_module from the guest's modules.dep as PID 1
+ * loads its own (no modprobe binary needed); the parameters go to the named module, not to the
+ * dependencies loaded before it.
+ */
+function loadKernelModule(libc: Libc, modulesDir: string, name: string, parameters: string[]): void {
+  const r = loadModules(libc, modulesDir, [name], { [moduleName(name)]: parameters.join(' ') });
+  // Unlisted, or no modules.dep at all: either way this guest does not carry what the host asked for.
+  if (r.unknown.length) throw new RpcError(Code.INVALID_ARGUMENT, `kernel module ${name}: not in ${modulesDir}/modules.dep`);
+  const noDep = r.failed.find((f) => f.file.endsWith('modules.dep'));
+  if (noDep) throw new RpcError(Code.INVALID_ARGUMENT, `kernel module ${name}: this guest has no modules.dep (${noDep.error})`);
+  if (r.failed.length) throw new RpcError(Code.INTERNAL, `kernel module ${name}: ${r.failed.map((f) => `${f.file}: ${f.error}`).join('; ')}`);
 }
 
 export class Sandbox {
@@ -77,7 +85,7 @@ export class Sandbox {
     const dir = path.join(this.deps.stateRoot, 'sandbox');
     const undo: (() => void)[] = [];
     try {
-      for (const m of req.kernelModules) await modprobe(m.name, m.parameters);
+      for (const m of req.kernelModules) loadKernelModule(libc, this.deps.modulesDir ?? path.join('/lib/modules', os.release()), m.name, m.parameters);
       if (!fs.existsSync(dir)) undo.push(() => fs.rmSync(dir, { recursive: true, force: true }));
       fs.mkdirSync(dir, { recursive: true });
       const namespaces = pinSharedNamespaces(libc, path.join(dir, 'ns'), req.hostname);
