@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import { libc } from '../../agent/src/linux/index.js';
 import { AF_VSOCK, SOCK_CLOEXEC, SOCK_STREAM } from '../../agent/src/linux/libc.js';
 import { parseAddress } from '../../agent/src/transport/address.js';
-import { socketFromFd } from '../../agent/src/transport/uv-handle.js';
+import { socketFromFd } from '../../agent/src/linux/uv-handle.js';
 import { connectYamuxUnix } from '../../agent/src/transport/yamux/client.js';
 
 /**

@@ -11,6 +11,7 @@ import {
   AT_REMOVEDIR,
   AT_SYMLINK_NOFOLLOW,
   F_GETFD,
+  F_OK,
   FD_CLOEXEC,
   MNT_DETACH,
   MSG_CMSG_CLOEXEC,
@@ -19,6 +20,9 @@ import {
   O_PATH,
   RESOLVE_IN_ROOT,
   RESOLVE_NO_MAGICLINKS,
+  S_IFDIR,
+  S_IFLNK,
+  S_IFMT,
   SOCK_CLOEXEC,
   SOCK_SEQPACKET,
   SOCK_STREAM,
@@ -78,6 +82,35 @@ t.test('the *at() calls and openat2 on a real directory', async (t) => {
   l.unlinkat(root, 'abs-link', 0);
   l.unlinkat(root, 'sub', AT_REMOVEDIR);
   t.same(fs.readdirSync(dir), []);
+});
+
+t.test('fstat, faccessat and write agree with what Node itself sees', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kata-libc-stat-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(`${dir}/file`, '');
+  fs.symlinkSync('file', `${dir}/link`);
+  const l = libc();
+  for (const [name, flags, type] of [
+    ['', fs.constants.O_DIRECTORY, S_IFDIR],
+    ['file', 0, 0o100000],
+    ['link', fs.constants.O_NOFOLLOW, S_IFLNK],
+  ] as const) {
+    const fd = l.openat(AT_FDCWD, `${dir}/${name}`, O_PATH | O_CLOEXEC | flags, 0);
+    const st = l.fstat(fd);
+    const node = fs.fstatSync(fd);
+    l.close(fd);
+    t.equal(st.mode & S_IFMT, type, `${name || 'dir'}: type bits (an O_PATH|O_NOFOLLOW fd of a link is the link)`);
+    t.equal(st.mode, node.mode, `${name || 'dir'}: mode as Node reports it`);
+    t.equal(st.dev, node.dev, `${name || 'dir'}: st_dev encoded as Node's`);
+  }
+  t.throws(() => l.fstat(-1), { code: 'EBADF', syscall: 'fstat' });
+  l.faccessat(AT_FDCWD, `${dir}/file`, F_OK, 0);
+  t.throws(() => l.faccessat(AT_FDCWD, `${dir}/missing`, F_OK, 0), { code: 'ENOENT', syscall: 'faccessat' });
+  const fd = l.openat(AT_FDCWD, `${dir}/file`, fs.constants.O_WRONLY | O_CLOEXEC, 0);
+  t.equal(l.write(fd, Buffer.from('4242\n')), 5);
+  l.close(fd);
+  t.equal(fs.readFileSync(`${dir}/file`, 'utf8'), '4242\n');
+  t.throws(() => l.write(-1, Buffer.from('x')), { code: 'EBADF', syscall: 'write' });
 });
 
 t.test('AF_VSOCK socket, bind and listen on VMADDR_CID_ANY', async (t) => {

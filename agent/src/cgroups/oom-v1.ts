@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Libc } from '../linux/libc.js';
 import { EFD_CLOEXEC, EFD_NONBLOCK } from '../linux/libc.js';
-import { socketFromFd } from '../transport/uv-handle.js';
+import { socketFromFd } from '../linux/uv-handle.js';
 import { CgroupFileError, type CgroupFiles } from './files.js';
 
 export function watchOomV1(memoryDir: string, libc: Libc, files: CgroupFiles, onOom: () => void, onError: (err: Error) => void): () => void {

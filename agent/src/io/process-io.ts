@@ -1,6 +1,6 @@
 import { F_DUPFD_CLOEXEC, type Libc } from '../linux/libc.js';
 import { Code, RpcError } from '../rpc/status.js';
-import { socketFromFd } from '../transport/uv-handle.js';
+import { socketFromFd } from '../linux/uv-handle.js';
 import { OutputStream } from './output-stream.js';
 import { openPipe, type Pipe } from './pipes.js';
 import { ptyDrain } from './pty-drain.js';

@@ -9,7 +9,7 @@ import { AF_NETLINK, AF_VSOCK, TIOCGWINSZ, TIOCSWINSZ, type CapSets, type Libc, 
 
 // Nothing FFI happens when this module loads: koffi (its native addon), libc.so.6 and each C
 // function are loaded on first use. A process binds only what it calls: the container-init helper,
-// a fresh node for every container start, calls at most 30 of these 49 functions.
+// a fresh node for every container start, calls at most 33 of these 53 functions.
 type Koffi = typeof import('koffi');
 const bound: { koffi: false | 'addon' | 'entry'; library: boolean; functions: string[] } = { koffi: false, library: false, functions: [] };
 
@@ -108,6 +108,9 @@ const prototypes = {
   fchownat: 'int fchownat(int, const char *, uint32_t, uint32_t, int)',
   symlinkat: 'int symlinkat(const char *, int, const char *)',
   unlinkat: 'int unlinkat(int, const char *, int)',
+  statx: 'int statx(int, const char *, int, unsigned int, void *)',
+  faccessat: 'int faccessat(int, const char *, int, int)',
+  write: 'intptr_t write(int, const void *, size_t)',
   signal: 'void *signal(int, void *)',
   execve: 'int execve(const char *, const char **, const char **)',
   dup3: 'int dup3(int, int, int)',
@@ -136,6 +139,12 @@ export function bindAll(): string[] {
   for (const n of names) void c[n];
   return names;
 }
+
+const AT_EMPTY_PATH = 0x1000;
+const STATX_TYPE = 0x1;
+const STATX_MODE = 0x2;
+/** struct statx is 256 bytes on every architecture (unlike struct stat, whose layout differs). */
+const STATX_SIZE = 256;
 
 // Calls glibc 2.36 has no wrapper for. pivot_root's number is per architecture; close_range is
 // one of the syscalls numbered alike on every architecture since 5.x.
@@ -385,6 +394,19 @@ export const koffiLibc: Libc = {
   },
   unlinkat(dirFd, path, flags) {
     check('unlinkat', `${dirFd}, ${path}`, c.unlinkat(dirFd, path, flags));
+  },
+  fstat(fd) {
+    // statx(fd, "", AT_EMPTY_PATH) is what libuv's fstat calls too; its struct has one layout everywhere:
+    // stx_mode u16 at 28, stx_dev_major and stx_dev_minor u32 at 136 and 140.
+    const sx = Buffer.alloc(STATX_SIZE);
+    check('fstat', `fd=${fd}`, c.statx(fd, '', AT_EMPTY_PATH, STATX_TYPE | STATX_MODE, sx));
+    return { dev: Number(makedev(sx.readUInt32LE(136), sx.readUInt32LE(140))), mode: sx.readUInt16LE(28) };
+  },
+  faccessat(dirFd, path, mode, flags) {
+    check('faccessat', `${dirFd}, ${path}, ${mode}`, c.faccessat(dirFd, path, mode, flags));
+  },
+  write(fd, data) {
+    return check('write', `fd=${fd}, ${data.length} bytes`, Number(c.write(fd, data, data.length)));
   },
   closeRange(first, last, flags) {
     check('close_range', `${first}, ${last}, ${flags}`, Number(c.syscall(SYS_close_range, 'uint', first, 'uint', last >>> 0, 'uint', flags)));

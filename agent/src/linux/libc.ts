@@ -96,6 +96,12 @@ export const O_PATH = 0o10000000;
 export const AT_FDCWD = -100;
 export const AT_SYMLINK_NOFOLLOW = 0x100;
 export const AT_REMOVEDIR = 0x200;
+/** faccessat() mode: existence only. */
+export const F_OK = 0;
+/** st_mode file type bits (the same on every Linux architecture). */
+export const S_IFMT = 0o170000;
+export const S_IFDIR = 0o040000;
+export const S_IFLNK = 0o120000;
 /** openat2() resolve flags (linux/openat2.h). */
 export const RESOLVE_NO_MAGICLINKS = 0x02;
 export const RESOLVE_NO_SYMLINKS = 0x04;
@@ -127,6 +133,14 @@ export const TIOCGPTPEER = 0x5441;
 export interface Winsize {
   rows: number;
   cols: number;
+}
+
+/** What fstat() tells about an open fd (an O_PATH one included): its filesystem and type. */
+export interface FileStat {
+  /** st_dev, encoded as glibc's makedev() does (and so equal to Node's Stats.dev). */
+  dev: number;
+  /** st_mode: the S_IF* type bits and the permission bits. */
+  mode: number;
 }
 
 /** recvFd() result: the data bytes read and the fd that came with them, if one did. */
@@ -186,6 +200,12 @@ export interface Libc {
   fchownat(dirFd: number, path: string, uid: number, gid: number, flags: number): void;
   symlinkat(target: string, dirFd: number, path: string): void;
   unlinkat(dirFd: number, path: string, flags: number): void;
+  /** fstat() of `fd` (through statx(AT_EMPTY_PATH), as Node's own fstat does). A symlink opened O_PATH|O_NOFOLLOW is reported as the link. */
+  fstat(fd: number): FileStat;
+  /** faccessat(); throws (ENOENT...) where the access is refused, returns when it is allowed. */
+  faccessat(dirFd: number, path: string, mode: number, flags: number): void;
+  /** One write() of `data`; returns the byte count written (files in /proc/sys take a value in one write). */
+  write(fd: number, data: Uint8Array): number;
   closeRange(first: number, last: number, flags: number): void;
   /** Restores the default disposition (Node ignores SIGPIPE and SIGXFSZ; ignored signals survive exec). */
   resetSignal(signo: number): void;

@@ -1,5 +1,5 @@
 import { SyscallError } from './errno.js';
-import type { CapSets, Libc, ReceivedFd, WaitResult, Winsize } from './libc.js';
+import type { CapSets, FileStat, Libc, ReceivedFd, WaitResult, Winsize } from './libc.js';
 
 export interface RecordedCall {
   name: keyof Libc;
@@ -143,6 +143,15 @@ export class RecordingLibc implements Libc {
   }
   unlinkat(d: number, p: string, fl: number) {
     this.run('unlinkat', [d, p, fl], undefined);
+  }
+  fstat(fd: number): FileStat {
+    return this.run('fstat', [fd], { dev: 0, mode: 0 });
+  }
+  faccessat(d: number, p: string, m: number, fl: number) {
+    this.run('faccessat', [d, p, m, fl], undefined);
+  }
+  write(fd: number, data: Uint8Array) {
+    return this.run('write', [fd, data], data.length);
   }
   closeRange(f: number, l: number, fl: number) {
     this.run('closeRange', [f, l, fl], undefined);

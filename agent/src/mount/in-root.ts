@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import { SyscallError } from '../linux/errno.js';
 import type { Libc } from '../linux/libc.js';
-import { AT_FDCWD, AT_REMOVEDIR, O_CLOEXEC, O_PATH, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS } from '../linux/libc.js';
+import { AT_FDCWD, AT_REMOVEDIR, O_CLOEXEC, O_PATH, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, S_IFLNK, S_IFMT } from '../linux/libc.js';
 
 const { O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_WRONLY } = fs.constants;
 const ENOENT = 2;
@@ -32,8 +32,8 @@ export interface Root {
 }
 
 /** Whether an entry made in `dirFd` is in the rootfs itself (and so outlives the helper's mounts). */
-export function onRootFs(root: Root, dirFd: number): boolean {
-  return root.dev !== undefined && fs.fstatSync(dirFd).dev === root.dev;
+export function onRootFs(libc: Libc, root: Root, dirFd: number): boolean {
+  return root.dev !== undefined && libc.fstat(dirFd).dev === root.dev;
 }
 
 /** What a resolution created, relative to the root, in creation order (so a failed setup can undo it). */
@@ -75,7 +75,7 @@ export function openInRoot(libc: Libc, root: Root, rel: string, kind: Kind, crea
       } catch (err) {
         if (errnoOf(err) !== ENOENT || !create) throw annotate(err, where);
         const asFile = last && create === 'file';
-        if (makeEntry(libc, dir, part, asFile) && created && onRootFs(root, dir))
+        if (makeEntry(libc, dir, part, asFile) && created && onRootFs(libc, root, dir))
           created.push({ path: parts.slice(0, i + 1).join('/'), kind: asFile ? 'file' : 'dir' });
         try {
           fd = libc.openat(dir, part, flags, 0);
@@ -86,7 +86,7 @@ export function openInRoot(libc: Libc, root: Root, rel: string, kind: Kind, crea
       if (dir !== root.fd) libc.close(dir);
       dir = fd;
       // O_PATH|O_NOFOLLOW without O_DIRECTORY opens a symlink itself: refuse it, it is not what was planned.
-      if (last && kind !== 'dir' && fs.fstatSync(fd).isSymbolicLink()) throw new SyscallError('openat', ELOOP, `${where} is a symlink`);
+      if (last && kind !== 'dir' && (libc.fstat(fd).mode & S_IFMT) === S_IFLNK) throw new SyscallError('openat', ELOOP, `${where} is a symlink`);
     }
     if (dir === root.fd) return libc.openat(root.fd, '.', O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
     return dir;

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import type { Duplex } from 'node:stream';
 import { F_DUPFD_CLOEXEC, POLLHUP, POLLIN, POLLOUT, type Libc } from '../linux/libc.js';
-import { socketFromFd } from './uv-handle.js';
+import { socketFromFd } from '../linux/uv-handle.js';
 
 export interface VportDeviceOptions {
   /** Waits between looks at the port while no host is attached (first, then doubling, capped). */

@@ -3,7 +3,7 @@ import { ConfigError } from '../config/errors.js';
 import { AF_VSOCK, SOCK_CLOEXEC, SOCK_STREAM, type Libc } from '../linux/libc.js';
 import { formatAddress } from './address.js';
 import type { Listener } from './listener.js';
-import { acceptOnFd, net, type FdServer } from './uv-handle.js';
+import { acceptOnFd, net, type FdServer } from '../linux/uv-handle.js';
 
 export class VsockListener implements Listener {
   private server?: FdServer;

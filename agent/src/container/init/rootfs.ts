@@ -1,7 +1,9 @@
 // Mount-namespace work of the container-init helper: runs in the helper's main thread only, with
-// synchronous fs calls (libuv's threadpool threads stay in the agent's old mount namespace). Every
+// synchronous calls (libuv's threadpool threads stay in the agent's old mount namespace). Every
 // path under the rootfs is opened through fds (mount/in-root.ts) and mounted on as /proc/self/fd/N:
-// the rootfs may be shared with running containers that swap its directories for symlinks.
+// the rootfs may be shared with running containers that swap its directories for symlinks. Every
+// kernel effect goes through the Libc it is given (node:fs only supplies the O_* numbers), so a
+// unit test can drive the whole setup against RecordingLibc.
 import fs from 'node:fs';
 import path from 'node:path';
 import { SyscallError } from '../../linux/errno.js';
@@ -9,6 +11,7 @@ import type { Libc } from '../../linux/libc.js';
 import {
   AT_FDCWD,
   AT_SYMLINK_NOFOLLOW,
+  F_OK,
   MNT_DETACH,
   MS_BIND,
   MS_MOVE,
@@ -20,9 +23,15 @@ import {
   MS_REMOUNT,
   O_CLOEXEC,
   O_PATH,
+  S_IFDIR,
+  S_IFMT,
 } from '../../linux/libc.js';
 import { fdPath, inParent, onRootFs, openFollowingInRoot, openIfExists, openInRoot, type Created, type Root } from '../../mount/in-root.js';
 import type { CreatePlan, DeviceStep, MountStep } from './plan.js';
+
+const { O_DIRECTORY, O_NOFOLLOW, O_WRONLY } = fs.constants;
+const ENOENT = 2;
+const EEXIST = 17;
 
 /** The rootfs being built, as an fd every lookup starts from, and what it created so far. */
 interface Build {
@@ -143,7 +152,7 @@ function makeDevice(b: Build, d: DeviceStep): void {
       const replaced = unlinkIfThere(libc, dir, name);
       libc.mknodat(dir, name, d.mode, d.major, d.minor);
       // A node that replaced one of the rootfs's own stays on failure; one made from nothing goes.
-      if (!replaced && onRootFs(b.root, dir)) b.created.push({ path: d.path.replace(/^\/+/, ''), kind: 'file' });
+      if (!replaced && onRootFs(libc, b.root, dir)) b.created.push({ path: d.path.replace(/^\/+/, ''), kind: 'file' });
       libc.fchownat(dir, name, d.uid, d.gid, AT_SYMLINK_NOFOLLOW);
     },
     b.created,
@@ -169,7 +178,7 @@ function maskPath(b: Build, p: string): void {
   if (fd === undefined) return;
   try {
     const target = targetOf(b, fd, p);
-    if (fs.fstatSync(fd).isDirectory()) b.libc.mount('tmpfs', target, 'tmpfs', MS_RDONLY, null);
+    if ((b.libc.fstat(fd).mode & S_IFMT) === S_IFDIR) b.libc.mount('tmpfs', target, 'tmpfs', MS_RDONLY, null);
     else b.libc.mount('/dev/null', target, null, MS_BIND, null);
   } catch (err) {
     throw named(err, p);
@@ -207,18 +216,50 @@ function atExisting(b: Build, p: string, f: (target: string) => void): void {
 function writeSysctl(b: Build, key: string, value: string): void {
   const rel = `proc/sys/${key.replace(/\./g, '/')}`;
   inParent(b.libc, b.root, rel, false, (dir, name) => {
+    const where = `/${rel} (sysctl ${key})`;
     let fd: number;
     try {
-      fd = b.libc.openat(dir, name, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW | O_CLOEXEC, 0);
+      fd = b.libc.openat(dir, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0);
     } catch (err) {
-      throw err instanceof SyscallError ? new SyscallError('open', err.errno, `/${rel} (sysctl ${key})`) : err;
+      throw err instanceof SyscallError ? new SyscallError('open', err.errno, where) : err;
     }
     try {
-      fs.writeSync(fd, value);
+      b.libc.write(fd, Buffer.from(value));
+    } catch (err) {
+      // The kernel refuses a bad value at write(): the fd alone would not say which sysctl it was.
+      throw err instanceof SyscallError ? new SyscallError('write', err.errno, `${where} = "${value}"`) : err;
     } finally {
       b.libc.close(fd);
     }
   });
+}
+
+/**
+ * mkdir -p of a host path with mode 0777 (before the umask), parents made only when the path's own
+ * mkdir finds none, as fs.mkdirSync(recursive) does. Something other than a directory already there
+ * is left for the bind mount onto it to refuse.
+ */
+function mkdirAll(libc: Libc, p: string): void {
+  try {
+    libc.mkdirat(AT_FDCWD, p, 0o777);
+  } catch (err) {
+    const errno = err instanceof SyscallError ? err.errno : undefined;
+    if (errno === EEXIST) return;
+    const parent = path.dirname(p);
+    if (errno !== ENOENT || parent === p) throw err;
+    mkdirAll(libc, parent);
+    mkdirAll(libc, p);
+  }
+}
+
+/** access(F_OK) as fs.existsSync does it: any refusal counts as absent. */
+function exists(libc: Libc, p: string): boolean {
+  try {
+    libc.faccessat(AT_FDCWD, p, F_OK, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Attaches what the setup created to its error, so the agent can remove it once this helper is gone. */
@@ -234,10 +275,10 @@ export class RootfsError extends Error {
 /** Everything between unshare and the container's view of "/": mounts, devices, root switch, paths, sysctls. */
 export function setupRootfs(libc: Libc, plan: CreatePlan): void {
   libc.mount(null, '/', null, plan.rootPropagation, null);
-  fs.mkdirSync(plan.rootfsMount, { recursive: true });
+  mkdirAll(libc, plan.rootfsMount);
   libc.mount(plan.rootfs, plan.rootfsMount, null, MS_BIND | MS_REC, null);
-  const rootFd = libc.openat(AT_FDCWD, plan.rootfsMount, O_PATH | fs.constants.O_DIRECTORY | O_CLOEXEC, 0);
-  const b: Build = { libc, root: { fd: rootFd, name: plan.rootfs, dev: fs.fstatSync(rootFd).dev }, created: [] };
+  const rootFd = libc.openat(AT_FDCWD, plan.rootfsMount, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+  const b: Build = { libc, root: { fd: rootFd, name: plan.rootfs, dev: libc.fstat(rootFd).dev }, created: [] };
   try {
     for (const m of plan.mounts) mountOne(b, plan, m);
     for (const d of plan.devices) makeDevice(b, d);
@@ -250,9 +291,9 @@ export function setupRootfs(libc: Libc, plan: CreatePlan): void {
   // From here on "/" is the container's root: nothing the container links to can reach the host.
   const inner: Build = {
     libc,
-    root: { fd: libc.openat(AT_FDCWD, '/', O_PATH | fs.constants.O_DIRECTORY | O_CLOEXEC, 0), name: '' },
+    root: { fd: libc.openat(AT_FDCWD, '/', O_PATH | O_DIRECTORY | O_CLOEXEC, 0), name: '' },
     created: [],
-    byName: !fs.existsSync('/proc/self/fd'),
+    byName: !exists(libc, '/proc/self/fd'),
   };
   try {
     for (const [key, value] of Object.entries(plan.sysctl)) writeSysctl(inner, key, value);

@@ -3,7 +3,7 @@
 // Node's own sockets (docs/facts/platform.md). process.binding is deprecated, so its use is kept
 // to this one module.
 import type * as Net from 'node:net';
-import { errnoName } from '../linux/errno.js';
+import { errnoName } from './errno.js';
 
 interface PipeHandle {
   open(fd: number): number;
@@ -12,8 +12,45 @@ interface PipeHandle {
   onconnection: ((status: number, client?: unknown) => void) | null;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- process.binding is not in @types/node's Process type
-const pipeWrap = (process as any).binding('pipe_wrap') as { Pipe: new (type: number) => PipeHandle; constants: { SOCKET: number } };
+export interface PipeWrap {
+  Pipe: new (type: number) => PipeHandle;
+  constants: { SOCKET: number };
+}
+
+/**
+ * The parts of the binding this module relies on, checked once: a Node that drops or reshapes
+ * pipe_wrap then fails at load with a message that says so, not with a TypeError at the first vsock
+ * connection or container start.
+ */
+export function checkPipeWrap(binding: unknown): PipeWrap {
+  const b = binding as Partial<PipeWrap> | undefined;
+  const problems: string[] = [];
+  if (typeof b?.Pipe !== 'function') problems.push('no Pipe constructor');
+  else
+    for (const m of ['open', 'listen', 'close', 'readStart'] as const)
+      if (typeof (b.Pipe.prototype as Record<string, unknown>)[m] !== 'function') problems.push(`no Pipe.prototype.${m}()`);
+  if (typeof b?.constants?.SOCKET !== 'number') problems.push('no constants.SOCKET');
+  if (problems.length > 0)
+    throw new Error(
+      `process.binding('pipe_wrap') of Node ${process.version} is not what linux/uv-handle.ts needs (${problems.join(', ')}): fds can no longer be wrapped as sockets`,
+    );
+  return b as PipeWrap;
+}
+
+function loadPipeWrap(): PipeWrap {
+  let binding: unknown;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- process.binding is not in @types/node's Process type
+    binding = (process as any).binding('pipe_wrap');
+  } catch (err) {
+    throw new Error(`process.binding('pipe_wrap') is gone in Node ${process.version} (${(err as Error).message}): fds can no longer be wrapped as sockets`, {
+      cause: err,
+    });
+  }
+  return checkPipeWrap(binding);
+}
+
+const pipeWrap = loadPipeWrap();
 
 // node:net, with the ~20 stream modules it loads, is needed once there is a connection, not to
 // listen: an agent that listens on vsock loads it after it listens (~35 ms of a boot under TCG).
