@@ -162,7 +162,9 @@ export class ContainerManager {
         // A pooled helper waits for minutes and can be killed meanwhile (OOM killer, kill -9); its
         // death may not have been seen when it was taken. Its error is not this request's: the
         // container gets a fresh helper. An error the helper reported itself stands.
-        if (!pooled || !(helper.diedWithoutReport || gone(helper.pid))) throw err;
+        // (A helper that reported its error and then exited is gone too: gone() alone would retry it and
+        // lose its report of what it created under the rootfs.)
+        if (!pooled || helper.reportedError || !(helper.diedWithoutReport || gone(helper.pid))) throw err;
         this.deps.log.warn({ container_id: id, pid: helper.pid, err: (err as Error).message }, 'pooled helper gone; starting a fresh one');
         helper.child.kill('SIGKILL');
         await helper.exited;

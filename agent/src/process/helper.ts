@@ -184,11 +184,15 @@ export class Helper {
 
   private silentExit = false;
 
+  /** True once the helper reported an error of its own: that error stands, whatever became of the helper since. */
+  reportedError = false;
+
   /** What a failed rootfs setup made under the rootfs (from the helper's error report). */
   created: { path: string; kind: 'dir' | 'file' }[] = [];
 
   private async failure(s: HelperStatus | null, what: string): Promise<RpcError> {
     if (s?.state === 'error') {
+      this.reportedError = true;
       this.created = s.created ?? [];
       return new RpcError(Code[s.code], `${what}: ${s.message}`);
     }
