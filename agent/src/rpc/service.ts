@@ -55,12 +55,7 @@ export class AgentRpcService {
    * first call, so an agent that has only been health-checked has paid for neither (they are most of
    * its start-up under emulation and of its idle memory: bench/boot.bench.ts, bench/memory.bench.ts).
    */
-  constructor(
-    private readonly log: Logger,
-    agent: AgentHandlersSource,
-    health: HealthHandlers,
-    opts: ServiceOptions = {},
-  ) {
+  constructor(log: Logger, agent: AgentHandlersSource, health: HealthHandlers, opts: ServiceOptions = {}) {
     this.env = { log, interceptors: opts.interceptors ?? defaultInterceptors(log), onUndecodable: logUndecodable(log) };
     this.register(healthServiceName, healthMethods, health);
     if (typeof agent === 'function') this.pendingAgent = agent;

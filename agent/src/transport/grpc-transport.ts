@@ -63,17 +63,17 @@ export class GrpcTransport {
           const delivery = new Delivery();
           call.once('cancelled', () => abort.abort());
           service.call(typeName, name, call.request, { dialect: dialect1x, signal: abort.signal, delivery }).then(
-              (bytes) => {
-                const answer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-                deliveries.track(answer, delivery);
-                callback(null, answer);
-              },
-              // call() rejects with an RpcError only.
-              (e: RpcError) => {
-                delivery.undelivered();
-                callback({ code: e.code as number, details: e.message });
-              },
-            );
+            (bytes) => {
+              const answer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+              deliveries.track(answer, delivery);
+              callback(null, answer);
+            },
+            // call() rejects with an RpcError only.
+            (e: RpcError) => {
+              delivery.undelivered();
+              callback({ code: e.code as number, details: e.message });
+            },
+          );
         };
       }
       this.server.addService(definition, impl);
