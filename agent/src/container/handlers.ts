@@ -1,5 +1,5 @@
 import type { AgentHandlers } from '../rpc/service.js';
-import { invalidArgument } from '../rpc/status.js';
+import { invalidArgument } from '../errors.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import type { ContainerManager } from './manager.js';
 import { listProcesses } from './ps.js';

@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { CreateSandboxRequest } from '../../../protos/gen/agent_pb.js';
 import type { Libc } from '../linux/libc.js';
 import { MNT_DETACH, MS_BIND } from '../linux/libc.js';
-import { failedPrecondition, RpcError, Code } from '../rpc/status.js';
+import { AlreadyExists, failedPrecondition } from '../errors.js';
 import { checkId } from '../container/id.js';
 import { releaseStorages, type MountedStorage, type StorageRegistry } from '../storage/storages.js';
 import { pinSharedNamespaces, unpinSharedNamespaces, type PinnedNamespaces } from './shared-namespaces.js';
@@ -34,7 +34,7 @@ interface Active {
 function modprobe(name: string, params: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     execFile('modprobe', [name, ...params], (err, _out, stderr) => {
-      if (err) reject(new RpcError(Code.INTERNAL, `modprobe ${name}: ${stderr.trim() || err.message}`));
+      if (err) reject(new Error(`modprobe ${name}: ${stderr.trim() || err.message}`));
       else resolve();
     });
   });
@@ -71,7 +71,7 @@ export class Sandbox {
   }
 
   async create(req: CreateSandboxRequest): Promise<void> {
-    if (this.active) throw new RpcError(Code.ALREADY_EXISTS, `sandbox ${this.active.id} already exists`);
+    if (this.active) throw new AlreadyExists(`sandbox ${this.active.id} already exists`);
     if (req.sandboxId) checkId('sandbox', req.sandboxId);
     const libc = this.deps.libc;
     const dir = path.join(this.deps.stateRoot, 'sandbox');
