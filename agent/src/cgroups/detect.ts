@@ -25,7 +25,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { libc as realLibc } from '../linux/index.js';
 import type { Libc } from '../linux/libc.js';
-import { failedPrecondition } from '../rpc/status.js';
+import { failedPrecondition } from '../errors.js';
 import type { CgroupManager } from './cgroup.js';
 import { CgroupFiles, realCgroupFs, type CgroupFs } from './files.js';
 import { defaultCgroupLog, type CgroupLog } from './log.js';

@@ -1,6 +1,6 @@
 // What every driver's group does the same way, whatever files its version keeps: follow its OOM
 // watches, and refuse removal while processes remain.
-import { failedPrecondition } from '../rpc/status.js';
+import { failedPrecondition } from '../errors.js';
 import { waitUntil } from './wait.js';
 
 /** `pids()`, or none once the group's directory is gone (a repeated destroy). */

@@ -3,7 +3,7 @@
 import path from 'node:path';
 import type { LinuxResources } from '../../../protos/gen/oci_pb.js';
 import type { CgroupStats } from '../../../protos/gen/agent_pb.js';
-import { alreadyExists, failedPrecondition } from '../rpc/status.js';
+import { alreadyExists, failedPrecondition } from '../errors.js';
 import type { Cgroup, CgroupManager } from './cgroup.js';
 import { parsePids } from './files.js';
 import { makeGroupDirs, OwnedParents, removeCreated, removeGroupDirs } from './group-dirs.js';

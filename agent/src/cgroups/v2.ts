@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { LinuxResources } from '../../../protos/gen/oci_pb.js';
 import type { CgroupStats } from '../../../protos/gen/agent_pb.js';
 import { BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI, BPF_PROG_TYPE_CGROUP_DEVICE } from '../linux/libc.js';
-import { alreadyExists, failedPrecondition, invalidArgument } from '../rpc/status.js';
+import { alreadyExists, failedPrecondition, invalidArgument } from '../errors.js';
 import { deviceFilterProgram } from './device-filter.js';
 import type { Cgroup, CgroupManager } from './cgroup.js';
 import { parseFlatKeyed, parsePids } from './files.js';

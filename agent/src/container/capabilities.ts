@@ -1,4 +1,4 @@
-import { invalidArgument } from '../rpc/status.js';
+import { invalidArgument } from '../errors.js';
 
 // Linux capability numbers (include/uapi/linux/capability.h), index = number.
 const names = [

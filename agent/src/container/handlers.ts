@@ -1,5 +1,5 @@
 import type { AgentHandlers } from '../rpc/service.js';
-import { invalidArgument } from '../rpc/status.js';
+import { invalidArgument } from '../errors.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import type { ContainerManager } from './manager.js';
 import { listProcesses } from './ps.js';
@@ -40,8 +40,7 @@ export function containerHandlers(m: ContainerManager, sandbox: Sandbox, onSandb
           `SignalProcess ${req.containerId}/${req.execId || '(init)'}: signal ${req.signal} is out of range: valid signals are 1–${SIGRTMAX}`,
         );
       }
-      // kata 1.x treats exec id "" as every process of the container for any signal.
-      await m.signal(req.containerId, req.execId, req.signal, ctx.dialect.name === 'kata-1.x');
+      await m.signal(req.containerId, req.execId, req.signal, ctx.dialect.signalAllForEmptyExecId);
       return {};
     },
     async waitProcess(req) {

@@ -17,7 +17,7 @@ import { Helper } from '../process/helper.js';
 import type { HelperPool } from '../process/helper-pool.js';
 import type { CreateProcessIO, ProcessIO } from '../process/io-contract.js';
 import type { WarmExecHelpers } from '../process/warm-exec-helpers.js';
-import { alreadyExists, Code, failedPrecondition, invalidArgument, notFound, RpcError } from '../rpc/status.js';
+import { alreadyExists, DeadlineExceeded, failedPrecondition, invalidArgument, notFound } from '../errors.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import { releaseStorages } from '../storage/storages.js';
 import { bundleRootfs, removeBundle, writeBundle } from './bundle.js';
@@ -350,7 +350,7 @@ export class ContainerManager {
       const deadline = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutS * 1000)));
       const r = await Promise.race([exited, deadline]);
       clearTimeout(timer);
-      if (r === 'timeout') throw new RpcError(Code.DEADLINE_EXCEEDED, `container ${id}: processes still running after ${timeoutS} s`);
+      if (r === 'timeout') throw new DeadlineExceeded(`container ${id}: processes still running after ${timeoutS} s`);
     } else {
       await exited;
     }

@@ -1,4 +1,4 @@
-import { Code, RpcError } from '../rpc/status.js';
+import { Cancelled } from '../errors.js';
 
 /** OOM kills waiting for GetOOMEvent, a long poll: each event goes to exactly one caller. */
 export class OomEvents {
@@ -21,7 +21,7 @@ export class OomEvents {
       const onAbort = () => {
         const i = this.waiters.indexOf(waiter);
         if (i >= 0) this.waiters.splice(i, 1);
-        reject(new RpcError(Code.CANCELLED, 'GetOOMEvent cancelled'));
+        reject(new Cancelled('GetOOMEvent cancelled'));
       };
       if (signal.aborted) return onAbort();
       signal.addEventListener('abort', onAbort, { once: true });

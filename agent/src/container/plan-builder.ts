@@ -7,7 +7,7 @@ import type { LinuxDevice, Mount, Process, Spec } from '../../../protos/gen/oci_
 import { CLONE_NEWCGROUP, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUTS, MS_BIND, MS_REC, MS_REMOUNT } from '../linux/libc.js';
 import { parseMountOptions, rootPropagation } from '../mount/options.js';
 import { PathEscapeError, secureJoin } from '../mount/secure-join.js';
-import { invalidArgument } from '../rpc/status.js';
+import { invalidArgument } from '../errors.js';
 import { capMask, capNumber } from './capabilities.js';
 import type { CreatePlan, DeviceStep, MountStep, NamespaceJoin, ProcessPlan } from './init/plan.js';
 import { rlimitResource } from './rlimits.js';

@@ -1,12 +1,12 @@
 // ListProcesses (kata 1.x): "json" is the container's pids as a JSON array; "table" is `ps` output
 // (with the host's args, "-ef" by default) cut down to the header and the container's pids.
 import { execFile } from 'node:child_process';
-import { Code, invalidArgument, RpcError } from '../rpc/status.js';
+import { invalidArgument } from '../errors.js';
 
 function runPs(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile('ps', args, { maxBuffer: 16 << 20 }, (err, out, stderr) => {
-      if (err) reject(new RpcError(Code.INTERNAL, `ps ${args.join(' ')}: ${stderr.trim() || err.message}`));
+      if (err) reject(new Error(`ps ${args.join(' ')}: ${stderr.trim() || err.message}`));
       else resolve(out);
     });
   });
@@ -19,7 +19,7 @@ export async function listProcesses(pids: number[], format: string, args: string
   const lines = out.split('\n');
   const header = lines[0] ?? '';
   const pidCol = header.trim().split(/\s+/).indexOf('PID');
-  if (pidCol < 0) throw new RpcError(Code.INTERNAL, `ps ${args.join(' ')}: no PID column in "${header}"`);
+  if (pidCol < 0) throw new Error(`ps ${args.join(' ')}: no PID column in "${header}"`);
   const wanted = new Set(pids);
   const rows = lines.slice(1).filter((l) => l.trim() && wanted.has(Number(l.trim().split(/\s+/)[pidCol])));
   return Buffer.from([header, ...rows].join('\n') + '\n');

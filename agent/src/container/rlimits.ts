@@ -1,4 +1,4 @@
-import { invalidArgument } from '../rpc/status.js';
+import { invalidArgument } from '../errors.js';
 
 const resources: Record<string, number> = {
   RLIMIT_CPU: 0,

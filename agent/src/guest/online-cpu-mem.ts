@@ -12,7 +12,7 @@ import type { OnlineCPUMemRequest } from '../../../protos/gen/agent_pb.js';
 import type { Cgroup } from '../cgroups/cgroup.js';
 import type { Logger } from '../log/logger.js';
 import type { AgentHandlers } from '../rpc/service.js';
-import { Code, invalidArgument, RpcError } from '../rpc/status.js';
+import { DeadlineExceeded, invalidArgument } from '../errors.js';
 
 export interface OnlineCpuMemDeps {
   /** Root of sysfs; tests point it at a fake tree. None: not the guest's agent, nothing is onlined. */
@@ -31,7 +31,7 @@ function numbered(dir: string, prefix: string): string[] {
   try {
     names = fs.readdirSync(dir);
   } catch (err) {
-    throw new RpcError(Code.INTERNAL, `OnlineCPUMem: ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new Error(`OnlineCPUMem: ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   }
   return names.filter((x) => isNumbered(x, prefix)).sort((a, b) => Number(a.slice(prefix.length)) - Number(b.slice(prefix.length)));
 }
@@ -109,7 +109,7 @@ async function onlineCpus(deps: OnlineCpuMemDeps, req: OnlineCPUMemRequest, gene
     }
     if (Date.now() >= deadline) {
       const have = generation === 'kata-3.x' ? `${countOnlineCpus(cpuDir)} online` : `${added} onlined`;
-      throw new RpcError(Code.DEADLINE_EXCEEDED, `OnlineCPUMem: ${have}, ${req.nbCpus} wanted, after ${deps.hotplugTimeoutMs} ms (${cpuDir})`);
+      throw new DeadlineExceeded(`OnlineCPUMem: ${have}, ${req.nbCpus} wanted, after ${deps.hotplugTimeoutMs} ms (${cpuDir})`);
     }
     await sleep(RETRY_MS);
   }
@@ -124,7 +124,7 @@ function refreshCpusets(deps: OnlineCpuMemDeps, cpuDir: string): void {
     try {
       g.cgroup.refreshCpuset(guest, g.cpus);
     } catch (err) {
-      throw new RpcError(Code.INTERNAL, `OnlineCPUMem: cpuset of container ${g.id} (${guest}): ${(err as Error).message}`);
+      throw new Error(`OnlineCPUMem: cpuset of container ${g.id} (${guest}): ${(err as Error).message}`, { cause: err });
     }
   }
 }

@@ -2,7 +2,7 @@
 // guest whose container domain failed to start can still be given its network.
 import type { Libc } from '../linux/libc.js';
 import type { AgentHandlers } from '../rpc/service.js';
-import { invalidArgument } from '../rpc/status.js';
+import { invalidArgument } from '../errors.js';
 import { PodNetwork } from './pod-network.js';
 import { RtnlClient } from './rtnl-client.js';
 import { RtnlObjects } from './rtnl-objects.js';

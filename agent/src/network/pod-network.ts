@@ -3,7 +3,7 @@
 // answer is read back from the kernel, in the shapes kata's types.Interface and types.Route have.
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { IPFamily, type ARPNeighbor, type Interface, type InterfaceSchema, type Route, type RouteSchema } from '../../../protos/gen/types_pb.js';
-import { Code, invalidArgument, RpcError } from '../rpc/status.js';
+import { invalidArgument } from '../errors.js';
 import { AF_INET, AF_INET6, formatIp, formatMac, parseIp, parseMac, parsePrefix, parsePrefixLen, type IpBytes } from './inet.js';
 import { NetlinkError } from './rtnl-client.js';
 import {
@@ -49,7 +49,7 @@ export class PodNetwork {
     const link = links.find((l) => l.mac.equals(mac));
     // kata 3.x hosts retry (20 × 20 ms) only on this wording: a hot-plugged NIC may not be there yet.
     // INTERNAL, as the Rust agent answers any failed update.
-    if (!link) throw new RpcError(Code.INTERNAL, `update interface: Link not found (hwAddr ${iface.hwAddr})`);
+    if (!link) throw new Error(`update interface: Link not found (hwAddr ${iface.hwAddr})`);
 
     // The kernel renames only a link that is down (EBUSY otherwise).
     if (link.flags & IFF_UP) this.net.setLink(link, { flags: 0, change: IFF_UP }, 'down');
@@ -75,7 +75,7 @@ export class PodNetwork {
     if (holder) this.net.setLink(holder, { name: link.name, flags: holder.flags & IFF_UP, change: IFF_UP }, `name ${link.name} (the name ${name} had)`);
 
     const now = this.net.links().find((l) => l.index === link.index);
-    if (!now) throw new RpcError(Code.INTERNAL, `update interface: link ${name} (index ${link.index}) vanished while being configured`);
+    if (!now) throw new Error(`update interface: link ${name} (index ${link.index}) vanished while being configured`);
     // The guest kernel sees a virtio NIC (no link kind); the host's endpoint type then stays as sent.
     return this.shapeInterface(now, this.addressesOf(now), { type: iface.type, devicePath: iface.devicePath });
   }

@@ -18,6 +18,11 @@ export interface Dialect {
    * copy loop spin and it never reached WaitProcess.
    */
   endOfStream(what: string): RpcError;
+  /**
+   * Whether SignalProcess with exec id "" signals every process of the container, whatever the
+   * signal (kata 1.x), rather than only its init process (3.x, where only SIGKILL reaches them all).
+   */
+  readonly signalAllForEmptyExecId: boolean;
 }
 
 function decodeStrict(schema: DescMessage, bytes: Uint8Array): Message {
@@ -33,6 +38,7 @@ export const dialect3x: Dialect = {
   decode: (schema, bytes) => decodeStrict(schema, bytes),
   // The Rust agent fails the read with an INTERNAL status; 3.x hosts stop copying on any error.
   endOfStream: (what) => new RpcError(Code.INTERNAL, `EOF: ${what} has ended`, true),
+  signalAllForEmptyExecId: false,
 };
 
 export const dialect1x: Dialect = {
@@ -52,4 +58,5 @@ export const dialect1x: Dialect = {
   },
   // kata 1.x hosts compare the message with io.EOF's text: it must be exactly "EOF".
   endOfStream: () => new RpcError(Code.UNKNOWN, 'EOF', true),
+  signalAllForEmptyExecId: true,
 };

@@ -1,14 +1,16 @@
-import type { DescService, Message } from '@bufbuild/protobuf';
+import type { DescService } from '@bufbuild/protobuf';
 import type { AgentService } from '../../../protos/gen/agent_pb.js';
 import type { Health } from '../../../protos/gen/health_pb.js';
 import { healthMethods } from '../health/wire.js';
 import type { Logger } from '../log/logger.js';
-import type { Delivery } from './delivery.js';
-import type { Dialect } from './dialect.js';
-import type { CallContext, Handlers, LegacyFields } from './handlers.js';
+import { runCall, type CallEnv, type DispatchOptions, type Interceptor, type MethodEntry } from './call.js';
+import type { Handlers } from './handlers.js';
 import { agentProtos, healthProtos } from './lazy-protos.js';
+import { logCalls, logUndecodable } from './log-interceptor.js';
 import type { MethodCodec } from './method-codec.js';
 import { Code, RpcError, toRpcError, unimplemented } from './status.js';
+
+export type { DispatchOptions, MethodEntry } from './call.js';
 
 export const agentServiceName = 'grpc.AgentService';
 export const healthServiceName = 'grpc.Health';
@@ -24,41 +26,37 @@ export type HealthHandlers = Handlers<typeof Health>;
 /** The agent service's handlers, or how to build them on its first call. */
 export type AgentHandlersSource = AgentHandlers[] | (() => Promise<AgentHandlers[]>);
 
-export interface MethodEntry {
-  readonly service: string;
-  readonly name: string;
-  readonly codec: MethodCodec;
-  readonly implemented: boolean;
-  readonly call: (req: Message, ctx: CallContext) => Promise<unknown> | unknown;
+export interface ServiceOptions {
+  /**
+   * What every call passes through between decoding and its handler, first outermost (see
+   * Interceptor). Default: defaultInterceptors(log). A gate that may refuse calls goes after the
+   * logging one, so refused calls are logged like any other.
+   */
+  interceptors?: readonly Interceptor[];
 }
 
-export interface DispatchOptions {
-  dialect: Dialect;
-  signal: AbortSignal;
-  /** Settled by the transport once it knows whether the answer was written; absent = always delivered. */
-  delivery?: Delivery;
-}
+/** The interceptors every agent runs: the per-call log. */
+export const defaultInterceptors = (log: Logger): Interceptor[] => [logCalls(log)];
 
 /**
- * The one implementation of grpc.AgentService and grpc.Health that every transport serves. It owns
- * decoding (so malformed bytes become INVALID_ARGUMENT whatever the wire), the UNIMPLEMENTED answer
- * for RPCs no domain handles yet, and the one log line per call.
+ * The one implementation of grpc.AgentService and grpc.Health that every transport serves, through
+ * one path (call): it owns resolving the method (UNIMPLEMENTED for one it does not know or no domain
+ * handles yet), decoding (so malformed bytes become INVALID_ARGUMENT whatever the wire), the
+ * interceptors (the one log line per call among them) and mapping every failure to a status.
  */
 export class AgentRpcService {
   private readonly methods = new Map<string, MethodEntry>();
   private pendingAgent?: () => Promise<AgentHandlers[]>;
   private loadingAgent?: Promise<void>;
+  private readonly env: CallEnv;
 
   /**
    * `agent` may be a function: the agent service's descriptors and domains are then loaded on its
    * first call, so an agent that has only been health-checked has paid for neither (they are most of
    * its start-up under emulation and of its idle memory: bench/boot.bench.ts, bench/memory.bench.ts).
    */
-  constructor(
-    private readonly log: Logger,
-    agent: AgentHandlersSource,
-    health: HealthHandlers,
-  ) {
+  constructor(log: Logger, agent: AgentHandlersSource, health: HealthHandlers, opts: ServiceOptions = {}) {
+    this.env = { log, interceptors: opts.interceptors ?? defaultInterceptors(log), onUndecodable: logUndecodable(log) };
     this.register(healthServiceName, healthMethods, health);
     if (typeof agent === 'function') this.pendingAgent = agent;
     else this.register(agentServiceName, agentMethodCodecs(), Object.assign({}, ...agent));
@@ -109,41 +107,25 @@ export class AgentRpcService {
     return this.methods.get(`${service}/${method}`);
   }
 
-  /** Decodes, runs and encodes one call. Throws RpcError only; never anything else. */
-  async dispatch(entry: MethodEntry, payload: Uint8Array, opts: DispatchOptions): Promise<Uint8Array> {
-    const started = process.hrtime.bigint();
-    const legacy: LegacyFields = {};
-    let req: Message | undefined;
-    let code = Code.OK;
+  /**
+   * Serves one call as a transport received it: "grpc.AgentService", "CreateContainer" and the
+   * request's bytes. Resolves with the answer's bytes; rejects with an RpcError only, never anything
+   * else, so a transport just frames what it gets.
+   */
+  async call(service: string, method: string, payload: Uint8Array, opts: DispatchOptions): Promise<Uint8Array> {
+    let entry: MethodEntry | undefined;
     try {
-      req = entry.codec.decode(payload, opts.dialect, legacy);
-      const onUndelivered = (fn: () => void) => opts.delivery?.onUndelivered(fn);
-      // Without a transport's word (in-process callers), the answer is out once this call has returned.
-      const afterAnswer = (fn: () => void) => (opts.delivery ? opts.delivery.onSettled(fn) : setImmediate(fn));
-      const ctx: CallContext = { method: entry.name, dialect: opts.dialect, signal: opts.signal, log: this.log, legacy, onUndelivered, afterAnswer };
-      const init = await entry.call(req, ctx);
-      return entry.codec.encode(init);
+      entry = await this.resolve(service, method);
     } catch (err) {
-      const rpcErr = toRpcError(err);
-      code = rpcErr.code;
-      if (!rpcErr.expected && (code === Code.INTERNAL || code === Code.UNKNOWN)) this.log.error({ method: entry.name, err }, 'rpc failed');
-      throw rpcErr;
-    } finally {
-      if (this.log.isLevelEnabled('debug')) {
-        const r = req as { containerId?: string; execId?: string } | undefined;
-        this.log.debug(
-          {
-            method: entry.name,
-            container_id: r?.containerId || undefined,
-            exec_id: r?.execId || undefined,
-            duration_ms: Number(process.hrtime.bigint() - started) / 1e6,
-            code: Code[code],
-            wire: opts.dialect.name,
-          },
-          'rpc',
-        );
-      }
+      throw toRpcError(err);
     }
+    if (!entry) throw new RpcError(Code.UNIMPLEMENTED, `unknown method /${service}/${method}`);
+    return runCall(this.env, entry, payload, opts);
+  }
+
+  /** The part of call() after resolving, for in-process callers that hold an entry already. */
+  dispatch(entry: MethodEntry, payload: Uint8Array, opts: DispatchOptions): Promise<Uint8Array> {
+    return runCall(this.env, entry, payload, opts);
   }
 }
 

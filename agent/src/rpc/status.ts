@@ -1,3 +1,5 @@
+import { AgentError, type ErrorKind } from '../errors.js';
+
 // Status codes shared by every wire. gRPC and ttrpc both carry the google.rpc codes, so handlers raise
 // these and each transport maps them to its own frame without knowing which handler failed.
 export enum Code {
@@ -35,11 +37,26 @@ export class RpcError extends Error {
   }
 }
 
+// Statuses built directly, for rpc/ and the domains whose unit tests still pin RpcError (errors.ts
+// holds the domain-side equivalents).
 export const invalidArgument = (msg: string) => new RpcError(Code.INVALID_ARGUMENT, msg);
 export const notFound = (msg: string) => new RpcError(Code.NOT_FOUND, msg);
 export const alreadyExists = (msg: string) => new RpcError(Code.ALREADY_EXISTS, msg);
 export const failedPrecondition = (msg: string) => new RpcError(Code.FAILED_PRECONDITION, msg);
 export const unimplemented = (method: string) => new RpcError(Code.UNIMPLEMENTED, `${method} is not implemented yet`);
+
+// The one place a domain error kind becomes a status: the same on every wire and in every dialect.
+const kindCodes: Record<ErrorKind, Code> = {
+  InvalidArgument: Code.INVALID_ARGUMENT,
+  NotFound: Code.NOT_FOUND,
+  AlreadyExists: Code.ALREADY_EXISTS,
+  FailedPrecondition: Code.FAILED_PRECONDITION,
+  Unavailable: Code.UNAVAILABLE,
+  Cancelled: Code.CANCELLED,
+  DeadlineExceeded: Code.DEADLINE_EXCEEDED,
+  ResourceExhausted: Code.RESOURCE_EXHAUSTED,
+  PermissionDenied: Code.PERMISSION_DENIED,
+};
 
 // errno names that have an obvious status; anything else is INTERNAL with the syscall named in the message.
 const errnoCodes: Record<string, Code> = {
@@ -61,6 +78,7 @@ const errnoCodes: Record<string, Code> = {
 /** Turns anything a handler threw into a status the wire can carry. */
 export function toRpcError(err: unknown): RpcError {
   if (err instanceof RpcError) return err;
+  if (err instanceof AgentError) return new RpcError(kindCodes[err.kind], err.message);
   if (err instanceof Error) {
     const errno = (err as NodeJS.ErrnoException).code;
     const code = (errno ? errnoCodes[errno] : undefined) ?? Code.INTERNAL;

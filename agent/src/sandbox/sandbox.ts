@@ -6,7 +6,7 @@ import path from 'node:path';
 import type { CreateSandboxRequest } from '../../../protos/gen/agent_pb.js';
 import type { Libc } from '../linux/libc.js';
 import { MNT_DETACH, MS_BIND } from '../linux/libc.js';
-import { failedPrecondition, RpcError, Code } from '../rpc/status.js';
+import { AlreadyExists, InvalidArgument, failedPrecondition } from '../errors.js';
 import { checkId } from '../container/id.js';
 import { loadModules, moduleName } from '../../../init/src/modules.js';
 import { releaseStorages, type MountedStorage, type StorageRegistry } from '../storage/storages.js';
@@ -42,10 +42,10 @@ interface Active {
 function loadKernelModule(libc: Libc, modulesDir: string, name: string, parameters: string[]): void {
   const r = loadModules(libc, modulesDir, [name], { [moduleName(name)]: parameters.join(' ') });
   // Unlisted, or no modules.dep at all: either way this guest does not carry what the host asked for.
-  if (r.unknown.length) throw new RpcError(Code.INVALID_ARGUMENT, `kernel module ${name}: not in ${modulesDir}/modules.dep`);
+  if (r.unknown.length) throw new InvalidArgument(`kernel module ${name}: not in ${modulesDir}/modules.dep`);
   const noDep = r.failed.find((f) => f.file.endsWith('modules.dep'));
-  if (noDep) throw new RpcError(Code.INVALID_ARGUMENT, `kernel module ${name}: this guest has no modules.dep (${noDep.error})`);
-  if (r.failed.length) throw new RpcError(Code.INTERNAL, `kernel module ${name}: ${r.failed.map((f) => `${f.file}: ${f.error}`).join('; ')}`);
+  if (noDep) throw new InvalidArgument(`kernel module ${name}: this guest has no modules.dep (${noDep.error})`);
+  if (r.failed.length) throw new Error(`kernel module ${name}: ${r.failed.map((f) => `${f.file}: ${f.error}`).join('; ')}`);
 }
 
 export class Sandbox {
@@ -79,7 +79,7 @@ export class Sandbox {
   }
 
   async create(req: CreateSandboxRequest): Promise<void> {
-    if (this.active) throw new RpcError(Code.ALREADY_EXISTS, `sandbox ${this.active.id} already exists`);
+    if (this.active) throw new AlreadyExists(`sandbox ${this.active.id} already exists`);
     if (req.sandboxId) checkId('sandbox', req.sandboxId);
     const libc = this.deps.libc;
     const dir = path.join(this.deps.stateRoot, 'sandbox');

@@ -4,7 +4,7 @@ import { Delivery } from '../rpc/delivery.js';
 import { dialect1x } from '../rpc/dialect.js';
 import { serviceMethods } from '../../../protos/gen/service_methods.js';
 import { agentServiceName, healthServiceName, type AgentRpcService } from '../rpc/service.js';
-import { Code, RpcError, toRpcError } from '../rpc/status.js';
+import type { RpcError } from '../rpc/status.js';
 import type { Logger } from '../log/logger.js';
 import { GrpcDeliveries } from './grpc-delivery.js';
 import { addLazyReflection } from './grpc-reflection.js';
@@ -62,24 +62,18 @@ export class GrpcTransport {
           const abort = new AbortController();
           const delivery = new Delivery();
           call.once('cancelled', () => abort.abort());
-          service
-            .resolve(typeName, name)
-            .then((entry) => {
-              if (!entry) throw new RpcError(Code.UNIMPLEMENTED, `unknown method /${typeName}/${name}`);
-              return service.dispatch(entry, call.request, { dialect: dialect1x, signal: abort.signal, delivery });
-            })
-            .then(
-              (bytes) => {
-                const answer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-                deliveries.track(answer, delivery);
-                callback(null, answer);
-              },
-              (err: unknown) => {
-                delivery.undelivered();
-                const e = toRpcError(err);
-                callback({ code: e.code as number, details: e.message });
-              },
-            );
+          service.call(typeName, name, call.request, { dialect: dialect1x, signal: abort.signal, delivery }).then(
+            (bytes) => {
+              const answer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+              deliveries.track(answer, delivery);
+              callback(null, answer);
+            },
+            // call() rejects with an RpcError only.
+            (e: RpcError) => {
+              delivery.undelivered();
+              callback({ code: e.code as number, details: e.message });
+            },
+          );
         };
       }
       this.server.addService(definition, impl);

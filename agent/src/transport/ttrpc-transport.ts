@@ -2,7 +2,6 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from '../log/logger.js';
 import { dialect3x } from '../rpc/dialect.js';
 import type { AgentRpcService } from '../rpc/service.js';
-import { Code, RpcError } from '../rpc/status.js';
 import type { TtrpcConnection } from './ttrpc/connection.js';
 import { TtrpcServer } from './ttrpc/server.js';
 
@@ -34,11 +33,7 @@ export class TtrpcTransport {
 
   constructor(service: AgentRpcService, log: Logger) {
     this.server = new TtrpcServer(
-      async (call) => {
-        const entry = await service.resolve(call.service, call.method);
-        if (!entry) throw new RpcError(Code.UNIMPLEMENTED, `unknown method /${call.service}/${call.method}`);
-        return service.dispatch(entry, call.payload, { dialect: dialect3x, signal: call.signal, delivery: call.delivery });
-      },
+      (call) => service.call(call.service, call.method, call.payload, { dialect: dialect3x, signal: call.signal, delivery: call.delivery }),
       { maxInFlight: MAX_IN_FLIGHT, writeHighWater: WRITE_HIGH_WATER, log },
     );
   }

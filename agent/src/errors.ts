@@ -1,0 +1,79 @@
+/**
+ * Failures the domains raise in their own terms. Which status a host sees for each kind is decided
+ * in one place, rpc/status.ts (toRpcError), so a domain never names a wire code and a change of
+ * mapping cannot drift between domains. Anything else a domain throws (a plain Error, an errno
+ * error) is mapped there too: errno by its name, the rest as an internal failure.
+ */
+export type ErrorKind =
+  | 'InvalidArgument'
+  | 'NotFound'
+  | 'AlreadyExists'
+  | 'FailedPrecondition'
+  | 'Unavailable'
+  | 'Cancelled'
+  | 'DeadlineExceeded'
+  | 'ResourceExhausted'
+  | 'PermissionDenied';
+
+export abstract class AgentError extends Error {
+  abstract readonly kind: ErrorKind;
+}
+
+/** The request itself is wrong: retrying it unchanged fails the same way. */
+export class InvalidArgument extends AgentError {
+  readonly kind = 'InvalidArgument';
+  override readonly name = 'InvalidArgument';
+}
+
+/** What the request names (container, process, interface) does not exist. */
+export class NotFound extends AgentError {
+  readonly kind = 'NotFound';
+  override readonly name = 'NotFound';
+}
+
+/** What the request would create exists already. */
+export class AlreadyExists extends AgentError {
+  readonly kind = 'AlreadyExists';
+  override readonly name = 'AlreadyExists';
+}
+
+/** The request is valid but the state it finds does not allow it (a paused container, a busy cgroup). */
+export class FailedPrecondition extends AgentError {
+  readonly kind = 'FailedPrecondition';
+  override readonly name = 'FailedPrecondition';
+}
+
+/** Not possible yet (a terminal not open yet); the same request may succeed later. */
+export class Unavailable extends AgentError {
+  readonly kind = 'Unavailable';
+  override readonly name = 'Unavailable';
+}
+
+/** Given up because the caller went away. */
+export class Cancelled extends AgentError {
+  readonly kind = 'Cancelled';
+  override readonly name = 'Cancelled';
+}
+
+/** Given up after waiting as long as the request or the agent allows. */
+export class DeadlineExceeded extends AgentError {
+  readonly kind = 'DeadlineExceeded';
+  override readonly name = 'DeadlineExceeded';
+}
+
+/** Out of something the guest has a limited amount of (memory, space, descriptors). */
+export class ResourceExhausted extends AgentError {
+  readonly kind = 'ResourceExhausted';
+  override readonly name = 'ResourceExhausted';
+}
+
+/** The guest refuses what the request asks. */
+export class PermissionDenied extends AgentError {
+  readonly kind = 'PermissionDenied';
+  override readonly name = 'PermissionDenied';
+}
+
+export const invalidArgument = (msg: string) => new InvalidArgument(msg);
+export const notFound = (msg: string) => new NotFound(msg);
+export const alreadyExists = (msg: string) => new AlreadyExists(msg);
+export const failedPrecondition = (msg: string) => new FailedPrecondition(msg);
