@@ -15,7 +15,7 @@ import { libc } from '../../agent/src/linux/index.js';
 import { createLogger } from '../../agent/src/log/logger.js';
 import { dialect1x, dialect3x, type Dialect } from '../../agent/src/rpc/dialect.js';
 import { AgentRpcService } from '../../agent/src/rpc/service.js';
-import { Code, RpcError, notFound } from '../../agent/src/rpc/status.js';
+import { Code, notFound } from '../../agent/src/rpc/status.js';
 import { spawnWithIO } from './spawn-with-io.js';
 import { readToEnd } from '../support/end-of-stream.js';
 
@@ -96,7 +96,8 @@ t.test('TtyWinResize: resizes a pty; UNAVAILABLE "no tty" on pipes', async (t) =
   t.equal(out, '\r\n50 132\r\n');
   await t.rejects(
     call('TtyWinResize', TtyWinResizeRequestSchema, EmptySchema, { containerId: 'c1', execId: 'pipes', row: 50, column: 132 }),
-    new RpcError(Code.UNAVAILABLE, 'no tty'),
+    { code: Code.UNAVAILABLE, message: /^no tty \(process pipes of container c1\)$/ },
+    'the error names the process and its container',
   );
 });
 
@@ -110,7 +111,7 @@ t.test('unknown ids are NOT_FOUND on every stdio RPC; len 0 is INVALID_ARGUMENT'
   const io = createProcessIO({ terminal: false, pipeSize: 0, libc: libc() });
   procs.set('c1/z', io);
   spawnWithIO(t, io, 'echo x');
-  await t.rejects(read('z', 0), new RpcError(Code.INVALID_ARGUMENT, 'len must be greater than 0'));
+  await t.rejects(read('z', 0), { code: Code.INVALID_ARGUMENT, message: /^len must be greater than 0 \(process z of container c1\)$/ });
   t.equal(Buffer.from((await read('z', 1)).data).toString(), 'x', 'the bad call took nothing');
 });
 

@@ -14,39 +14,62 @@ function readLength(len: number): number {
   return len;
 }
 
+/**
+ * The stdio objects do not know whose they are; their errors get the process and container named
+ * here (after the text, so that a status line still starts with what went wrong).
+ */
+function naming<R>(req: { containerId: string; execId: string }, run: () => R): R {
+  const name = (err: unknown): never => {
+    if (err instanceof RpcError && !err.expected && !err.message.includes(req.containerId)) {
+      throw new RpcError(err.code, `${err.message} (process ${req.execId || '(init)'} of container ${req.containerId})`);
+    }
+    throw err;
+  };
+  try {
+    const r = run();
+    return (r instanceof Promise ? r.catch(name) : r) as R;
+  } catch (err) {
+    return name(err);
+  }
+}
+
 /** WriteStdin, ReadStdout, ReadStderr, CloseStdin and TtyWinResize. Wire forms come from ctx.dialect. */
 export function ioHandlers(lookup: ProcessIOLookup): AgentHandlers {
   const read =
     (stream: OutputName): NonNullable<AgentHandlers['readStdout']> =>
-    async (req, ctx) => {
-      const len = readLength(req.len);
-      const io = lookup(req.containerId, req.execId);
-      const data = await io.read(stream, len, ctx.signal);
-      if (data === null) throw ctx.dialect.endOfStream(`${stream} of process ${req.execId || '(init)'} of container ${req.containerId}`);
-      // The bytes left the queue; if the answer never reaches the host they go back for its next
-      // read, so a host that disconnects mid-read (kata agent#125: truncated output) loses none.
-      ctx.onUndelivered(() => io.unread(stream, data));
-      return { data };
-    };
+    (req, ctx) =>
+      naming(req, async () => {
+        const len = readLength(req.len);
+        const io = lookup(req.containerId, req.execId);
+        const data = await io.read(stream, len, ctx.signal);
+        if (data === null) throw ctx.dialect.endOfStream(`${stream} of process ${req.execId || '(init)'} of container ${req.containerId}`);
+        // The bytes left the queue; if the answer never reaches the host they go back for its next
+        // read, so a host that disconnects mid-read (kata agent#125: truncated output) loses none.
+        ctx.onUndelivered(() => io.unread(stream, data));
+        return { data };
+      });
   return {
-    async writeStdin(req, ctx) {
-      const io = lookup(req.containerId, req.execId);
-      // An empty write is how 3.x hosts close stdin.
-      if (req.data.length === 0) {
-        io.closeStdin();
-        return { len: 0 };
-      }
-      return { len: await io.write(req.data, ctx.signal) };
-    },
+    writeStdin: (req, ctx) =>
+      naming(req, async () => {
+        const io = lookup(req.containerId, req.execId);
+        // An empty write is how 3.x hosts close stdin.
+        if (req.data.length === 0) {
+          io.closeStdin();
+          return { len: 0 };
+        }
+        return { len: await io.write(req.data, ctx.signal) };
+      }),
     readStdout: read('stdout'),
     readStderr: read('stderr'),
-    closeStdin(req) {
-      lookup(req.containerId, req.execId).closeStdin();
-      return {};
-    },
-    ttyWinResize(req) {
-      lookup(req.containerId, req.execId).resize(req.row, req.column);
-      return {};
-    },
+    closeStdin: (req) =>
+      naming(req, () => {
+        lookup(req.containerId, req.execId).closeStdin();
+        return {};
+      }),
+    ttyWinResize: (req) =>
+      naming(req, () => {
+        lookup(req.containerId, req.execId).resize(req.row, req.column);
+        return {};
+      }),
   };
 }
