@@ -19,59 +19,40 @@ export abstract class AgentError extends Error {
   abstract readonly kind: ErrorKind;
 }
 
-/** The request itself is wrong: retrying it unchanged fails the same way. */
-export class InvalidArgument extends AgentError {
-  readonly kind = 'InvalidArgument';
-  override readonly name = 'InvalidArgument';
+/** The base of one kind: its `kind`, and its name in stack traces and logs. */
+function ofKind<K extends ErrorKind>(kind: K) {
+  return class extends AgentError {
+    readonly kind: K = kind;
+    override readonly name: string = kind;
+  };
 }
+
+/** The request itself is wrong: retrying it unchanged fails the same way. */
+export class InvalidArgument extends ofKind('InvalidArgument') {}
 
 /** What the request names (container, process, interface) does not exist. */
-export class NotFound extends AgentError {
-  readonly kind = 'NotFound';
-  override readonly name = 'NotFound';
-}
+export class NotFound extends ofKind('NotFound') {}
 
 /** What the request would create exists already. */
-export class AlreadyExists extends AgentError {
-  readonly kind = 'AlreadyExists';
-  override readonly name = 'AlreadyExists';
-}
+export class AlreadyExists extends ofKind('AlreadyExists') {}
 
 /** The request is valid but the state it finds does not allow it (a paused container, a busy cgroup). */
-export class FailedPrecondition extends AgentError {
-  readonly kind = 'FailedPrecondition';
-  override readonly name = 'FailedPrecondition';
-}
+export class FailedPrecondition extends ofKind('FailedPrecondition') {}
 
 /** Not possible yet (a terminal not open yet); the same request may succeed later. */
-export class Unavailable extends AgentError {
-  readonly kind = 'Unavailable';
-  override readonly name = 'Unavailable';
-}
+export class Unavailable extends ofKind('Unavailable') {}
 
 /** Given up because the caller went away. */
-export class Cancelled extends AgentError {
-  readonly kind = 'Cancelled';
-  override readonly name = 'Cancelled';
-}
+export class Cancelled extends ofKind('Cancelled') {}
 
 /** Given up after waiting as long as the request or the agent allows. */
-export class DeadlineExceeded extends AgentError {
-  readonly kind = 'DeadlineExceeded';
-  override readonly name = 'DeadlineExceeded';
-}
+export class DeadlineExceeded extends ofKind('DeadlineExceeded') {}
 
 /** Out of something the guest has a limited amount of (memory, space, descriptors). */
-export class ResourceExhausted extends AgentError {
-  readonly kind = 'ResourceExhausted';
-  override readonly name = 'ResourceExhausted';
-}
+export class ResourceExhausted extends ofKind('ResourceExhausted') {}
 
 /** The guest refuses what the request asks. */
-export class PermissionDenied extends AgentError {
-  readonly kind = 'PermissionDenied';
-  override readonly name = 'PermissionDenied';
-}
+export class PermissionDenied extends ofKind('PermissionDenied') {}
 
 export const invalidArgument = (msg: string) => new InvalidArgument(msg);
 export const notFound = (msg: string) => new NotFound(msg);
