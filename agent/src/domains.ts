@@ -6,6 +6,7 @@ import { defaults, type AgentConfig } from './config/config.js';
 import type { CgroupManager } from './cgroups/cgroup.js';
 import { cgroupVersionFromConfig, createCgroupManager } from './cgroups/detect.js';
 import { containerHandlers } from './container/handlers.js';
+import { copyFileHandlers } from './storage/copy-file.js';
 import { ContainerManager } from './container/manager.js';
 import { guestDetailsHandlers } from './guest/details.js';
 import { ioHandlers } from './io/handlers.js';
@@ -160,6 +161,8 @@ export async function startDomains(config: AgentConfig, log: Logger, deps: Domai
   const handlers = [
     ...domains.handlers,
     network.handlers,
+    // Nor does CopyFile: it only writes files, and the host sends them before any container exists.
+    copyFileHandlers({ libc: deps.libc ?? realLibc(), sharedDir: sharedContainersDir(config.stateRoot) }),
     guestDetailsHandlers({
       sysfs: deps.sysfs ?? '/sys',
       isInit: process.pid === 1,
