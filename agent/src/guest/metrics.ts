@@ -129,7 +129,10 @@ export interface ProcessStat {
 
 /** /proc/<pid>/stat: utime+stime and starttime. The command name may hold spaces and ')', so fields count from its last ')'. */
 export function parseProcessStat(text: string): ProcessStat {
-  const rest = text.slice(text.lastIndexOf(')') + 2).trim().split(/\s+/);
+  const rest = text
+    .slice(text.lastIndexOf(')') + 2)
+    .trim()
+    .split(/\s+/);
   // rest[0] is field 3 (state): utime, stime and starttime are fields 14, 15 and 22.
   const field = (n: number) => Number(rest[n - 3]);
   const ticks = field(14) + field(15);
@@ -155,9 +158,7 @@ export class MetricsCollector {
   /** One scrape: the agent's process metrics, then the guest's. */
   collect(): string {
     this.scrapes++;
-    const families: Family[] = [
-      { name: 'kata_agent_scrape_count', help: 'Metrics scrape count', type: 'counter', samples: [{ value: this.scrapes }] },
-    ];
+    const families: Family[] = [{ name: 'kata_agent_scrape_count', help: 'Metrics scrape count', type: 'counter', samples: [{ value: this.scrapes }] }];
     const stat = this.read('stat', parseStat);
     this.agentFamilies(families, stat);
     this.guestFamilies(families, stat);
@@ -165,9 +166,13 @@ export class MetricsCollector {
   }
 
   private read<T>(rel: string, parse: (text: string) => T): T | undefined {
+    return this.attempt(rel, (file) => parse(fs.readFileSync(file, 'utf8')));
+  }
+
+  private attempt<T>(rel: string, get: (file: string) => T): T | undefined {
     const file = path.join(this.deps.proc, rel);
     try {
-      return parse(fs.readFileSync(file, 'utf8'));
+      return get(file);
     } catch (err) {
       this.deps.log.debug({ file, err: (err as NodeJS.ErrnoException).code ?? (err as Error).message }, 'GetMetrics: source left out');
       return undefined;
@@ -177,7 +182,8 @@ export class MetricsCollector {
   private agentFamilies(families: Family[], guestStat: KernelStat | undefined): void {
     const ps = this.read('self/stat', parseProcessStat);
     const status = this.read('self/status', parseProcessStatus);
-    const fds = this.read('self/fd', () => fs.readdirSync(path.join(this.deps.proc, 'self/fd')).length);
+    // Counted while the listing is open, so one of them is the listing's own fd.
+    const fds = this.attempt('self/fd', (dir) => fs.readdirSync(dir).length);
     const one = (name: string, help: string, value: number | undefined, type: Family['type'] = 'gauge') =>
       families.push({ name, help, type, samples: value === undefined ? [] : [{ value }] });
     one('kata_agent_process_cpu_seconds_total', 'Agent process user and system CPU time in seconds', ps?.cpuSeconds, 'counter');
@@ -222,7 +228,8 @@ export class MetricsCollector {
       for (const [name, help, value, type] of counters) families.push({ name, help, type, samples: value === undefined ? [] : [{ value }] });
     }
     const uptime = this.read('uptime', parseUptime);
-    if (uptime !== undefined) families.push({ name: 'kata_guest_uptime_seconds', help: 'Guest uptime in seconds', type: 'gauge', samples: [{ value: uptime }] });
+    if (uptime !== undefined)
+      families.push({ name: 'kata_guest_uptime_seconds', help: 'Guest uptime in seconds', type: 'gauge', samples: [{ value: uptime }] });
     const mem = this.read('meminfo', parseMeminfo);
     if (mem)
       families.push({
