@@ -8,7 +8,11 @@ import { cgroupVersionFromConfig, createCgroupManager } from './cgroups/detect.j
 import { containerHandlers } from './container/handlers.js';
 import { copyFileHandlers } from './storage/copy-file.js';
 import { ContainerManager } from './container/manager.js';
+import { guestDateTimeHandlers } from './guest/date-time.js';
 import { guestDetailsHandlers } from './guest/details.js';
+import { memProbeHandlers } from './guest/mem-probe.js';
+import { metricsHandlers } from './guest/metrics.js';
+import { randomHandlers } from './guest/random.js';
 import { ioHandlers } from './io/handlers.js';
 import { sharedContainersDir, staleShareMountHandlers } from './storage/stale-share-mounts.js';
 import { createProcessIO } from './io/process-io.js';
@@ -48,8 +52,10 @@ export interface DomainDeps {
   pool?: HelperPool;
   /** Warm exec helpers (default: capped at DEFAULT_WARM_EXEC_MAX); tests pass their own to read its stats. */
   warmExec?: WarmExecHelpers;
-  /** Root of sysfs (/sys); tests give a fake tree for OnlineCPUMem and GetGuestDetails. */
+  /** Root of sysfs (/sys); tests give a fake tree for OnlineCPUMem, MemHotplugByProbe and GetGuestDetails. */
   sysfs?: string;
+  /** Root of procfs (/proc) GetMetrics reads; tests give a fixture tree. */
+  proc?: string;
   /** Makes a filesystem type available (loads its modules); tests record what was asked. */
   ensureFilesystem?: (fstype: string) => void;
   /** watchable-bind poll interval (default 2 s, kata's). */
@@ -158,11 +164,17 @@ export async function startDomains(config: AgentConfig, log: Logger, deps: Domai
   }
   // The network needs no cgroup driver: it is served even when the container domain is not.
   const network = networkHandlers(deps.libc ?? realLibc());
+  // As in buildDomains: off the guest (another state root) the host's clock, RNG and memory stay alone.
+  const guest = config.stateRoot === defaults.stateRoot;
   const handlers = [
     ...domains.handlers,
     network.handlers,
     // Nor does CopyFile: it only writes files, and the host sends them before any container exists.
     copyFileHandlers({ libc: deps.libc ?? realLibc(), sharedDir: sharedContainersDir(config.stateRoot) }),
+    guestDateTimeHandlers({ libc: deps.libc ?? realLibc(), log, guest }),
+    randomHandlers({ libc: deps.libc ?? realLibc(), log, guest }),
+    memProbeHandlers({ sysfs: deps.sysfs ?? (guest ? '/sys' : undefined), log }),
+    metricsHandlers({ proc: deps.proc ?? '/proc', log }),
     guestDetailsHandlers({
       sysfs: deps.sysfs ?? '/sys',
       isInit: process.pid === 1,

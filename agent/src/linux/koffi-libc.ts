@@ -33,7 +33,7 @@ import { TIOCGWINSZ, TIOCSWINSZ, type CapSets, type Libc } from './libc.js';
 
 // Nothing FFI happens when this module loads: koffi (its native addon), libc.so.6 and each C
 // function are loaded on first use. A process binds only what it calls: the container-init helper,
-// a fresh node for every container start, calls at most 33 of these 53 functions.
+// a fresh node for every container start, calls at most 33 of these 54 functions.
 type Koffi = typeof import('koffi');
 const bound: { koffi: false | 'addon' | 'entry'; library: boolean; functions: string[] } = { koffi: false, library: false, functions: [] };
 
@@ -141,6 +141,7 @@ const prototypes = {
   posix_openpt: 'int posix_openpt(int)',
   unlockpt: 'int unlockpt(int)',
   poll: 'int poll(void *, unsigned long, int)',
+  settimeofday: 'int settimeofday(const void *, const void *)',
 };
 
 const c = lazyTable(prototypes, (prototype, name) => {
@@ -473,5 +474,12 @@ export const koffiLibc: Libc = {
     pfd.writeInt16LE(events, 4);
     check('poll', `fd=${fd}, events=0x${events.toString(16)}, ${timeoutMs} ms`, c.poll(pfd, 1, timeoutMs));
     return pfd.readUInt16LE(6);
+  },
+  settimeofday(sec, usec) {
+    // struct timeval on 64-bit Linux: time_t tv_sec, suseconds_t tv_usec, both 8 bytes.
+    const tv = Buffer.alloc(16);
+    tv.writeBigInt64LE(sec, 0);
+    tv.writeBigInt64LE(usec, 8);
+    check('settimeofday', `${sec}.${String(usec).padStart(6, '0')}`, c.settimeofday(tv, null));
   },
 };

@@ -130,6 +130,12 @@ export const TIOCSWINSZ = 0x5414;
 /** Opens the slave of a pty master without a path lookup (Linux 4.13+), so /dev/pts need not be visible. */
 export const TIOCGPTPEER = 0x5441;
 
+// linux/random.h ioctls (asm-generic encoding, x86_64 and aarch64 alike).
+/** _IOW('R', 0x03, int[2]): a struct rand_pool_info {int entropy_count (bits); int buf_size; u32 buf[]}. */
+export const RNDADDENTROPY = 0x40085203;
+/** _IO('R', 0x07): makes the kernel's CRNG take what the input pool has now. */
+export const RNDRESEEDCRNG = 0x5207;
+
 export interface Winsize {
   rows: number;
   cols: number;
@@ -243,4 +249,6 @@ export interface Libc {
   getWinsize(fd: number): Winsize;
   /** poll() of one fd; returns its revents (0 when the timeout passed). timeoutMs 0 never blocks. */
   poll(fd: number, events: number, timeoutMs: number): number;
+  /** settimeofday() of the system clock (no timezone); the caller checks that usec is below 1e6. */
+  settimeofday(sec: bigint, usec: bigint): void;
 }

@@ -220,4 +220,7 @@ export class RecordingLibc implements Libc {
   poll(fd: number, events: number, timeoutMs: number) {
     return this.run('poll', [fd, events, timeoutMs], 0);
   }
+  settimeofday(sec: bigint, usec: bigint) {
+    this.run('settimeofday', [sec, usec], undefined);
+  }
 }
