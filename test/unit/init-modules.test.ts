@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { loadModules, loadOrder, moduleName, parseModulesDep, readModuleList } from '../../init/src/modules.js';
 import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
 
@@ -37,7 +37,8 @@ t.test('dependencies load first and each file once', async (t) => {
   }
 });
 
-t.test('loadModules: finit_module per file, EEXIST tolerated, failures reported with the file', async (t) => {
+/** A modules directory with `dep` as its modules.dep and a (fake) file for every module in it. */
+function modulesTree(t: Test): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mods-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   fs.writeFileSync(path.join(dir, 'modules.dep'), dep);
@@ -46,6 +47,11 @@ t.test('loadModules: finit_module per file, EEXIST tolerated, failures reported 
     fs.mkdirSync(path.dirname(f), { recursive: true });
     fs.writeFileSync(f, 'not really a module');
   }
+  return dir;
+}
+
+t.test('loadModules: finit_module per file, EEXIST tolerated, failures reported with the file', async (t) => {
+  const dir = modulesTree(t);
   const { SyscallError } = await import('../../agent/src/linux/errno.js');
   let n = 0;
   const libc = new RecordingLibc({
@@ -64,14 +70,7 @@ t.test('loadModules: finit_module per file, EEXIST tolerated, failures reported 
 });
 
 t.test('loadModules: parameters go to the module they name, not to its dependencies', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mods-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  fs.writeFileSync(path.join(dir, 'modules.dep'), dep);
-  for (const line of dep.trim().split('\n')) {
-    const f = path.join(dir, line.slice(0, line.indexOf(':')));
-    fs.mkdirSync(path.dirname(f), { recursive: true });
-    fs.writeFileSync(f, '');
-  }
+  const dir = modulesTree(t);
   const libc = new RecordingLibc();
   const r = loadModules(libc, dir, ['vsock_loopback'], { vsock_loopback: 'a=1 b=2' });
   t.same(r.loaded, ['vsock', 'vsock_loopback']);
