@@ -18,18 +18,14 @@ function readLength(len: number): number {
  * The stdio objects do not know whose they are; their errors get the process and container named
  * here (after the text, so that a status line still starts with what went wrong).
  */
-function naming<R>(req: { containerId: string; execId: string }, run: () => R): R {
-  const name = (err: unknown): never => {
+async function naming<R>(req: { containerId: string; execId: string }, run: () => R | Promise<R>): Promise<R> {
+  try {
+    return await run();
+  } catch (err) {
     if (err instanceof RpcError && !err.expected && !err.message.includes(req.containerId)) {
       throw new RpcError(err.code, `${err.message} (process ${req.execId || '(init)'} of container ${req.containerId})`);
     }
     throw err;
-  };
-  try {
-    const r = run();
-    return (r instanceof Promise ? r.catch(name) : r) as R;
-  } catch (err) {
-    return name(err);
   }
 }
 
