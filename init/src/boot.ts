@@ -1,14 +1,12 @@
 // PID-1 duties, in the order the rest depends on: filesystems first (config needs /proc/cmdline),
 // then, once the agent's config is known, cgroups, modules, network, hostname, reaping and signals.
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import type { AgentConfig } from '../../agent/src/config/config.js';
 import { PR_SET_CHILD_SUBREAPER, type Libc } from '../../agent/src/linux/libc.js';
 import type { Logger } from '../../agent/src/log/logger.js';
 import { OrphanReaper } from '../../agent/src/process/reaper.js';
 import { mountCgroups } from './cgroups.js';
-import { loadModules, readModuleList } from './modules.js';
+import { defaultModulesDir, loadModules, readModuleList } from './modules.js';
 import { linkPtmx, mountAll } from './mounts.js';
 import { setInterfaceUp } from './network.js';
 import { uptimeMs } from '../../agent/src/log/uptime.js';
@@ -35,7 +33,7 @@ export interface BootPaths {
 
 export const defaultBootPaths = (): BootPaths => ({
   moduleList: '/etc/kata-agent/modules',
-  modulesDir: path.join('/lib/modules', os.release()),
+  modulesDir: defaultModulesDir(),
   hostnameFile: '/etc/hostname',
 });
 

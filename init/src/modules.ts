@@ -1,10 +1,14 @@
 // Loads the kernel modules the image lists (/etc/kata-agent/modules), dependencies first, from the
 // image's own /lib/modules/<release>/modules.dep (written by depmod at build time).
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { splitWords } from '../../agent/src/config/words.js';
 import type { Libc } from '../../agent/src/linux/libc.js';
 import { uptimeMs } from '../../agent/src/log/uptime.js';
+
+/** The running kernel's module tree, where depmod wrote modules.dep. */
+export const defaultModulesDir = (): string => path.join('/lib/modules', os.release());
 
 export interface ModuleInfo {
   /** Path relative to the modules folder. */

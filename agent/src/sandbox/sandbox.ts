@@ -1,14 +1,13 @@
 // Pod-wide state CreateSandbox sets up and DestroySandbox undoes: shared IPC/UTS namespaces, DNS,
 // storages, kernel modules, and the choice of a shared pid namespace.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { CreateSandboxRequest } from '../../../protos/gen/agent_pb.js';
 import type { Libc } from '../linux/libc.js';
 import { MNT_DETACH, MS_BIND } from '../linux/libc.js';
 import { AlreadyExists, InvalidArgument, failedPrecondition } from '../errors.js';
 import { checkId } from '../container/id.js';
-import { loadModules, moduleName } from '../../../init/src/modules.js';
+import { defaultModulesDir, loadModules, moduleName } from '../../../init/src/modules.js';
 import { releaseStorages, type MountedStorage, type StorageRegistry } from '../storage/storages.js';
 import { pinSharedNamespaces, unpinSharedNamespaces, type PinnedNamespaces } from './shared-namespaces.js';
 
@@ -85,7 +84,7 @@ export class Sandbox {
     const dir = path.join(this.deps.stateRoot, 'sandbox');
     const undo: (() => void)[] = [];
     try {
-      for (const m of req.kernelModules) loadKernelModule(libc, this.deps.modulesDir ?? path.join('/lib/modules', os.release()), m.name, m.parameters);
+      for (const m of req.kernelModules) loadKernelModule(libc, this.deps.modulesDir ?? defaultModulesDir(), m.name, m.parameters);
       if (!fs.existsSync(dir)) undo.push(() => fs.rmSync(dir, { recursive: true, force: true }));
       fs.mkdirSync(dir, { recursive: true });
       const namespaces = pinSharedNamespaces(libc, path.join(dir, 'ns'), req.hostname);

@@ -2,8 +2,7 @@
 // does not load (a pod without a shared directory never pays for them): the first storage of that
 // type loads them, with the init's own finit_module loader, not a modprobe the image may not have.
 import fs from 'node:fs';
-import os from 'node:os';
-import { loadModules } from '../../../init/src/modules.js';
+import { defaultModulesDir, loadModules } from '../../../init/src/modules.js';
 import type { Libc } from '../linux/libc.js';
 import type { Logger } from '../log/logger.js';
 import { Code, RpcError } from '../rpc/status.js';
@@ -35,7 +34,7 @@ export interface FilesystemDeps {
 
 export function filesystemEnsurer(deps: FilesystemDeps): (fstype: string) => void {
   const read = deps.readFilesystems ?? (() => fs.readFileSync('/proc/filesystems', 'utf8'));
-  const modulesDir = deps.modulesDir ?? `/lib/modules/${os.release()}`;
+  const modulesDir = deps.modulesDir ?? defaultModulesDir();
   return (fstype) => {
     if (parseFilesystems(read()).has(fstype)) return;
     const modules = filesystemModules[fstype];
