@@ -76,6 +76,12 @@ interface Domains {
   shutdown(): Promise<void>;
 }
 
+/**
+ * The guest's own agent runs with the default state root; any other state root is a test or
+ * development run on some host, whose kernel, clock and files the agent must leave alone.
+ */
+const onTheGuest = (config: AgentConfig): boolean => config.stateRoot === defaults.stateRoot;
+
 function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domains {
   const handlers: AgentHandlers[] = [];
   let cgroups = deps.cgroups;
@@ -89,12 +95,10 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
   const libc = deps.libc ?? realLibc();
   const pool = deps.pool ?? new HelperPool(libc, deps.helperPoolSize ?? 1);
   const warmExec = deps.warmExec ?? new WarmExecHelpers(libc, DEFAULT_WARM_EXEC_MAX);
-  // A state root other than the guest's own means a test or development run on some host: the pod's
-  // DNS file must then not be bind-mounted over that host's /etc/resolv.conf.
-  const resolvConfTarget = deps.resolvConfTarget ?? (config.stateRoot === defaults.stateRoot ? '/etc/resolv.conf' : `${config.stateRoot}/etc-resolv.conf`);
-  // The guest's own agent runs with the default state root; a test or development run on some host
-  // (another state root) must neither load modules into that host's kernel nor online its memory.
-  const guest = config.stateRoot === defaults.stateRoot;
+  // Off the guest the pod's DNS file must not be bind-mounted over that host's /etc/resolv.conf, and
+  // no module may go into that host's kernel nor any of its memory be onlined.
+  const guest = onTheGuest(config);
+  const resolvConfTarget = deps.resolvConfTarget ?? (guest ? '/etc/resolv.conf' : `${config.stateRoot}/etc-resolv.conf`);
   const storages = new StorageRegistry({
     libc,
     log,
@@ -164,8 +168,8 @@ export async function startDomains(config: AgentConfig, log: Logger, deps: Domai
   }
   // The network needs no cgroup driver: it is served even when the container domain is not.
   const network = networkHandlers(deps.libc ?? realLibc());
-  // As in buildDomains: off the guest (another state root) the host's clock, RNG and memory stay alone.
-  const guest = config.stateRoot === defaults.stateRoot;
+  // Off the guest the host's clock, RNG and memory stay alone.
+  const guest = onTheGuest(config);
   const handlers = [
     ...domains.handlers,
     network.handlers,
