@@ -3,7 +3,6 @@
 // the pod directory shared the way each generation shares it: 9p for 1.x (gRPC with 1.x's
 // :authority), virtio-fs through QEMU's virtiofsd for 3.x (ttrpc; in a yamux stream of the agent
 // port, since these machines cannot give a guest vsock). Paths are the real /run/kata-containers ones.
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,20 +14,10 @@ import { GuestRpc } from '../support/guest-rpc.js';
 import { guestSkip, mustRunButCannot } from '../support/guest-skip.js';
 import { appId, hostShareFiles, runPod, sandboxId, type Generation, type HostCall } from '../support/kata-pod.js';
 import { agentReady, bootGuest, kataKernelParams } from '../support/qemu.js';
+import { startVirtiofsd, vhostUserFsArgs, virtiofsdMissing, type Virtiofsd } from '../support/virtiofsd.js';
 
 if (mustRunButCannot) t.fail(`CI must run the in-VM tests: ${mustRunButCannot}`);
-const virtiofsd = '/usr/lib/qemu/virtiofsd';
-const skip = guestSkip || containerTestSkipReason() || (!fs.existsSync(virtiofsd) && `${virtiofsd} missing (qemu-system-common)`) || false;
-
-async function startVirtiofsd(share: string, dir: string): Promise<{ daemon: ChildProcess; socket: string }> {
-  const socket = path.join(dir, 'virtiofsd.sock');
-  const daemon = spawn(virtiofsd, [`--socket-path=${socket}`, '-o', `source=${share}`, '-o', 'cache=auto'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  daemon.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  for (let i = 0; i < 200 && !fs.existsSync(socket); i++) await new Promise((r) => setTimeout(r, 25));
-  if (!fs.existsSync(socket)) throw new Error(`virtiofsd made no socket: ${err}`);
-  return { daemon, socket };
-}
+const skip = guestSkip || containerTestSkipReason() || virtiofsdMissing() || false;
 
 for (const gen of ['3.x', '1.x'] as Generation[]) {
   t.test(`kata ${gen} pod in the VM`, { skip }, async (t) => {
@@ -36,21 +25,11 @@ for (const gen of ['3.x', '1.x'] as Generation[]) {
     const share = path.join(dir, 'share');
     for (const cid of [sandboxId, appId]) buildBusyboxRootfs(path.join(share, cid));
     for (const [name, content] of Object.entries(hostShareFiles(appId))) fs.writeFileSync(path.join(share, name), content);
-    let daemon: ChildProcess | undefined;
+    let daemon: Virtiofsd | undefined;
     let shareArgs: string[];
     if (gen === '3.x') {
-      const d = await startVirtiofsd(share, dir);
-      daemon = d.daemon;
-      shareArgs = [
-        '-object',
-        'memory-backend-memfd,id=mem,size=512M,share=on',
-        '-numa',
-        'node,memdev=mem',
-        '-chardev',
-        `socket,id=vfs,path=${d.socket}`,
-        '-device',
-        'vhost-user-fs-pci,chardev=vfs,tag=kataShared',
-      ];
+      daemon = await startVirtiofsd(share, dir);
+      shareArgs = ['-object', 'memory-backend-memfd,id=mem,size=512M,share=on', '-numa', 'node,memdev=mem', ...vhostUserFsArgs(daemon.socket)];
     } else {
       shareArgs = ['-fsdev', `local,id=fs0,path=${share},security_model=none`, '-device', 'virtio-9p-pci,fsdev=fs0,mount_tag=kataShared'];
     }
@@ -65,10 +44,7 @@ for (const gen of ['3.x', '1.x'] as Generation[]) {
     });
     t.teardown(async () => {
       await vm.kill();
-      if (daemon?.exitCode === null && daemon.pid) {
-        process.kill(daemon.pid, 'SIGKILL');
-        await new Promise((r) => daemon!.once('exit', r));
-      }
+      await daemon?.stop();
       fs.rmSync(dir, { recursive: true, force: true });
     });
     try {

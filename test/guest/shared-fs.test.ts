@@ -2,7 +2,6 @@
 // 9p (kata 1.x) or virtio-fs through virtiofsd (2.x/3.x), tag kataShared, named by CreateSandbox's
 // storage; the agent loads the filesystem module and mounts it; a container whose rootfs is in that
 // share at /run/kata-containers/shared/containers/<cid>/rootfs runs and writes back through it.
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,9 +27,9 @@ import { GuestRpc } from '../support/guest-rpc.js';
 import { guestSkip, mustRunButCannot } from '../support/guest-skip.js';
 import { addMount, busyboxSpec } from '../support/oci-spec.js';
 import { agentReady, bootGuest } from '../support/qemu.js';
+import { startVirtiofsd, vhostUserFsArgs, virtiofsdMissing, type Virtiofsd } from '../support/virtiofsd.js';
 
 if (mustRunButCannot) t.fail(`CI must run the in-VM tests: ${mustRunButCannot}`);
-const virtiofsd = '/usr/lib/qemu/virtiofsd';
 const skip = guestSkip || containerTestSkipReason() || false;
 const sharedInGuest = '/run/kata-containers/shared/containers';
 const agent = 'grpc.AgentService';
@@ -129,31 +128,17 @@ t.test('kata 1.x: 9p kataShared', { skip }, async (t) => {
   );
 });
 
-t.test(
-  'kata 3.x: virtio-fs kataShared through virtiofsd',
-  { skip: skip || (!fs.existsSync(virtiofsd) && `${virtiofsd} missing (qemu-system-common)`) || false },
-  async (t) => {
-    let daemon: ChildProcess | undefined;
-    t.teardown(async () => {
-      if (daemon?.exitCode === null && daemon.pid) {
-        process.kill(daemon.pid, 'SIGKILL');
-        await new Promise((r) => daemon!.once('exit', r));
-      }
-    });
-    await check(
-      t,
-      'virtiofs',
-      async (share, dir) => {
-        const vsock = path.join(dir, 'virtiofsd.sock');
-        daemon = spawn(virtiofsd, [`--socket-path=${vsock}`, '-o', `source=${share}`, '-o', 'cache=auto'], { stdio: ['ignore', 'ignore', 'pipe'] });
-        let err = '';
-        daemon.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-        for (let i = 0; i < 200 && !fs.existsSync(vsock); i++) await new Promise((r) => setTimeout(r, 25));
-        if (!fs.existsSync(vsock)) throw new Error(`virtiofsd made no socket: ${err}`);
-        return ['-chardev', `socket,id=vfs,path=${vsock}`, '-device', 'vhost-user-fs-pci,chardev=vfs,tag=kataShared'];
-      },
-      { driver: 'virtio-fs', source: 'kataShared', fstype: 'virtiofs', options: [], mountPoint: `${sharedInGuest}/` },
-      true,
-    );
-  },
-);
+t.test('kata 3.x: virtio-fs kataShared through virtiofsd', { skip: skip || virtiofsdMissing() || false }, async (t) => {
+  let daemon: Virtiofsd | undefined;
+  t.teardown(() => daemon?.stop());
+  await check(
+    t,
+    'virtiofs',
+    async (share, dir) => {
+      daemon = await startVirtiofsd(share, dir);
+      return vhostUserFsArgs(daemon.socket);
+    },
+    { driver: 'virtio-fs', source: 'kataShared', fstype: 'virtiofs', options: [], mountPoint: `${sharedInGuest}/` },
+    true,
+  );
+});
