@@ -11,7 +11,7 @@ import { TtrpcClient } from '../agent-ctl/src/ttrpc-client.js';
 import { startAgentProcess, tempDir } from '../test/support/agent-process.js';
 import { buildBusyboxRootfs, containerTestSkipReason } from '../test/support/busybox-rootfs.js';
 import { readToEnd } from '../test/support/end-of-stream.js';
-import { fdCount, fdsSettle, fuzzFrames, grpcSeeds, mutate, prng, ttrpcSeeds, zombiesOf } from '../test/support/fuzz.js';
+import { fdsSettle, fdsSteady, fuzzFrames, grpcSeeds, mutate, prng, ttrpcSeeds, zombiesOf } from '../test/support/fuzz.js';
 import { busyboxSpec } from '../test/support/oci-spec.js';
 import type { BenchOptions, BenchRow } from './types.js';
 
@@ -57,8 +57,7 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
   try {
     // Before: after the first AgentService call (domains built, helper pool started) has settled.
     await ctl.call('grpc.AgentService', 'GetGuestDetails', toBinary(GuestDetailsRequestSchema, create(GuestDetailsRequestSchema)), 30_000);
-    await new Promise((r) => setTimeout(r, 1000));
-    const before = { fds: fdCount(agent.pid), rss: rssAnonMB(agent.pid), zombies: zombiesOf(agent.pid).length };
+    const before = { fds: await fdsSteady(agent.pid), rss: rssAnonMB(agent.pid), zombies: zombiesOf(agent.pid).length };
     const rootfs = buildBusyboxRootfs(tempDir('kata-soak-rootfs-'));
 
     // Two identical rounds: what a round leaves behind shows as growth from the first to the second;
