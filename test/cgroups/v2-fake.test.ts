@@ -8,7 +8,7 @@ import { LinuxResourcesSchema, type LinuxResources } from '../../protos/gen/oci_
 import { createCgroupManager } from '../../agent/src/cgroups/detect.js';
 import { Code, toRpcError } from '../../agent/src/rpc/status.js';
 import { fakeV2 } from './fake-v2.js';
-import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
+import { RecordingLibc } from '../support/recording-libc.js';
 import { BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI, BPF_PROG_TYPE_CGROUP_DEVICE } from '../../agent/src/linux/libc.js';
 import { deviceFilterProgram } from '../../agent/src/cgroups/device-filter.js';
 

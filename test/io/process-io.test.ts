@@ -6,7 +6,7 @@ import t from 'tap';
 import { createProcessIO } from '../../agent/src/io/process-io.js';
 import { openPty } from '../../agent/src/io/pty.js';
 import { libc } from '../../agent/src/linux/index.js';
-import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
+import { RecordingLibc } from '../support/recording-libc.js';
 import { F_GETPIPE_SZ } from '../../agent/src/linux/libc.js';
 import { Code, RpcError } from '../../agent/src/rpc/status.js';
 import { never, readAll, spawnWithIO } from './spawn-with-io.js';

@@ -1,7 +1,7 @@
 // RtnlClient on the recording libc: the socket it opens, sequence numbers, multipart dumps across
 // datagrams, ACKs, NLMSG_ERROR as an error naming the request, and a kernel that does not answer.
 import t from 'tap';
-import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
+import { RecordingLibc } from '../support/recording-libc.js';
 import { NetlinkError, RtnlClient } from '../../agent/src/network/rtnl-client.js';
 import * as c from '../../agent/src/network/rtnl-codec.js';
 import { toRpcError } from '../../agent/src/rpc/status.js';

@@ -3,7 +3,7 @@
 // routes and neighbours. It enforces the kernel rules the agent has to respect: a link is renamed
 // only while down (EBUSY), names are unique (EEXIST), a gateway must be reachable through a route
 // already on that link (ENETUNREACH) unless the route is onlink, NLM_F_EXCL refuses a duplicate.
-import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
+import { RecordingLibc } from '../support/recording-libc.js';
 import * as c from '../../agent/src/network/rtnl-codec.js';
 import type { Address, Link, Neighbour, RouteEntry } from '../../agent/src/network/rtnl-objects.js';
 

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { takeContainerTerminal } from '../../agent/src/container/init/terminal.js';
 import { O_CLOEXEC, O_NOCTTY, O_RDWR, TIOCGPTPEER } from '../../agent/src/linux/libc.js';
-import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
+import { RecordingLibc } from '../support/recording-libc.js';
 
 const CHANNEL = 6;
 const MASTER = 100;

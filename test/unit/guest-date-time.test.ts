@@ -4,7 +4,7 @@ import { create } from '@bufbuild/protobuf';
 import { SetGuestDateTimeRequestSchema } from '../../protos/gen/agent_pb.js';
 import { guestDateTimeHandlers, setGuestDateTime } from '../../agent/src/guest/date-time.js';
 import { InvalidArgument } from '../../agent/src/errors.js';
-import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
+import { RecordingLibc } from '../support/recording-libc.js';
 import { createLogger } from '../../agent/src/log/logger.js';
 
 const log = createLogger('error');

@@ -4,7 +4,7 @@ import { create } from '@bufbuild/protobuf';
 import { ReseedRandomDevRequestSchema } from '../../protos/gen/agent_pb.js';
 import { RANDOM_DEVICE, randPoolInfo, randomHandlers, reseedRandomDev } from '../../agent/src/guest/random.js';
 import { AT_FDCWD, O_CLOEXEC, O_RDWR, RNDADDENTROPY, RNDRESEEDCRNG } from '../../agent/src/linux/libc.js';
-import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
+import { RecordingLibc } from '../support/recording-libc.js';
 import { createLogger } from '../../agent/src/log/logger.js';
 
 const log = createLogger('error');

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import t from 'tap';
 import { SyscallError } from '../../agent/src/linux/errno.js';
 import { AT_REMOVEDIR, O_PATH } from '../../agent/src/linux/libc.js';
-import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
+import { RecordingLibc } from '../support/recording-libc.js';
 import { inParent, openInRoot, removeCreated, type Created } from '../../agent/src/mount/in-root.js';
 
 const ENOENT = 2;

@@ -5,7 +5,7 @@ import { setInterfaceUp } from '../../init/src/network.js';
 import { powerOff } from '../../init/src/power.js';
 import { SyscallError } from '../../agent/src/linux/errno.js';
 import { IFF_UP, RB_POWER_OFF, SIOCGIFFLAGS, SIOCSIFFLAGS } from '../../agent/src/linux/libc.js';
-import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
+import { RecordingLibc } from '../support/recording-libc.js';
 
 t.test("early mounts: proc first, all of kata's plus /tmp, EBUSY tolerated", async (t) => {
   const targets = earlyMounts.map((m) => m.target);

@@ -6,7 +6,7 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { consoleModules, hvcConsoles, moveLogsToConsole, startedWithoutConsole } from '../../init/src/console.js';
 import { moduleName } from '../../init/src/modules.js';
-import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
+import { RecordingLibc } from '../support/recording-libc.js';
 
 const dep = `kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_pci_legacy_dev.ko kernel/drivers/virtio/virtio_pci_modern_dev.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
 kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko

@@ -28,7 +28,7 @@ import {
   SOCK_STREAM,
   VMADDR_CID_ANY,
 } from '../../agent/src/linux/libc.js';
-import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
+import { RecordingLibc } from '../support/recording-libc.js';
 import { Code, toRpcError } from '../../agent/src/rpc/status.js';
 
 t.test('errno names', async (t) => {

@@ -8,7 +8,7 @@ import t from 'tap';
 import { create } from '@bufbuild/protobuf';
 import { OnlineCPUMemRequestSchema } from '../../protos/gen/agent_pb.js';
 import { countOnlineCpus, onlineCpuMem, onlineCpuMemHandlers } from '../../agent/src/guest/online-cpu-mem.js';
-import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
+import { RecordingLibc } from '../support/recording-libc.js';
 import { createLogger } from '../../agent/src/log/logger.js';
 import { filesystemEnsurer, parseFilesystems } from '../../agent/src/storage/filesystems.js';
 import { dialect1x } from '../../agent/src/rpc/dialect.js';

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
+import { RecordingLibc } from '../support/recording-libc.js';
 import { applyAndExec, resolveExecutable } from '../../agent/src/container/init/process-settings.js';
 import type { ProcessPlan } from '../../agent/src/container/init/plan.js';
 import { PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS, SIGPIPE, SIGXFSZ, TIOCSCTTY } from '../../agent/src/linux/libc.js';

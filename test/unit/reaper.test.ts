@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import t from 'tap';
 import { PR_SET_CHILD_SUBREAPER, WNOHANG } from '../../agent/src/linux/libc.js';
-import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
+import { RecordingLibc } from '../support/recording-libc.js';
 import { trackChild } from '../../agent/src/process/children.js';
 import { exitCode, listChildren, OrphanReaper } from '../../agent/src/process/reaper.js';
 

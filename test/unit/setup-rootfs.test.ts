@@ -29,7 +29,7 @@ import {
   O_PATH,
   RESOLVE_IN_ROOT,
 } from '../../agent/src/linux/libc.js';
-import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
+import { RecordingLibc } from '../support/recording-libc.js';
 import { addMount, busyboxSpec, type SpecInit } from '../support/oci-spec.js';
 
 const { O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW } = fs.constants;

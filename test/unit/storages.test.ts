@@ -7,7 +7,7 @@ import t from 'tap';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { StorageSchema, type Storage } from '../../protos/gen/agent_pb.js';
 import { MNT_DETACH, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_REMOUNT, MS_BIND, MS_RDONLY } from '../../agent/src/linux/libc.js';
-import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
+import { RecordingLibc } from '../support/recording-libc.js';
 import { createLogger } from '../../agent/src/log/logger.js';
 import { RpcError, Code } from '../../agent/src/rpc/status.js';
 import { StorageRegistry, releaseStorages } from '../../agent/src/storage/storages.js';

@@ -7,7 +7,7 @@ import t from 'tap';
 import { create } from '@bufbuild/protobuf';
 import { StorageSchema } from '../../protos/gen/agent_pb.js';
 import { MNT_DETACH, MS_BIND, MS_NODEV, MS_NOSUID } from '../../agent/src/linux/libc.js';
-import { RecordingLibc } from '../../agent/src/linux/recording-libc.js';
+import { RecordingLibc } from '../support/recording-libc.js';
 import { createLogger } from '../../agent/src/log/logger.js';
 import { StorageRegistry, releaseStorages } from '../../agent/src/storage/storages.js';
 import { WATCHABLE_MAX_BYTES, WATCHABLE_MAX_ENTRIES, watchableRoot } from '../../agent/src/storage/watchable.js';

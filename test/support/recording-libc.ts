@@ -1,5 +1,5 @@
-import { SyscallError } from './errno.js';
-import type { CapSets, FileStat, Libc, ReceivedFd, WaitResult, Winsize } from './libc.js';
+import { SyscallError } from '../../agent/src/linux/errno.js';
+import type { CapSets, FileStat, Libc, ReceivedFd, WaitResult, Winsize } from '../../agent/src/linux/libc.js';
 
 export interface RecordedCall {
   name: keyof Libc;
