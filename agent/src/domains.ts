@@ -158,10 +158,10 @@ export async function startDomains(config: AgentConfig, log: Logger, deps: Domai
   let reaper: OrphanReaper | undefined;
   if (domains.handlers.length > 0) {
     // Before any container request: the pid-namespace switch must never be the threadpool's first use.
-    await preparePidNamespaces();
+    const l = deps.libc ?? realLibc();
+    await preparePidNamespaces(l);
     // Container processes re-parent to us when their parent dies: reap them, never child_process's own.
     trackAllChildProcesses();
-    const l = deps.libc ?? realLibc();
     l.prctl(PR_SET_CHILD_SUBREAPER, 1);
     reaper = new OrphanReaper({ libc: l, onReaped: (c) => log.debug({ pid: c.pid, code: c.code }, 'reaped orphan') });
     reaper.start();

@@ -21,7 +21,6 @@
 // memory.oom_control, v2 inotify on memory.events), and signal-all.ts (freeze + signal each pid +
 // thaw; v2 SIGKILL through cgroup.kill). The v2 driver was also checked in a QEMU guest on the
 // Debian kernel with every controller (test/cgroups/guest-v2.test.ts).
-import fs from 'node:fs';
 import path from 'node:path';
 import { libc as realLibc } from '../linux/index.js';
 import type { Libc } from '../linux/libc.js';
@@ -62,9 +61,10 @@ export function cgroupVersionFromConfig(unifiedCgroupHierarchy: boolean | undefi
 }
 
 export function createCgroupManager(opts: CgroupManagerOptions = {}): CgroupManager {
-  const self = parseProcCgroup(opts.procSelfCgroup ?? fs.readFileSync('/proc/self/cgroup', 'utf8'));
+  const files = new CgroupFiles({ ...realCgroupFs, ...opts.fs });
+  const self = parseProcCgroup(opts.procSelfCgroup ?? files.fs.readFile('/proc/self/cgroup'));
   const deps: DriverDeps = {
-    files: new CgroupFiles({ ...realCgroupFs, ...opts.fs }),
+    files,
     libc: () => opts.libc ?? realLibc(),
     log: opts.log ?? defaultCgroupLog(),
     freezeTimeoutMs: opts.freezeTimeoutMs ?? 10_000,
@@ -72,7 +72,7 @@ export function createCgroupManager(opts: CgroupManagerOptions = {}): CgroupMana
   };
   return opts.root !== undefined
     ? fromRoot(opts.root, self, deps, opts.forceVersion)
-    : fromMounts(opts.mountinfo ?? fs.readFileSync('/proc/self/mountinfo', 'utf8'), self, deps, opts.forceVersion);
+    : fromMounts(opts.mountinfo ?? files.fs.readFile('/proc/self/mountinfo'), self, deps, opts.forceVersion);
 }
 
 function fromMounts(mountinfo: string, self: SelfCgroups, deps: DriverDeps, force?: 'v1' | 'v2'): CgroupManager {
@@ -100,7 +100,7 @@ function fromRoot(root: string, self: SelfCgroups, deps: DriverDeps, force?: 'v1
   for (const name of deps.files.fs.readdir(root).sort()) {
     const dir = path.join(root, name);
     // /sys/fs/cgroup/cpu is often a symlink to the combined "cpu,cpuacct" hierarchy: count it once.
-    if (fs.lstatSync(dir).isSymbolicLink()) continue;
+    if (deps.files.fs.isSymlink(dir)) continue;
     const controllers = name.split(',').filter((c) => KNOWN_V1_CONTROLLERS.includes(c));
     if (controllers.length === 0) continue;
     hierarchies.push({ mountPoint: dir, controllers, ownPath: v1PathOf(self, controllers[0]) ?? '/' });

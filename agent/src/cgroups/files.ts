@@ -12,6 +12,9 @@ export interface CgroupFs {
   mkdir(path: string): void;
   rmdir(path: string): void;
   readdir(path: string): string[];
+  isSymlink(path: string): boolean;
+  /** inotify on one file (the kernel signals cgroup event files this way); returns the stop. */
+  watch(path: string, onChange: () => void, onError: (err: Error) => void): () => void;
 }
 
 export const realCgroupFs: CgroupFs = {
@@ -22,6 +25,13 @@ export const realCgroupFs: CgroupFs = {
   mkdir: (p) => fs.mkdirSync(p),
   rmdir: (p) => fs.rmdirSync(p),
   readdir: (p) => fs.readdirSync(p),
+  isSymlink: (p) => fs.lstatSync(p).isSymbolicLink(),
+  watch: (p, onChange, onError) => {
+    const w = fs.watch(p, { persistent: false });
+    w.on('change', onChange);
+    w.on('error', onError);
+    return () => w.close();
+  },
 };
 
 /** An fs failure on a cgroup file, naming the operation, the file and (for writes) the value. */

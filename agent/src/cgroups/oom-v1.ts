@@ -1,10 +1,10 @@
 // cgroup v1 OOM notification: an eventfd registered against memory.oom_control through
 // cgroup.event_control. The kernel adds to the eventfd's counter on each OOM in the group, and
 // once more when the group is removed, which is told apart by the group's files being gone.
-import fs from 'node:fs';
 import path from 'node:path';
 import type { Libc } from '../linux/libc.js';
-import { EFD_CLOEXEC, EFD_NONBLOCK } from '../linux/libc.js';
+import { EFD_CLOEXEC, EFD_NONBLOCK, O_RDONLY } from '../linux/libc.js';
+import { openPath } from '../linux/paths.js';
 import { socketFromFd } from '../linux/uv-handle.js';
 import { CgroupFileError, type CgroupFiles } from './files.js';
 
@@ -12,7 +12,7 @@ export function watchOomV1(memoryDir: string, libc: Libc, files: CgroupFiles, on
   const controlPath = path.join(memoryDir, 'memory.oom_control');
   let controlFd: number;
   try {
-    controlFd = fs.openSync(controlPath, 'r');
+    controlFd = openPath(libc, controlPath, O_RDONLY);
   } catch (err) {
     throw new CgroupFileError('open', controlPath, err);
   }
@@ -22,7 +22,7 @@ export function watchOomV1(memoryDir: string, libc: Libc, files: CgroupFiles, on
     files.write(path.join(memoryDir, 'cgroup.event_control'), `${efd} ${controlFd}`);
   } catch (err) {
     if (efd >= 0) libc.close(efd);
-    fs.closeSync(controlFd);
+    libc.close(controlFd);
     throw err;
   }
   // libuv watches the eventfd like any stream fd, so no thread blocks on it; the socket owns efd.
@@ -33,7 +33,7 @@ export function watchOomV1(memoryDir: string, libc: Libc, files: CgroupFiles, on
     if (stopped) return;
     stopped = true;
     sock.destroy();
-    fs.closeSync(controlFd);
+    libc.close(controlFd);
   };
   sock.on('data', (chunk: Buffer) => {
     // Each 8-byte read is one wake-up; the counter it carries may merge several OOMs of one burst.

@@ -1,9 +1,9 @@
 // cgroup v2 driver: one group directory below the agent's own group in the unified hierarchy.
-import fs from 'node:fs';
 import path from 'node:path';
 import type { LinuxResources } from '../../../protos/gen/oci_pb.js';
 import type { CgroupStats } from '../../../protos/gen/agent_pb.js';
-import { BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI, BPF_PROG_TYPE_CGROUP_DEVICE } from '../linux/libc.js';
+import { BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI, BPF_PROG_TYPE_CGROUP_DEVICE, O_DIRECTORY, O_RDONLY } from '../linux/libc.js';
+import { openPath } from '../linux/paths.js';
 import { alreadyExists, failedPrecondition, invalidArgument } from '../errors.js';
 import { deviceFilterProgram } from './device-filter.js';
 import type { Cgroup, CgroupManager } from './cgroup.js';
@@ -122,13 +122,13 @@ class V2Cgroup implements Cgroup {
     const prog = libc.bpfProgLoad(BPF_PROG_TYPE_CGROUP_DEVICE, insns, 'Apache-2.0');
     let dirFd: number | undefined;
     try {
-      dirFd = fs.openSync(this.dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+      dirFd = openPath(libc, this.dir, O_RDONLY | O_DIRECTORY);
       // ALLOW_MULTI lets the new filter go in before the old one comes out: both run in between (the
       // stricter wins), so no access ever passes unfiltered during an update.
       libc.bpfProgAttach(dirFd, prog, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI);
     } catch (err) {
       libc.close(prog);
-      if (dirFd !== undefined) fs.closeSync(dirFd);
+      if (dirFd !== undefined) libc.close(dirFd);
       throw err;
     }
     const old = this.devicesProg;
@@ -139,7 +139,7 @@ class V2Cgroup implements Cgroup {
         libc.close(old);
       }
     } finally {
-      fs.closeSync(dirFd);
+      libc.close(dirFd);
     }
   }
 

@@ -2,6 +2,8 @@
 // `Libc`; the real implementation (koffi-libc.ts) is the only module that imports koffi, and
 // RecordingLibc stands in for it in unit tests. Every method throws SyscallError on failure.
 
+import fs from 'node:fs';
+
 export const AF_UNIX = 1;
 export const AF_VSOCK = 40;
 export const AF_NETLINK = 16;
@@ -90,7 +92,13 @@ export const BPF_PROG_TYPE_CGROUP_DEVICE = 15;
 export const BPF_CGROUP_DEVICE = 6;
 export const BPF_F_ALLOW_MULTI = 2;
 
+export const O_RDONLY = 0;
+export const O_WRONLY = 1;
 export const O_RDWR = 2;
+export const O_CREAT = 0o100;
+/** These two differ between architectures (aarch64 has its own), so Node's platform values are used. */
+export const O_DIRECTORY = fs.constants.O_DIRECTORY;
+export const O_NOFOLLOW = fs.constants.O_NOFOLLOW;
 /** An fd that names a file without opening it for I/O (asm-generic value, x86_64 and aarch64 alike). */
 export const O_PATH = 0o10000000;
 export const AT_FDCWD = -100;

@@ -1,10 +1,10 @@
 // The pod's shared IPC and UTS namespaces, pinned by bind mounts so they outlive any one container.
 // The agent's main thread enters fresh namespaces just long enough to set the hostname and pin them,
 // then returns to its own (only the calling thread moves; nothing here yields to the event loop).
-import fs from 'node:fs';
 import path from 'node:path';
 import type { Libc } from '../linux/libc.js';
-import { CLONE_NEWIPC, CLONE_NEWUTS, MNT_DETACH, MS_BIND } from '../linux/libc.js';
+import { CLONE_NEWIPC, CLONE_NEWUTS, MNT_DETACH, MS_BIND, O_RDONLY } from '../linux/libc.js';
+import { mkdirAll, openPath, removeFile, touch } from '../linux/paths.js';
 
 export interface PinnedNamespaces {
   ipc: string;
@@ -12,10 +12,18 @@ export interface PinnedNamespaces {
 }
 
 export function pinSharedNamespaces(libc: Libc, dir: string, hostname: string): PinnedNamespaces {
-  fs.mkdirSync(dir, { recursive: true });
+  mkdirAll(libc, dir, 0o755);
   const pinned = { ipc: path.join(dir, 'ipc'), uts: path.join(dir, 'uts') };
-  for (const f of Object.values(pinned)) fs.closeSync(fs.openSync(f, 'a'));
-  const saved = { ipc: fs.openSync('/proc/self/ns/ipc', 'r'), uts: fs.openSync('/proc/self/ns/uts', 'r') };
+  for (const f of Object.values(pinned)) touch(libc, f);
+  const ipc = openPath(libc, '/proc/self/ns/ipc', O_RDONLY);
+  let uts: number;
+  try {
+    uts = openPath(libc, '/proc/self/ns/uts', O_RDONLY);
+  } catch (err) {
+    libc.close(ipc);
+    throw err;
+  }
+  const saved = { ipc, uts };
   const done: string[] = [];
   try {
     libc.unshare(CLONE_NEWIPC | CLONE_NEWUTS);
@@ -34,8 +42,8 @@ export function pinSharedNamespaces(libc: Libc, dir: string, hostname: string): 
     for (const p of done) libc.umount2(p, MNT_DETACH);
     throw err;
   } finally {
-    fs.closeSync(saved.ipc);
-    fs.closeSync(saved.uts);
+    libc.close(saved.ipc);
+    libc.close(saved.uts);
   }
   return pinned;
 }
@@ -47,6 +55,6 @@ export function unpinSharedNamespaces(libc: Libc, pinned: PinnedNamespaces): voi
     } catch {
       // Not mounted any more.
     }
-    fs.rmSync(p, { force: true });
+    removeFile(libc, p);
   }
 }

@@ -1,6 +1,7 @@
-import fs from 'node:fs';
 import type { Duplex } from 'node:stream';
-import { F_DUPFD_CLOEXEC, POLLHUP, POLLIN, POLLOUT, type Libc } from '../linux/libc.js';
+import { SyscallError } from '../linux/errno.js';
+import { F_DUPFD_CLOEXEC, O_NOCTTY, O_NONBLOCK, O_RDWR, POLLHUP, POLLIN, POLLOUT, type Libc } from '../linux/libc.js';
+import { openPath } from '../linux/paths.js';
 import { socketFromFd } from '../linux/uv-handle.js';
 
 export interface VportDeviceOptions {
@@ -43,11 +44,11 @@ export class VportDevice {
   open(): void {
     if (this.fd !== undefined) return;
     try {
-      this.fd = fs.openSync(this.devicePath, fs.constants.O_RDWR | fs.constants.O_NONBLOCK | fs.constants.O_NOCTTY);
+      this.fd = openPath(this.libc, this.devicePath, O_RDWR | O_NONBLOCK | O_NOCTTY);
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      const hint = e.code === 'EBUSY' ? ' (another process holds the port)' : '';
-      throw Object.assign(new Error(`open(${this.devicePath}, O_RDWR|O_NONBLOCK): ${e.code ?? e.message}${hint}`), { code: e.code });
+      if (!(err instanceof SyscallError)) throw err;
+      const hint = err.code === 'EBUSY' ? ' (another process holds the port)' : '';
+      throw Object.assign(new Error(`open(${this.devicePath}, O_RDWR|O_NONBLOCK): ${err.code}${hint}`), { code: err.code });
     }
   }
 
@@ -87,6 +88,6 @@ export class VportDevice {
     if (this.fd === undefined) return;
     const fd = this.fd;
     this.fd = undefined;
-    fs.closeSync(fd);
+    this.libc.close(fd);
   }
 }

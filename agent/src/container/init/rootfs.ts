@@ -2,16 +2,14 @@
 // synchronous calls (libuv's threadpool threads stay in the agent's old mount namespace). Every
 // path under the rootfs is opened through fds (mount/in-root.ts) and mounted on as /proc/self/fd/N:
 // the rootfs may be shared with running containers that swap its directories for symlinks. Every
-// kernel effect goes through the Libc it is given (node:fs only supplies the O_* numbers), so a
-// unit test can drive the whole setup against RecordingLibc.
-import fs from 'node:fs';
+// kernel effect goes through the Libc it is given, so a unit test can drive the whole setup against
+// RecordingLibc.
 import path from 'node:path';
 import { SyscallError } from '../../linux/errno.js';
 import type { Libc } from '../../linux/libc.js';
 import {
   AT_FDCWD,
   AT_SYMLINK_NOFOLLOW,
-  F_OK,
   MNT_DETACH,
   MS_BIND,
   MS_MOVE,
@@ -22,16 +20,16 @@ import {
   MS_REC,
   MS_REMOUNT,
   O_CLOEXEC,
+  O_DIRECTORY,
+  O_NOFOLLOW,
   O_PATH,
   S_IFDIR,
   S_IFMT,
+  O_WRONLY,
 } from '../../linux/libc.js';
+import { exists, mkdirAll } from '../../linux/paths.js';
 import { fdPath, inParent, onRootFs, openFollowingInRoot, openIfExists, openInRoot, type Created, type Root } from '../../mount/in-root.js';
 import type { CreatePlan, DeviceStep, MountStep } from './plan.js';
-
-const { O_DIRECTORY, O_NOFOLLOW, O_WRONLY } = fs.constants;
-const ENOENT = 2;
-const EEXIST = 17;
 
 /** The rootfs being built, as an fd every lookup starts from, and what it created so far. */
 interface Build {
@@ -232,34 +230,6 @@ function writeSysctl(b: Build, key: string, value: string): void {
       b.libc.close(fd);
     }
   });
-}
-
-/**
- * mkdir -p of a host path with mode 0777 (before the umask), parents made only when the path's own
- * mkdir finds none, as fs.mkdirSync(recursive) does. Something other than a directory already there
- * is left for the bind mount onto it to refuse.
- */
-function mkdirAll(libc: Libc, p: string): void {
-  try {
-    libc.mkdirat(AT_FDCWD, p, 0o777);
-  } catch (err) {
-    const errno = err instanceof SyscallError ? err.errno : undefined;
-    if (errno === EEXIST) return;
-    const parent = path.dirname(p);
-    if (errno !== ENOENT || parent === p) throw err;
-    mkdirAll(libc, parent);
-    mkdirAll(libc, p);
-  }
-}
-
-/** access(F_OK) as fs.existsSync does it: any refusal counts as absent. */
-function exists(libc: Libc, p: string): boolean {
-  try {
-    libc.faccessat(AT_FDCWD, p, F_OK, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Attaches what the setup created to its error, so the agent can remove it once this helper is gone. */
