@@ -27,6 +27,20 @@ export default defineConfig(
     languageOptions: { globals: nodeGlobals },
   },
   {
+    // The PID-1 reaper must know every child Node waits for: agent code starts children only through
+    // process/spawn.ts, which marks them owned.
+    files: ['agent/src/**/*.ts'],
+    ignores: ['agent/src/process/spawn.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          paths: ['node:child_process', 'child_process'].map((name) => ({ name, message: 'start children through process/spawn.ts', allowTypeImports: true })),
+        },
+      ],
+    },
+  },
+  {
     // rootfs-builder's loader.js and cached-script.js are CommonJS on purpose (the bundle's start-up
     // path compiles with vm and must not load node's ES module loader), so require() is their import.
     files: ['**/*.{js,cjs}'],

@@ -24,7 +24,6 @@ import { networkHandlers } from './network/handlers.js';
 import { HelperPool } from './process/helper-pool.js';
 import type { CreateProcessIO, ProcessIO } from './process/io-contract.js';
 import { OrphanReaper } from './process/reaper.js';
-import { trackAllChildProcesses } from './process/track-children.js';
 import { WarmExecHelpers } from './process/warm-exec-helpers.js';
 import type { AgentHandlers } from './rpc/service.js';
 import { Sandbox } from './sandbox/sandbox.js';
@@ -160,8 +159,8 @@ export async function startDomains(config: AgentConfig, log: Logger, deps: Domai
     // Before any container request: the pid-namespace switch must never be the threadpool's first use.
     const l = deps.libc ?? realLibc();
     await preparePidNamespaces(l);
-    // Container processes re-parent to us when their parent dies: reap them, never child_process's own.
-    trackAllChildProcesses();
+    // Container processes re-parent to us when their parent dies: reap them, never child_process's own
+    // (every child the agent starts goes through process/spawn.ts, which marks it owned).
     l.prctl(PR_SET_CHILD_SUBREAPER, 1);
     reaper = new OrphanReaper({ libc: l, onReaped: (c) => log.debug({ pid: c.pid, code: c.code }, 'reaped orphan') });
     reaper.start();

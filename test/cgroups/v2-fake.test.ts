@@ -9,7 +9,7 @@ import { createCgroupManager } from '../../agent/src/cgroups/detect.js';
 import { Code, toRpcError } from '../../agent/src/rpc/status.js';
 import { fakeV2 } from './fake-v2.js';
 import { RecordingLibc } from '../support/recording-libc.js';
-import { BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI, BPF_PROG_TYPE_CGROUP_DEVICE } from '../../agent/src/linux/libc.js';
+import { AT_FDCWD, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI, BPF_PROG_TYPE_CGROUP_DEVICE, O_CLOEXEC, O_DIRECTORY, O_RDONLY } from '../../agent/src/linux/libc.js';
 import { deviceFilterProgram } from '../../agent/src/cgroups/device-filter.js';
 
 const MiB = 1024n * 1024n;
@@ -294,29 +294,33 @@ t.test('group paths that could leave the agent subtree are refused; duplicates t
 });
 
 t.test('device rules become an eBPF filter attached to the group; an update swaps it without a gap', async (t) => {
-  const { mgr, libc } = setup(t);
+  const { mgr, libc, fake } = setup(t);
   const rules = [
     { Allow: false, Type: 'a' },
     { Allow: true, Type: 'c', Major: 1n, Minor: 3n, Access: 'rwm' },
   ];
   const cg = mgr.create('c', res({ Devices: rules }));
-  const bpfCalls = () => libc.calls.filter((c) => c.name.startsWith('bpf') || c.name === 'close');
-  const [load, attach] = bpfCalls();
+  const bpfCalls = () => libc.calls.filter((c) => c.name.startsWith('bpf') || c.name === 'close' || c.name === 'openat');
+  const groupDir = path.join(fake.root, 'agent', 'c');
+  const [load, open, attach, closeDir] = bpfCalls();
   t.same(load?.args, [BPF_PROG_TYPE_CGROUP_DEVICE, deviceFilterProgram(res({ Devices: rules }).Devices), 'Apache-2.0']);
+  t.same(open?.args, [AT_FDCWD, groupDir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0], 'the group directory opened through the seam');
   t.equal(attach?.name, 'bpfProgAttach');
   const firstProg = attach?.args[1];
   t.same(attach?.args.slice(2), [BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI]);
+  t.same(closeDir?.args, [attach?.args[0]], 'the directory fd is closed once attached');
 
   libc.calls.length = 0;
   cg.update(res({ Devices: [{ Allow: true, Type: 'a' }] }));
   t.same(
     bpfCalls().map((c) => c.name),
-    ['bpfProgLoad', 'bpfProgAttach', 'bpfProgDetach', 'close'],
+    ['bpfProgLoad', 'openat', 'bpfProgAttach', 'bpfProgDetach', 'close', 'close'],
     'new filter in before the old one out',
   );
-  t.equal(bpfCalls()[2]?.args[1], firstProg, 'the old program is the one detached');
-  t.equal(bpfCalls()[3]?.args[0], firstProg);
-  const secondProg = bpfCalls()[1]?.args[1];
+  t.equal(bpfCalls()[3]?.args[1], firstProg, 'the old program is the one detached');
+  t.equal(bpfCalls()[4]?.args[0], firstProg);
+  t.same(bpfCalls()[5]?.args, [bpfCalls()[2]?.args[0]], 'then the directory fd');
+  const secondProg = bpfCalls()[2]?.args[1];
 
   libc.calls.length = 0;
   cg.update(res({ Pids: { Limit: 3n } }));

@@ -1,13 +1,12 @@
-// The agent's wiring of the orphan reaper: every child_process child is tracked automatically, so
+// The agent's wiring of the orphan reaper: every child started through process/spawn.ts is owned, so
 // orphans are reaped while child_process keeps every exit code.
-import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import t from 'tap';
 import { libc } from '../../agent/src/linux/index.js';
 import { PR_SET_CHILD_SUBREAPER } from '../../agent/src/linux/libc.js';
 import { OrphanReaper } from '../../agent/src/process/reaper.js';
-import { trackAllChildProcesses } from '../../agent/src/process/track-children.js';
+import { execFileOwned, spawnOwned } from '../../agent/src/process/spawn.js';
 
 function zombiesOf(pid: number): string[] {
   const out: string[] = [];
@@ -24,7 +23,6 @@ function zombiesOf(pid: number): string[] {
 }
 
 t.test('orphans are reaped; child_process keeps its exit codes', async (t) => {
-  trackAllChildProcesses();
   libc().prctl(PR_SET_CHILD_SUBREAPER, 1);
   const reaped: number[] = [];
   const reaper = new OrphanReaper({ libc: libc(), onReaped: (c) => reaped.push(c.pid) });
@@ -32,11 +30,13 @@ t.test('orphans are reaped; child_process keeps its exit codes', async (t) => {
   t.teardown(() => reaper.stop());
   // Each shell leaves an orphan that re-parents to us (a child subreaper) and exits later.
   const shells = Array.from({ length: 10 }, (_, i) => {
-    const c = spawn('sh', ['-c', `sleep 0.2 & exit ${i + 1}`], { stdio: 'ignore' });
+    const c = spawnOwned('sh', ['-c', `sleep 0.2 & exit ${i + 1}`], { stdio: 'ignore' });
     return once(c, 'exit').then(([code]) => code as number);
   });
   t.same(await Promise.all(shells), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "every child_process 'exit' event kept its code");
-  const viaExecFile = await new Promise<number>((resolve) => execFile('sh', ['-c', 'exit 42'], (err) => resolve((err as { code?: number } | null)?.code ?? 0)));
+  const viaExecFile = await new Promise<number>((resolve) =>
+    execFileOwned('sh', ['-c', 'exit 42'], {}, (err) => resolve((err as { code?: number } | null)?.code ?? 0)),
+  );
   t.equal(viaExecFile, 42);
   while (reaped.length < 10) await new Promise((r) => setTimeout(r, 20));
   t.equal(reaped.length, 10, 'ten orphans reaped');

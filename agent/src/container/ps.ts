@@ -1,11 +1,11 @@
 // ListProcesses (kata 1.x): "json" is the container's pids as a JSON array; "table" is `ps` output
 // (with the host's args, "-ef" by default) cut down to the header and the container's pids.
-import { execFile } from 'node:child_process';
+import { execFileOwned } from '../process/spawn.js';
 import { invalidArgument } from '../errors.js';
 
 function runPs(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile('ps', args, { maxBuffer: 16 << 20 }, (err, out, stderr) => {
+    execFileOwned('ps', args, { maxBuffer: 16 << 20 }, (err, out, stderr) => {
       if (err) reject(new Error(`ps ${args.join(' ')}: ${stderr.trim() || err.message}`));
       else resolve(out);
     });

@@ -1,10 +1,11 @@
 // The agent's side of a container-init helper: spawn it in the right pid namespace with the
 // process's stdio, give it its plan, and turn its status lines into results.
-import child_process, { type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import { spawnOwned } from './spawn.js';
 import { PLAN_FD, START_FD, STATUS_FD, TERMINAL_FD, type HelperStatus, type InitPlan } from '../container/init/plan.js';
 import { AF_UNIX, MSG_CMSG_CLOEXEC, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_SEQPACKET, type Libc } from '../linux/libc.js';
 import { spawnInPidNamespace, type PidNamespaceChoice } from '../namespace/pid-namespace.js';
@@ -83,7 +84,7 @@ export class Helper {
       const fds: (number | 'ignore' | 'pipe')[] = [std[0], std[1], std[2]];
       fds[PLAN_FD] = fds[STATUS_FD] = fds[START_FD] = 'pipe';
       fds[TERMINAL_FD] = theirs;
-      child = spawnInPidNamespace(libc, pidns, () => child_process.spawn(process.execPath, [helperEntry], { stdio: fds, env: {} }));
+      child = spawnInPidNamespace(libc, pidns, () => spawnOwned(process.execPath, [helperEntry], { stdio: fds, env: {} }));
     } catch (err) {
       libc.close(mine);
       throw err;
