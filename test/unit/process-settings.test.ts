@@ -2,7 +2,18 @@ import t from 'tap';
 import { RecordingLibc } from '../support/recording-libc.js';
 import { applyAndExec, resolveExecutable } from '../../agent/src/container/init/process-settings.js';
 import type { ProcessPlan } from '../../agent/src/container/init/plan.js';
-import { PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_SET_KEEPCAPS, PR_SET_NO_NEW_PRIVS, SIGPIPE, SIGXFSZ, TIOCSCTTY } from '../../agent/src/linux/libc.js';
+import {
+  AT_FDCWD,
+  O_CLOEXEC,
+  O_WRONLY,
+  PR_CAPBSET_DROP,
+  PR_CAP_AMBIENT,
+  PR_SET_KEEPCAPS,
+  PR_SET_NO_NEW_PRIVS,
+  SIGPIPE,
+  SIGXFSZ,
+  TIOCSCTTY,
+} from '../../agent/src/linux/libc.js';
 
 const base: ProcessPlan = {
   args: ['/bin/sh', '-c', 'true'],
@@ -49,6 +60,28 @@ t.test('process settings are applied in the order the kernel needs, execve last'
   t.same(libc.calls.find((c) => c.name === 'chdir')?.args, ['/work']);
   t.ok(idx('closeRange') < idx('execve'));
   t.same(libc.calls.at(-1), { name: 'execve', args: ['/bin/sh', base.args, base.env] });
+});
+
+t.test('oom_score_adj: one write to /proc/self/oom_score_adj before the credentials change; a refusal stops the exec', async (t) => {
+  const libc = new RecordingLibc({ openat: () => 77 });
+  t.throws(() => applyAndExec(libc, { ...base, oomScoreAdj: -500 }, '/bin/sh'), /^execve/);
+  const names = libc.calls.map((c) => c.name);
+  const open = names.indexOf('openat');
+  t.same(libc.calls[open].args, [AT_FDCWD, '/proc/self/oom_score_adj', O_WRONLY | O_CLOEXEC, 0]);
+  t.same(libc.calls[open + 1], { name: 'write', args: [77, Buffer.from('-500')] });
+  t.same(libc.calls[open + 2], { name: 'close', args: [77] });
+  t.ok(open < names.indexOf('setresuid'), 'while still root: lowering it needs CAP_SYS_RESOURCE');
+
+  const refused = new RecordingLibc().fail('write', 13);
+  t.throws(() => applyAndExec(refused, { ...base, oomScoreAdj: -1000 }, '/bin/sh'), { code: 'EACCES' });
+  t.notOk(
+    refused.calls.some((c) => c.name === 'execve'),
+    'never execs with the setting not applied',
+  );
+  t.ok(
+    refused.calls.some((c) => c.name === 'close'),
+    'the /proc fd is closed on failure',
+  );
 });
 
 t.test('no caps in the spec: root keeps its sets, nothing is dropped', async (t) => {

@@ -6,7 +6,8 @@
 // Everything here is synchronous: the helper's libuv threads never join the new namespaces.
 import fs from 'node:fs';
 import { libc as realLibc } from '../../linux/index.js';
-import { CLONE_FS, CLONE_NEWNS, PR_SET_DUMPABLE, type Libc } from '../../linux/libc.js';
+import { CLONE_FS, CLONE_NEWNS, O_DIRECTORY, O_RDONLY, O_WRONLY, PR_SET_DUMPABLE, type Libc } from '../../linux/libc.js';
+import { openPath } from '../../linux/paths.js';
 import type { ExecPlan, HelperStatus, InitPlan, StdioSource } from './plan.js';
 import { PLAN_FD, START_FD, STATUS_FD, TERMINAL_FD } from './plan.js';
 import { applyAndExec, resolveExecutable, SetupError } from './process-settings.js';
@@ -19,33 +20,33 @@ function report(status: HelperStatus): void {
 
 function joinNamespaces(libc: Libc, join: { type: number; path: string }[]): void {
   // Open every path first: once the mount namespace changes, /proc paths mean something else.
-  const fds = join.map((j) => ({ ...j, fd: fs.openSync(j.path, 'r') }));
+  const fds = join.map((j) => ({ ...j, fd: openPath(libc, j.path, O_RDONLY) }));
   if (fds.some((j) => j.type === CLONE_NEWNS)) libc.unshare(CLONE_FS);
   for (const j of fds) {
     libc.setns(j.fd, j.type);
-    fs.closeSync(j.fd);
+    libc.close(j.fd);
   }
 }
 
 function enterExisting(libc: Libc, plan: ExecPlan): void {
-  const rootFd = fs.openSync(`${plan.initProc}/root`, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  const rootFd = openPath(libc, `${plan.initProc}/root`, O_RDONLY | O_DIRECTORY);
   joinNamespaces(libc, plan.join);
   // The mount namespace's root is not the container's root when it was entered by MS_MOVE+chroot.
   libc.fchdir(rootFd);
   libc.chroot('.');
   libc.chdir('/');
-  fs.closeSync(rootFd);
+  libc.close(rootFd);
 }
 
 /** Takes the process's pipes from the agent (pooled helpers start with /dev/null); a terminal comes later. */
 function adoptStdio(libc: Libc, s: StdioSource): void {
   if (s.fds === null) return;
-  const { O_RDONLY, O_WRONLY } = fs.constants;
   const modes = [O_RDONLY, O_WRONLY, O_WRONLY];
   s.fds.forEach((agentFd, i) => {
-    const fd = fs.openSync(`/proc/${s.pid}/fd/${agentFd}`, modes[i]);
+    // O_CLOEXEC on the opened fd only: dup3 with flags 0 gives the process a plain fd 0-2.
+    const fd = openPath(libc, `/proc/${s.pid}/fd/${agentFd}`, modes[i]);
     libc.dup3(fd, i, 0);
-    fs.closeSync(fd);
+    libc.close(fd);
   });
 }
 
