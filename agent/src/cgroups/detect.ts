@@ -27,9 +27,8 @@ import type { Libc } from '../linux/libc.js';
 import { failedPrecondition } from '../errors.js';
 import type { CgroupManager } from './cgroup.js';
 import { CgroupFiles, realCgroupFs, type CgroupFs } from './files.js';
-import { defaultCgroupLog, type CgroupLog } from './log.js';
 import { KNOWN_V1_CONTROLLERS, parseCgroupMounts, parseProcCgroup, pathBelowMount, v1PathOf, type SelfCgroups } from './self-path.js';
-import type { DriverDeps } from './deps.js';
+import { defaultCgroupLog, type CgroupLog, type DriverDeps } from './deps.js';
 import { V1Manager, type V1Hierarchy } from './v1.js';
 import { V2Manager } from './v2.js';
 
