@@ -27,6 +27,23 @@ function skipReason(): string | false {
   return false;
 }
 
+function iptablesSkip(): string | false {
+  return spawnSync('iptables-save', ['--version']).status === 0 && spawnSync('ip6tables-save', ['--version']).status === 0
+    ? false
+    : "needs Debian's iptables package (iptables-save/-restore)";
+}
+
+/** The machine's own v4 and v6 rules, counters dropped. */
+function hostRules(): string {
+  return ['iptables-save', 'ip6tables-save']
+    .map((c) =>
+      spawnSync(c, [], { encoding: 'utf8' })
+        .stdout.replace(/\[\d+:\d+\]/g, '')
+        .replace(/^#.*$/gm, ''),
+    )
+    .join('\n');
+}
+
 function ip(...args: string[]): string {
   const r = spawnSync('ip', args, { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr.trim()}`);
@@ -272,6 +289,41 @@ t.test('network RPCs in a network namespace', { skip: skipReason() }, async (t) 
       /^INTERNAL: RTM_NEWROUTE 198\.51\.100\.0\/24 via 203\.0\.113\.1 dev eth0 scope 0: ENETUNREACH/,
       'a kernel refusal names the route and the errno',
     );
+  });
+
+  await t.test('GetIPTables / SetIPTables: the pod namespace rules, v4 and v6, through iptables-save/-restore', { skip: iptablesSkip() }, async (t) => {
+    const hostBefore = hostRules();
+    const v4 = Buffer.from(
+      [
+        '*filter',
+        ':INPUT ACCEPT [0:0]',
+        ':FORWARD DROP [0:0]',
+        ':OUTPUT ACCEPT [0:0]',
+        '-A INPUT -s 192.0.2.0/24 -p tcp -m tcp --dport 8080 -j DROP',
+        'COMMIT',
+        '',
+      ].join('\n'),
+    );
+    t.equal((await a.call('ttrpc', 'setIPTables', { isIpv6: false, data: v4 })).data.length, 0, 'iptables-restore prints nothing');
+    const inNs = spawnSync('ip', ['netns', 'exec', ns, 'iptables-save', '-t', 'filter'], { encoding: 'utf8' }).stdout;
+    t.match(inNs, /-A INPUT -s 192\.0\.2\.0\/24 -p tcp -m tcp --dport 8080 -j DROP/, 'the rule is in the namespace');
+    t.match(inNs, /:FORWARD DROP/);
+    const got = Buffer.from((await a.call('ttrpc', 'getIPTables', { isIpv6: false })).data).toString('utf8');
+    t.match(got, /\*filter[\s\S]*-A INPUT -s 192\.0\.2\.0\/24 -p tcp -m tcp --dport 8080 -j DROP[\s\S]*COMMIT/, 'GetIPTables reads it back');
+
+    const v6 = Buffer.from(['*filter', ':INPUT ACCEPT [0:0]', '-A INPUT -s 2001:db8::/32 -j DROP', 'COMMIT', ''].join('\n'));
+    await a.call('ttrpc', 'setIPTables', { isIpv6: true, data: v6 });
+    t.match(Buffer.from((await a.call('ttrpc', 'getIPTables', { isIpv6: true })).data).toString('utf8'), /-A INPUT -s 2001:db8::\/32 -j DROP/);
+    t.notMatch(Buffer.from((await a.call('ttrpc', 'getIPTables', { isIpv6: false })).data).toString('utf8'), /2001:db8/, 'v4 and v6 tables apart');
+
+    // A whole rule set replaces the table: the old INPUT rule goes.
+    await a.call('ttrpc', 'setIPTables', { data: Buffer.from('*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n') });
+    t.notMatch(Buffer.from((await a.call('ttrpc', 'getIPTables', {})).data).toString('utf8'), /--dport 8080/);
+
+    const bad = await a.status('setIPTables', { data: Buffer.from('*filter\n-A INPUT -j NO_SUCH_TARGET\nCOMMIT\n') });
+    t.match(bad, /^INVALID_ARGUMENT: SetIPTables: iptables-restore ended with status \d+: /, 'a rule set iptables-restore refuses, with its words');
+    t.equal(await a.status('getIPTables', {}), 'OK', 'the agent keeps serving');
+    t.equal(hostRules(), hostBefore, "the test machine's own rules are untouched");
   });
 
   await agent.stop();

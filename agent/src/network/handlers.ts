@@ -3,6 +3,7 @@
 import type { Libc } from '../linux/libc.js';
 import type { AgentHandlers } from '../rpc/service.js';
 import { invalidArgument } from '../errors.js';
+import { iptablesHandlers, type IptablesDeps } from './iptables.js';
 import { PodNetwork } from './pod-network.js';
 import { RtnlClient } from './rtnl-client.js';
 import { RtnlObjects } from './rtnl-objects.js';
@@ -13,12 +14,13 @@ export interface NetworkDomain {
   close(): void;
 }
 
-export function networkHandlers(libc: Libc): NetworkDomain {
+export function networkHandlers(libc: Libc, iptables: IptablesDeps = {}): NetworkDomain {
   const rtnl = new RtnlClient(libc);
   const net = new PodNetwork(new RtnlObjects(rtnl));
   return {
     close: () => rtnl.close(),
     handlers: {
+      ...iptablesHandlers(iptables),
       updateInterface(req) {
         if (!req.interface) throw invalidArgument('UpdateInterface: the request has no interface');
         return net.updateInterface(req.interface);
