@@ -78,6 +78,20 @@ t.test('a known method no domain handles is UNIMPLEMENTED "not implemented yet"'
   }
 });
 
+t.test('an RPC this agent does not serve on purpose says why, on both wires', async (t) => {
+  const service = new AgentRpcService(silent, [{}], healthHandlers());
+  for (const dialect of dialects) {
+    for (const [method, reason] of [
+      ['StartTracing', /^StartTracing is not served by this agent: kata 1\.x's agent tracing/],
+      ['MemAgentMemcgSet', /^MemAgentMemcgSet is not served by this agent: kata's mem-agent/],
+      ['SetPolicy', /^SetPolicy is not served by this agent: it has no policy engine/],
+    ] as const) {
+      const err = await failure(service.call('grpc.AgentService', method, new Uint8Array(0), { dialect, signal }));
+      t.match(err, { code: Code.UNIMPLEMENTED, message: reason }, `${method} ${dialect.name}`);
+    }
+  }
+});
+
 t.test('a failure to build the agent service is INTERNAL through call()', async (t) => {
   const service = new AgentRpcService(silent, () => Promise.reject(new Error('no cgroups')), healthHandlers());
   const err = await failure(service.call('grpc.AgentService', 'RemoveContainer', removeC1, { dialect: dialect3x, signal }));

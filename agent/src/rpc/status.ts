@@ -1,3 +1,4 @@
+import { notServedMessage } from './not-served.js';
 import { AgentError, type ErrorKind } from '../errors.js';
 
 // Status codes shared by every wire. gRPC and ttrpc both carry the google.rpc codes, so handlers raise
@@ -43,7 +44,7 @@ export const invalidArgument = (msg: string) => new RpcError(Code.INVALID_ARGUME
 export const notFound = (msg: string) => new RpcError(Code.NOT_FOUND, msg);
 export const alreadyExists = (msg: string) => new RpcError(Code.ALREADY_EXISTS, msg);
 export const failedPrecondition = (msg: string) => new RpcError(Code.FAILED_PRECONDITION, msg);
-export const unimplemented = (method: string) => new RpcError(Code.UNIMPLEMENTED, `${method} is not implemented yet`);
+export const unimplemented = (method: string) => new RpcError(Code.UNIMPLEMENTED, notServedMessage(method));
 
 // The one place a domain error kind becomes a status: the same on every wire and in every dialect.
 const kindCodes: Record<ErrorKind, Code> = {
