@@ -1,5 +1,6 @@
 import type { AgentHandlers } from '../rpc/service.js';
 import type { StorageRegistry } from './storages.js';
+import { volumeStats } from './volume-stats.js';
 
 /** Storage RPCs that are not part of a sandbox or container's creation. */
 export function storageHandlers(storages: StorageRegistry): AgentHandlers {
@@ -8,5 +9,6 @@ export function storageHandlers(storages: StorageRegistry): AgentHandlers {
       storages.updateEphemeral(req.storages);
       return {};
     },
+    getVolumeStats: (req) => volumeStats(req.volumeGuestPath),
   };
 }
