@@ -21,6 +21,9 @@ NODE_VERSION=20.20.2
 # under TCG.
 BOOT_MODULES="virtio_pci virtio_console vsock vmw_vsock_virtio_transport"
 EXTRA_MODULES="virtio_blk vsock_loopback ext4 9p 9pnet_virtio virtiofs overlay veth virtio_mmio virtio_net fuse crc32c_generic"
+# Get/SetIPTables: iptables-nft's kernel side; the kernel loads them on demand through /sbin/modprobe
+# (busybox's, over modules.dep/modules.alias), as it does for any rule's match or target.
+NETFILTER_MODULES="nf_tables nft_compat x_tables xt_tcpudp xt_comment xt_mark xt_conntrack xt_multiport nft_reject_inet nf_reject_ipv4 nf_reject_ipv6 nft_chain_nat nf_nat xt_MASQUERADE xt_nat nft_ct"
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
 
 step() { echo "== $*"; }
@@ -34,7 +37,9 @@ rm -rf "$ROOT" "$OUT/vmlinuz" "$OUT/manifest.txt"
 step "resolving package versions"
 KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
 [ -n "$KPKG" ] || { echo "cannot resolve linux-image-amd64 (run apt-get update)" >&2; exit 1; }
-PKGS="$KPKG busybox-static libc6 libgcc-s1 libstdc++6"
+# iptables and its libraries: GetIPTables/SetIPTables run the guest's iptables-save/-restore.
+IPTABLES_LIBS="libip4tc2 libip6tc2 libxtables12 libmnl0 libnetfilter-conntrack3 libnfnetlink0 libnftnl11"
+PKGS="$KPKG busybox-static libc6 libgcc-s1 libstdc++6 iptables $IPTABLES_LIBS"
 declare -A DEB
 for p in $PKGS; do
   v=$(apt-cache policy "$p" | awk '/Candidate:/ {print $2}')
@@ -76,6 +81,22 @@ for p in libc6 libgcc-s1 libstdc++6; do
   rm -rf "$x"
 done
 ln -sf ../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$ROOT/lib64/ld-linux-x86-64.so.2"
+
+# iptables, nft backend only (Debian's default): the multi-call binary under the names the agent runs,
+# its extensions (found in the compiled-in /usr/lib/x86_64-linux-gnu/xtables) and its libraries.
+for p in $IPTABLES_LIBS; do
+  x=$(mktemp -d)
+  dpkg-deb -x "${DEB[$p]}" "$x"
+  find "$x" -name '*.so*' | while read -r so; do cp -a "$so" "$ROOT/lib/x86_64-linux-gnu/"; done
+  rm -rf "$x"
+done
+x=$(mktemp -d)
+dpkg-deb -x "${DEB[iptables]}" "$x"
+install -m 0755 "$x/usr/sbin/xtables-nft-multi" "$ROOT/usr/sbin/xtables-nft-multi"
+mkdir -p "$ROOT/usr/lib/x86_64-linux-gnu/xtables"
+cp -a "$x/usr/lib/x86_64-linux-gnu/xtables/." "$ROOT/usr/lib/x86_64-linux-gnu/xtables/"
+for n in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do ln -sf xtables-nft-multi "$ROOT/usr/sbin/$n"; done
+rm -rf "$x"
 
 x=$(mktemp -d)
 dpkg-deb -x "${DEB[busybox-static]}" "$x"
@@ -139,7 +160,7 @@ KVER=$(ls "$x/lib/modules")
 cp "$x/boot/vmlinuz-$KVER" "$OUT/vmlinuz"
 echo "kernel $KVER" >>"$OUT/manifest.txt"
 # Closure of the wanted modules over modules.dep of the full package.
-want=$(for m in $BOOT_MODULES $EXTRA_MODULES; do modprobe -d "$x" -S "$KVER" --show-depends "$m" | awk '$1=="insmod" {print $2}'; done | sort -u)
+want=$(for m in $BOOT_MODULES $EXTRA_MODULES $NETFILTER_MODULES; do modprobe -d "$x" -S "$KVER" --show-depends "$m" | awk '$1=="insmod" {print $2}'; done | sort -u)
 for f in $want; do
   rel=${f#"$x"/}
   mkdir -p "$ROOT/$(dirname "$rel")"
