@@ -6,7 +6,7 @@ import { PR_SET_CHILD_SUBREAPER, type Libc } from '../../agent/src/linux/libc.js
 import type { Logger } from '../../agent/src/log/logger.js';
 import { OrphanReaper } from '../../agent/src/process/reaper.js';
 import { mountCgroups } from './cgroups.js';
-import { defaultModulesDir, loadModules, readModuleList } from './modules.js';
+import { coldplugModules, defaultModulesDir, loadModules, readModuleList } from './modules.js';
 import { linkPtmx, mountAll } from './mounts.js';
 import { setInterfaceUp } from './network.js';
 import { uptimeMs } from '../../agent/src/log/uptime.js';
@@ -29,12 +29,15 @@ export interface BootPaths {
   moduleList: string;
   modulesDir: string;
   hostnameFile: string;
+  /** Where the devices to coldplug are listed. */
+  sysfs: string;
 }
 
 export const defaultBootPaths = (): BootPaths => ({
   moduleList: '/etc/kata-agent/modules',
   modulesDir: defaultModulesDir(),
   hostnameFile: '/etc/hostname',
+  sysfs: '/sys',
 });
 
 /**
@@ -63,6 +66,11 @@ export async function bootServices(libc: Libc, config: AgentConfig, log: Logger,
     if (r.unknown.length) log.warn({ modules: r.unknown, dir: paths.modulesDir }, 'modules not in modules.dep');
     for (const f of r.failed) log.warn(f, 'module load failed');
     return r;
+  });
+  await step('coldplug', () => {
+    const r = coldplugModules(libc, paths.modulesDir, paths.sysfs);
+    for (const f of r.failed) log.warn(f, 'module load failed');
+    return { devices: r.devices, loaded: r.loaded, ms: r.ms };
   });
   await step('cgroups', () => mountCgroups(libc, config.unifiedCgroupHierarchy));
   await step('loopback', () => setInterfaceUp(libc, 'lo'));

@@ -82,7 +82,14 @@ export interface LoadResult {
 
 /** finit_module for each file; EEXIST (built in or loaded already) is not an error. */
 /** `params`: module parameters by module name (as moduleName gives it), e.g. CreateSandbox's kernel_modules. */
-export function loadModules(libc: Pick<Libc, 'finitModule'>, modulesDir: string, names: string[], params: Record<string, string> = {}): LoadResult {
+export function loadModules(
+  libc: Pick<Libc, 'finitModule'>,
+  modulesDir: string,
+  names: string[],
+  params: Record<string, string> = {},
+  /** Module files already handled (an earlier round of the same boot step): not loaded again. */
+  done: Set<string> = new Set(),
+): LoadResult {
   const result: LoadResult = { loaded: [], ms: {}, alreadyLoaded: [], unknown: [], failed: [] };
   let depText: string;
   try {
@@ -94,6 +101,8 @@ export function loadModules(libc: Pick<Libc, 'finitModule'>, modulesDir: string,
   const { files, unknown } = loadOrder(parseModulesDep(depText), names);
   result.unknown = unknown;
   for (const file of files) {
+    if (done.has(file)) continue;
+    done.add(file);
     let fd = -1;
     try {
       fd = fs.openSync(path.join(modulesDir, file), 'r');
@@ -109,4 +118,104 @@ export function loadModules(libc: Pick<Libc, 'finitModule'>, modulesDir: string,
     }
   }
   return result;
+}
+
+/** One `alias PATTERN module` line of modules.alias: the pattern is an fnmatch glob over a modalias. */
+export interface ModuleAlias {
+  pattern: RegExp;
+  module: string;
+}
+
+function globToRegExp(glob: string): RegExp {
+  let re = '';
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i];
+    if (c === '*') re += '.*';
+    else if (c === '?') re += '.';
+    else if (c === '[') {
+      const end = glob.indexOf(']', i + 1);
+      if (end < 0) re += '\\[';
+      else {
+        re += `[${glob
+          .slice(i + 1, end)
+          .replace(/^!/, '^')
+          .replace(/\\/g, '\\\\')}]`;
+        i = end;
+      }
+    } else re += c.replace(/[.+^${}()|\\/]/g, '\\$&');
+  }
+  return new RegExp(`^${re}$`);
+}
+
+export function parseModulesAlias(text: string): ModuleAlias[] {
+  const out: ModuleAlias[] = [];
+  for (const line of text.split('\n')) {
+    const [kw, pattern, module] = splitWords(line);
+    if (kw === 'alias' && pattern && module) out.push({ pattern: globToRegExp(pattern), module: module.replaceAll('-', '_') });
+  }
+  return out;
+}
+
+/** The modules whose aliases match any of `modaliases`, each once. */
+export function modulesForDevices(aliases: ModuleAlias[], modaliases: string[]): string[] {
+  const found = new Set<string>();
+  for (const m of modaliases) for (const a of aliases) if (a.pattern.test(m)) found.add(a.module);
+  return [...found];
+}
+
+/** Every device's modalias on the buses whose drivers the image carries as modules. */
+export function deviceModaliases(sysfs = '/sys', buses = ['pci', 'virtio']): string[] {
+  const out: string[] = [];
+  for (const bus of buses) {
+    const dir = path.join(sysfs, 'bus', bus, 'devices');
+    let names: string[];
+    try {
+      names = fs.readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const n of names) {
+      try {
+        out.push(fs.readFileSync(path.join(dir, n, 'modalias'), 'utf8').trim());
+      } catch {
+        // A device without a modalias file has no driver to find.
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Coldplug, what udev does at boot and kata's guests have no udev for: loads the driver of every
+ * device present (a virtio-net NIC kata adds before boot, a virtio-blk disk), found through the
+ * image's modules.alias. Virtio devices appear once virtio_pci has probed, so the virtio bus is read
+ * after the PCI drivers are loaded; already loaded or built-in drivers are EEXIST and skipped.
+ */
+export function coldplugModules(libc: Pick<Libc, 'finitModule'>, modulesDir: string, sysfs = '/sys'): LoadResult & { devices: number } {
+  let aliases: ModuleAlias[];
+  try {
+    aliases = parseModulesAlias(fs.readFileSync(path.join(modulesDir, 'modules.alias'), 'utf8'));
+  } catch (err) {
+    return {
+      loaded: [],
+      ms: {},
+      alreadyLoaded: [],
+      unknown: [],
+      failed: [{ file: path.join(modulesDir, 'modules.alias'), error: (err as Error).message }],
+      devices: 0,
+    };
+  }
+  const pci = deviceModaliases(sysfs, ['pci']);
+  const done = new Set<string>();
+  const first = loadModules(libc, modulesDir, modulesForDevices(aliases, pci), {}, done);
+  const virtio = deviceModaliases(sysfs, ['virtio']);
+  const second = loadModules(libc, modulesDir, modulesForDevices(aliases, virtio), {}, done);
+  return {
+    loaded: [...first.loaded, ...second.loaded],
+    ms: { ...first.ms, ...second.ms },
+    alreadyLoaded: [...new Set([...first.alreadyLoaded, ...second.alreadyLoaded])],
+    unknown: [...first.unknown, ...second.unknown],
+    failed: [...first.failed, ...second.failed],
+    devices: pci.length + virtio.length,
+  };
 }

@@ -2,7 +2,16 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { loadModules, loadOrder, moduleName, parseModulesDep, readModuleList } from '../../init/src/modules.js';
+import {
+  coldplugModules,
+  loadModules,
+  loadOrder,
+  moduleName,
+  modulesForDevices,
+  parseModulesAlias,
+  parseModulesDep,
+  readModuleList,
+} from '../../init/src/modules.js';
 import { RecordingLibc } from '../support/recording-libc.js';
 
 const dep = `kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_pci_legacy_dev.ko kernel/drivers/virtio/virtio_pci_modern_dev.ko kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko
@@ -83,4 +92,54 @@ t.test('loadModules: parameters go to the module they name, not to its dependenc
 t.test('loadModules without modules.dep reports it instead of throwing', async (t) => {
   const r = loadModules(new RecordingLibc(), '/nonexistent-modules-dir', ['x']);
   t.match(r.failed[0], { file: '/nonexistent-modules-dir/modules.dep', error: /ENOENT/ });
+});
+
+t.test('modules.alias globs match modaliases as fnmatch does', async (t) => {
+  const aliases = parseModulesAlias(
+    [
+      '# Aliases extracted from modules themselves.',
+      'alias virtio:d00000001v* virtio_net',
+      'alias virtio:d00000003v* virtio_console',
+      'alias pci:v00001AF4d00001041sv*sd*bc*sc*i* virtio-pci-thing',
+      'alias fs-9p 9p',
+      'alias pci:v*d*sv*sd*bc01sc0[0-7]i* storage_class',
+    ].join('\n'),
+  );
+  t.same(modulesForDevices(aliases, ['virtio:d00000001v00001AF4']), ['virtio_net']);
+  t.same(modulesForDevices(aliases, ['virtio:d00000011v00001AF4']), [], 'device 0x11 is not 0x1');
+  t.same(modulesForDevices(aliases, ['pci:v00001AF4d00001041sv00001AF4sd00001100bc02sc00i00']), ['virtio_pci_thing'], 'dashes normalised');
+  t.same(modulesForDevices(aliases, ['pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01']), ['storage_class'], 'a [0-7] class');
+  t.same(modulesForDevices(aliases, ['pci:v00008086d00002922sv00001AF4sd00001100bc01sc08i01']), []);
+});
+
+t.test('coldplug: the drivers of present PCI devices, then of the virtio devices they create', async (t) => {
+  const dir = modulesTree(t);
+  fs.writeFileSync(path.join(dir, 'modules.alias'), 'alias virtio:d00000003v* virtio_console\nalias pci:v00001AF4d00001043sv*sd*bc*sc*i* virtio_pci\n');
+  const sysfs = fs.mkdtempSync(path.join(os.tmpdir(), 'coldplug-sysfs-'));
+  t.teardown(() => fs.rmSync(sysfs, { recursive: true, force: true }));
+  const device = (bus: string, name: string, modalias: string | undefined) => {
+    const d = path.join(sysfs, 'bus', bus, 'devices', name);
+    fs.mkdirSync(d, { recursive: true });
+    if (modalias) fs.writeFileSync(path.join(d, 'modalias'), `${modalias}\n`);
+  };
+  device('pci', '0000:00:03.0', 'pci:v00001AF4d00001043sv00001AF4sd00001100bc07sc80i00');
+  device('pci', '0000:00:00.0', 'pci:v00008086d00001237sv00001AF4sd00001100bc06sc00i00');
+  device('pci', '0000:00:01.0', undefined);
+  const libc = new RecordingLibc({
+    // virtio_pci's probe creates the virtio device, as the kernel does during finit_module.
+    finitModule: () => device('virtio', 'virtio0', 'virtio:d00000003v00001AF4'),
+  });
+  const r = coldplugModules(libc, dir, sysfs);
+  t.same(r.loaded, ['virtio_ring', 'virtio', 'virtio_pci_modern_dev', 'virtio_pci_legacy_dev', 'virtio_pci', 'virtio_console']);
+  t.same(r.failed, []);
+  t.equal(r.devices, 3, 'two PCI devices with a modalias file and the virtio device');
+  t.equal(libc.calls.length, 6, 'the shared dependencies are not loaded twice');
+});
+
+t.test('coldplug without modules.alias reports it and loads nothing', async (t) => {
+  const dir = modulesTree(t);
+  const libc = new RecordingLibc();
+  const r = coldplugModules(libc, dir, '/nonexistent-sysfs');
+  t.match(r.failed, [{ file: /modules\.alias$/ }]);
+  t.same(libc.calls, []);
 });
