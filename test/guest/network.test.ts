@@ -16,6 +16,8 @@ import {
   ReadStreamRequestSchema,
   ReadStreamResponseSchema,
   RemoveContainerRequestSchema,
+  ReseedRandomDevRequestSchema,
+  SetGuestDateTimeRequestSchema,
   RoutesSchema,
   StartContainerRequestSchema,
   UpdateInterfaceRequestSchema,
@@ -35,7 +37,7 @@ if (mustRunButCannot) t.fail(`CI must run the in-VM tests: ${mustRunButCannot}`)
 const agent = 'grpc.AgentService';
 const mac = '02:42:c0:00:02:0a';
 
-t.test('UpdateInterface + UpdateRoutes on a virtio-net NIC, seen from a container', { skip: guestSkip }, async (t) => {
+t.test('UpdateInterface + UpdateRoutes on a virtio-net NIC, SetGuestDateTime, ReseedRandomDev: seen from a container', { skip: guestSkip }, async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kata-guest-net-'));
   const sock = path.join(dir, 'agent.sock');
   const vm = await bootGuest({
@@ -89,7 +91,13 @@ t.test('UpdateInterface + UpdateRoutes on a virtio-net NIC, seen from a containe
       'the default route is listed',
     );
 
-    const spec = busyboxSpec(guestBusyboxRootfs, ['sh', '-c', 'ip -4 -o addr show dev eth0; ip route show']);
+    // The other guest calls of a pod's set-up: the host's clock (kata sends it after a VM resume) and
+    // entropy for the guest's RNG.
+    const hostTime = 1893456000n; // 2030-01-01T00:00:00Z: far from the guest's own clock
+    await rpc.call(agent, 'SetGuestDateTime', SetGuestDateTimeRequestSchema, { Sec: hostTime, Usec: 0n }, EmptySchema);
+    await rpc.call(agent, 'ReseedRandomDev', ReseedRandomDevRequestSchema, { data: Buffer.alloc(64, 0x5a) }, EmptySchema);
+
+    const spec = busyboxSpec(guestBusyboxRootfs, ['sh', '-c', 'ip -4 -o addr show dev eth0; ip route show; echo "now $(date +%s)"']);
     await rpc.call(agent, 'CreateContainer', CreateContainerRequestSchema, { containerId: 'net', execId: 'net', OCI: spec }, EmptySchema);
     await rpc.call(agent, 'StartContainer', StartContainerRequestSchema, { containerId: 'net' }, EmptySchema);
     const out = (
@@ -101,6 +109,8 @@ t.test('UpdateInterface + UpdateRoutes on a virtio-net NIC, seen from a containe
     await rpc.call(agent, 'WaitProcess', WaitProcessRequestSchema, { containerId: 'net', execId: 'net' }, WaitProcessResponseSchema);
     t.match(out, /eth0\s+inet 192\.0\.2\.10\/24/, 'the container sees the address');
     t.match(out, /default via 192\.0\.2\.1 dev eth0/, 'and the default route');
+    const now = BigInt(/now (\d+)/.exec(out)?.[1] ?? '0');
+    t.ok(now >= hostTime && now < hostTime + 120n, `the container's clock is the one SetGuestDateTime set (${now})`);
     await rpc.call(agent, 'RemoveContainer', RemoveContainerRequestSchema, { containerId: 'net' }, EmptySchema);
     await rpc.call(agent, 'DestroySandbox', DestroySandboxRequestSchema, {}, EmptySchema);
     rpc.close();
