@@ -1,6 +1,7 @@
 // OnlineCPUMem on the guest's real sysfs: QEMU starts with one of two vCPUs, the test hot-adds the
 // second through QMP (as kata's runtime does on a resource update), then sends kata 1.x's
-// OnlineCPUMem{wait, nb_cpus 1, cpu_only}. A container then sees both CPUs online.
+// OnlineCPUMem{wait, nb_cpus 1, cpu_only}. A container then sees both CPUs online. Then a DIMM is
+// hot-added the same way and OnlineCPUMem onlines its memory blocks: a container's MemTotal grows.
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -57,7 +58,7 @@ async function qmp(sock: string): Promise<{ cmd: (execute: string, args?: object
   return { cmd, close: () => s.destroy() };
 }
 
-t.test('a hot-added vCPU is onlined by OnlineCPUMem', { skip: guestSkip }, async (t) => {
+t.test('a hot-added vCPU and a hot-added DIMM are onlined by OnlineCPUMem', { skip: guestSkip }, async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kata-guest-cpu-'));
   const sock = path.join(dir, 'agent.sock');
   const qmpSock = path.join(dir, 'qmp.sock');
@@ -65,7 +66,7 @@ t.test('a hot-added vCPU is onlined by OnlineCPUMem', { skip: guestSkip }, async
     mode: 'initrd',
     serialSocket: sock,
     consoleFile: path.join(dir, 'console.log'),
-    extraArgs: ['-smp', '1,maxcpus=2', '-qmp', `unix:${qmpSock},server=on,wait=off`],
+    extraArgs: ['-smp', '1,maxcpus=2', '-m', '512M,slots=2,maxmem=1G', '-qmp', `unix:${qmpSock},server=on,wait=off`],
   });
   t.teardown(async () => {
     await vm.kill();
@@ -83,19 +84,35 @@ t.test('a hot-added vCPU is onlined by OnlineCPUMem', { skip: guestSkip }, async
     q.close();
     await rpc.call(agent, 'OnlineCPUMem', OnlineCPUMemRequestSchema, { wait: true, nbCpus: 1, cpuOnly: true }, EmptySchema);
     t.match(vm.console, /"cpus_onlined":1,"memory_blocks_onlined":0,"msg":"OnlineCPUMem"/, 'the agent onlined it');
-    const spec = busyboxSpec(guestBusyboxRootfs, ['cat', '/sys/devices/system/cpu/online']);
-    await rpc.call(agent, 'CreateContainer', CreateContainerRequestSchema, { containerId: 'cpus', execId: 'cpus', OCI: spec }, EmptySchema);
-    await rpc.call(agent, 'StartContainer', StartContainerRequestSchema, { containerId: 'cpus' }, EmptySchema);
-    const out = (
-      await readToEnd(
-        () => rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId: 'cpus', execId: 'cpus', len: 1024 }, ReadStreamResponseSchema),
-        'ReadStdout',
-      )
-    ).toString();
-    await rpc.call(agent, 'WaitProcess', WaitProcessRequestSchema, { containerId: 'cpus', execId: 'cpus' }, WaitProcessResponseSchema);
-    t.equal(out, '0-1\n', 'both vCPUs online');
-    // As kata hosts end a pod: RemoveContainer, then DestroySandbox.
-    await rpc.call(agent, 'RemoveContainer', RemoveContainerRequestSchema, { containerId: 'cpus' }, EmptySchema);
+    const run = async (id: string, args: string[]) => {
+      const spec = busyboxSpec(guestBusyboxRootfs, args);
+      await rpc.call(agent, 'CreateContainer', CreateContainerRequestSchema, { containerId: id, execId: id, OCI: spec }, EmptySchema);
+      await rpc.call(agent, 'StartContainer', StartContainerRequestSchema, { containerId: id }, EmptySchema);
+      const out = (
+        await readToEnd(
+          () => rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId: id, execId: id, len: 1024 }, ReadStreamResponseSchema),
+          'ReadStdout',
+        )
+      ).toString();
+      await rpc.call(agent, 'WaitProcess', WaitProcessRequestSchema, { containerId: id, execId: id }, WaitProcessResponseSchema);
+      await rpc.call(agent, 'RemoveContainer', RemoveContainerRequestSchema, { containerId: id }, EmptySchema);
+      return out;
+    };
+    t.equal(await run('cpus', ['cat', '/sys/devices/system/cpu/online']), '0-1\n', 'both vCPUs online');
+
+    // Memory: a 128 MiB DIMM hot-added as kata's runtime does (memory backend + pc-dimm), which the
+    // guest kernel shows as offline memory blocks until OnlineCPUMem onlines them.
+    const memTotal = async (id: string) => Number(/MemTotal:\s+(\d+) kB/.exec(await run(id, ['cat', '/proc/meminfo']))?.[1]);
+    const before = await memTotal('mem-before');
+    const q2 = await qmp(qmpSock);
+    await q2.cmd('object-add', { 'qom-type': 'memory-backend-ram', id: 'hotmem1', size: 128 * 1024 * 1024 });
+    await q2.cmd('device_add', { driver: 'pc-dimm', id: 'hotdimm1', memdev: 'hotmem1' });
+    q2.close();
+    await rpc.call(agent, 'OnlineCPUMem', OnlineCPUMemRequestSchema, { wait: true, nbCpus: 0 }, EmptySchema);
+    t.match(vm.console, /"cpus_onlined":0,"memory_blocks_onlined":(?:[1-9]\d*),"msg":"OnlineCPUMem"/, 'the agent onlined the new blocks (the kernel left them offline)');
+    const after = await memTotal('mem-after');
+    t.ok(after - before >= 120 * 1024, `MemTotal grew by the DIMM (${before} kB -> ${after} kB)`);
+    // As kata hosts end a pod: each container removed (above), then DestroySandbox.
     await rpc.call(agent, 'DestroySandbox', DestroySandboxRequestSchema, {}, EmptySchema);
     rpc.close();
     t.equal(await vm.waitExit(120_000), 0);
