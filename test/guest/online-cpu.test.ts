@@ -109,7 +109,11 @@ t.test('a hot-added vCPU and a hot-added DIMM are onlined by OnlineCPUMem', { sk
     await q2.cmd('device_add', { driver: 'pc-dimm', id: 'hotdimm1', memdev: 'hotmem1' });
     q2.close();
     await rpc.call(agent, 'OnlineCPUMem', OnlineCPUMemRequestSchema, { wait: true, nbCpus: 0 }, EmptySchema);
-    t.match(vm.console, /"cpus_onlined":0,"memory_blocks_onlined":(?:[1-9]\d*),"msg":"OnlineCPUMem"/, 'the agent onlined the new blocks (the kernel left them offline)');
+    t.match(
+      vm.console,
+      /"cpus_onlined":0,"memory_blocks_onlined":(?:[1-9]\d*),"msg":"OnlineCPUMem"/,
+      'the agent onlined the new blocks (the kernel left them offline)',
+    );
     const after = await memTotal('mem-after');
     t.ok(after - before >= 120 * 1024, `MemTotal grew by the DIMM (${before} kB -> ${after} kB)`);
     // As kata hosts end a pod: each container removed (above), then DestroySandbox.
