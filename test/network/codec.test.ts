@@ -3,6 +3,7 @@ import t from 'tap';
 import * as c from '../../agent/src/network/rtnl-codec.js';
 import { formatIp, formatMac, parseIp, parseMac, parsePrefix, parsePrefixLen } from '../../agent/src/network/inet.js';
 import { captured } from './captured-replies.js';
+import { InvalidArgument } from '../../agent/src/errors.js';
 
 const hex = (parts: string[]) => parts.map((p) => Buffer.from(p, 'hex'));
 
@@ -125,17 +126,20 @@ t.test('address text forms', async (t) => {
   t.equal(formatIp(parseIp('fe80::1', 'x').bytes), 'fe80::1');
   t.equal(parseIp('::ffff:192.0.2.1', 'x').bytes.toString('hex'), '00000000000000000000ffffc0000201');
   t.equal(parseIp('192.0.2.10', 'x').bytes.toString('hex'), 'c000020a');
-  t.throws(() => parseIp('192.0.2.300', 'routes[0].gateway'), { code: 3, message: 'routes[0].gateway: malformed IP address "192.0.2.300"' });
+  t.throws(() => parseIp('192.0.2.300', 'routes[0].gateway'), { kind: 'InvalidArgument', message: 'routes[0].gateway: malformed IP address "192.0.2.300"' });
   t.equal(parsePrefixLen('24', 2, 'm'), 24);
   t.equal(parsePrefixLen('255.255.255.0', 2, 'm'), 24);
   t.equal(parsePrefixLen('64', 10, 'm'), 64);
-  t.throws(() => parsePrefixLen('33', 2, 'm'), { code: 3, message: /m: malformed mask "33"/ });
-  t.throws(() => parsePrefixLen('255.0.255.0', 2, 'm'), { code: 3 });
-  t.throws(() => parsePrefixLen('x', 10, 'm'), { code: 3 });
+  t.throws(() => parsePrefixLen('33', 2, 'm'), { kind: 'InvalidArgument', message: /m: malformed mask "33"/ });
+  t.throws(() => parsePrefixLen('255.0.255.0', 2, 'm'), InvalidArgument);
+  t.throws(() => parsePrefixLen('x', 10, 'm'), InvalidArgument);
   t.match(parsePrefix('', 'd'), { ip: undefined, len: 0 });
   t.match(parsePrefix('192.0.2.0/24', 'd'), { ip: { family: 2 }, len: 24 });
   t.match(parsePrefix('192.0.2.1', 'd'), { len: 32 });
   t.equal(formatMac(parseMac('02:42:C0:00:02:0A', 'h')), '02:42:c0:00:02:0a');
-  t.throws(() => parseMac('02:42:c0:00:02', 'interface.hwAddr'), { code: 3, message: 'interface.hwAddr: malformed MAC address "02:42:c0:00:02"' });
-  t.throws(() => parseMac('02:42:c0:00:02:zz', 'h'), { code: 3 });
+  t.throws(() => parseMac('02:42:c0:00:02', 'interface.hwAddr'), {
+    kind: 'InvalidArgument',
+    message: 'interface.hwAddr: malformed MAC address "02:42:c0:00:02"',
+  });
+  t.throws(() => parseMac('02:42:c0:00:02:zz', 'h'), InvalidArgument);
 });

@@ -23,7 +23,7 @@ import {
   MS_REC,
   MS_SLAVE,
 } from '../../agent/src/linux/libc.js';
-import { RpcError } from '../../agent/src/rpc/status.js';
+import { InvalidArgument } from '../../agent/src/errors.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'plan-test-'));
 t.teardown(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -55,7 +55,7 @@ t.test('mount options split into flags, propagation and data', async (t) => {
 
 t.test("ids follow kata's rule", async (t) => {
   t.equal(checkId('container', 'abc-1.2_3'), 'abc-1.2_3');
-  for (const bad of ['', 'a', '_a', 'a/b', 'a..b', 'ä1']) t.throws(() => checkId('container', bad), RpcError, bad);
+  for (const bad of ['', 'a', '_a', 'a/b', 'a..b', 'ä1']) t.throws(() => checkId('container', bad), InvalidArgument, bad);
 });
 
 t.test('capabilities by name', async (t) => {

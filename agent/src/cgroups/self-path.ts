@@ -1,7 +1,7 @@
 // Where the agent itself sits: containers' groups are created below the agent's own cgroup, so an
 // agent started by systemd (or a test runner in a slice) keeps its groups inside its delegation.
 import path from 'node:path';
-import { invalidArgument } from '../rpc/status.js';
+import { invalidArgument } from '../errors.js';
 
 export interface SelfCgroups {
   /** v1: hierarchy key (its controllers joined by ",", as /proc/self/cgroup names them) → path. */

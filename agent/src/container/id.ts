@@ -1,4 +1,4 @@
-import { invalidArgument } from '../rpc/status.js';
+import { invalidArgument } from '../errors.js';
 
 // kata's rule for container and exec ids; also keeps ids usable as path components.
 const idPattern = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;

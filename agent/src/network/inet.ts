@@ -1,7 +1,7 @@
 // Text forms of the addresses kata sends (IPv4/IPv6, prefix lengths, MACs) to and from the bytes
 // netlink carries. Every parser throws INVALID_ARGUMENT naming the field and the value it refused.
 import net from 'node:net';
-import { invalidArgument } from '../rpc/status.js';
+import { invalidArgument } from '../errors.js';
 
 export const AF_INET = 2;
 export const AF_INET6 = 10;
