@@ -13,7 +13,8 @@ export type ErrorKind =
   | 'Cancelled'
   | 'DeadlineExceeded'
   | 'ResourceExhausted'
-  | 'PermissionDenied';
+  | 'PermissionDenied'
+  | 'Unimplemented';
 
 export abstract class AgentError extends Error {
   abstract readonly kind: ErrorKind;
@@ -53,6 +54,9 @@ export class ResourceExhausted extends ofKind('ResourceExhausted') {}
 
 /** The guest refuses what the request asks. */
 export class PermissionDenied extends ofKind('PermissionDenied') {}
+
+/** A valid request for something this agent does not do (yet): the message says which and why. */
+export class Unimplemented extends ofKind('Unimplemented') {}
 
 export const invalidArgument = (msg: string) => new InvalidArgument(msg);
 export const notFound = (msg: string) => new NotFound(msg);

@@ -5,7 +5,7 @@ import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { LinuxResourcesSchema } from '../../protos/gen/oci_pb.js';
 import { v1Writes, type V1Tree } from '../../agent/src/cgroups/v1-settings.js';
 import { v2Writes } from '../../agent/src/cgroups/v2-settings.js';
-import { Code, RpcError } from '../../agent/src/rpc/status.js';
+import { InvalidArgument } from '../../agent/src/errors.js';
 
 const tree: V1Tree = { has: () => true, exists: () => true, read: () => undefined };
 const group = { exists: () => true, read: () => undefined };
@@ -18,7 +18,7 @@ function outcome(build: 'v1' | 'v2', init: Init): string {
     else v2Writes(res, group, () => undefined);
     return 'ok';
   } catch (err) {
-    if (err instanceof RpcError && err.code === Code.INVALID_ARGUMENT) return err.message;
+    if (err instanceof InvalidArgument) return err.message;
     throw err;
   }
 }

@@ -9,7 +9,8 @@ import { StorageSchema, type Storage } from '../../protos/gen/agent_pb.js';
 import { MNT_DETACH, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_REMOUNT, MS_BIND, MS_RDONLY } from '../../agent/src/linux/libc.js';
 import { RecordingLibc } from '../support/recording-libc.js';
 import { createLogger } from '../../agent/src/log/logger.js';
-import { RpcError, Code } from '../../agent/src/rpc/status.js';
+import { AgentError } from '../../agent/src/errors.js';
+import { RpcError, Code, toRpcError } from '../../agent/src/rpc/status.js';
 import { StorageRegistry, releaseStorages } from '../../agent/src/storage/storages.js';
 
 const log = createLogger('error');
@@ -33,7 +34,9 @@ function codeOf(f: () => unknown): string {
     f();
     return 'OK';
   } catch (err) {
-    return err instanceof RpcError ? `${Code[err.code]}: ${err.message}` : `throw: ${(err as Error).message}`;
+    if (!(err instanceof RpcError || err instanceof AgentError)) return `throw: ${(err as Error).message}`;
+    const e = toRpcError(err);
+    return `${Code[e.code]}: ${e.message}`;
   }
 }
 

@@ -1,6 +1,6 @@
 // OCI LinuxResources (v1 units) → cgroup v2 file writes.
 import type { LinuxResources } from '../../../protos/gen/oci_pb.js';
-import { invalidArgument } from '../rpc/status.js';
+import { invalidArgument } from '../errors.js';
 import { blkioWeightToIoWeight, deviceNumber, limitValue, sharesToWeight } from './convert.js';
 import { validateResources } from './validate.js';
 

@@ -3,7 +3,7 @@
 // naming the field and its range, the same on the v1 and v2 drivers, and nothing is half applied.
 // 0 is "not set" throughout: kata's protos have no field presence.
 import type { LinuxResources } from '../../../protos/gen/oci_pb.js';
-import { invalidArgument } from '../rpc/status.js';
+import { invalidArgument } from '../errors.js';
 
 /** The kernel's limits (kernel/sched/core.c, kernel/cgroup/pids.c, block/blk-cgroup). */
 export const RANGES = {

@@ -57,6 +57,7 @@ const kindCodes: Record<ErrorKind, Code> = {
   DeadlineExceeded: Code.DEADLINE_EXCEEDED,
   ResourceExhausted: Code.RESOURCE_EXHAUSTED,
   PermissionDenied: Code.PERMISSION_DENIED,
+  Unimplemented: Code.UNIMPLEMENTED,
 };
 
 // errno names that have an obvious status; anything else is INTERNAL with the syscall named in the message.

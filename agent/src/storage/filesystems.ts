@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import { defaultModulesDir, loadModules } from '../../../init/src/modules.js';
 import type { Libc } from '../linux/libc.js';
 import type { Logger } from '../log/logger.js';
-import { Code, RpcError } from '../rpc/status.js';
+import { FailedPrecondition } from '../errors.js';
 
 /** Modules per filesystem type, each list in load order (9p needs its virtio transport as well). */
 export const filesystemModules: Record<string, string[]> = {
@@ -44,8 +44,7 @@ export function filesystemEnsurer(deps: FilesystemDeps): (fstype: string) => voi
     deps.log.info({ fstype, loaded: r.loaded, ms: r.ms, already: r.alreadyLoaded, unknown: r.unknown, failed: r.failed }, 'filesystem modules');
     if (parseFilesystems(read()).has(fstype)) return;
     const why = [...r.failed.map((f) => `${f.file}: ${f.error}`), ...r.unknown.map((u) => `${u}: not in ${modulesDir}/modules.dep`)];
-    throw new RpcError(
-      Code.FAILED_PRECONDITION,
+    throw new FailedPrecondition(
       `filesystem ${fstype} is not in /proc/filesystems and loading ${modules.join(', ')} did not add it${why.length ? ` (${why.join('; ')})` : ''}`,
     );
   };

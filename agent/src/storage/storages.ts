@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Storage } from '../../../protos/gen/agent_pb.js';
 import type { Libc } from '../linux/libc.js';
 import type { Logger } from '../log/logger.js';
-import { invalidArgument, RpcError, Code } from '../rpc/status.js';
+import { invalidArgument, Unimplemented } from '../errors.js';
 import { mountBind, mountEphemeral, mountLocal, mountSharedFs, remountEphemeral, type DriverEnv, type Undo } from './drivers.js';
 import { WatchableBinds } from './watchable.js';
 
@@ -38,8 +38,7 @@ interface Entry {
 
 function checkStorage(s: Storage): void {
   if (deviceDrivers.includes(s.driver)) {
-    throw new RpcError(
-      Code.UNIMPLEMENTED,
+    throw new Unimplemented(
       `storage driver ${s.driver} (source "${s.source}", mount point ${s.mountPoint}) needs a hot-plugged device, which this agent does not support yet`,
     );
   }
