@@ -108,12 +108,13 @@ t.test('a hot-added vCPU and a hot-added DIMM are onlined by OnlineCPUMem', { sk
     await q2.cmd('object-add', { 'qom-type': 'memory-backend-ram', id: 'hotmem1', size: 128 * 1024 * 1024 });
     await q2.cmd('device_add', { driver: 'pc-dimm', id: 'hotdimm1', memdev: 'hotmem1' });
     q2.close();
+    // The guest learns of the DIMM through an ACPI event it handles after device_add returns; wait
+    // (from inside the guest) until its blocks are there, offline, as the kernel leaves them.
+    const offline =
+      'for i in $(seq 1 600); do grep -qx offline /sys/devices/system/memory/memory*/state && { echo offline-seen; exit 0; }; sleep 0.1; done; echo none-offline';
+    t.equal(await run('mem-wait', ['sh', '-c', offline]), 'offline-seen\n', 'the new blocks appeared offline');
     await rpc.call(agent, 'OnlineCPUMem', OnlineCPUMemRequestSchema, { wait: true, nbCpus: 0 }, EmptySchema);
-    t.match(
-      vm.console,
-      /"cpus_onlined":0,"memory_blocks_onlined":(?:[1-9]\d*),"msg":"OnlineCPUMem"/,
-      'the agent onlined the new blocks (the kernel left them offline)',
-    );
+    t.match(vm.console, /"cpus_onlined":0,"memory_blocks_onlined":(?:[1-9]\d*),"msg":"OnlineCPUMem"/, 'the agent onlined the new blocks');
     const after = await memTotal('mem-after');
     t.ok(after - before >= 120 * 1024, `MemTotal grew by the DIMM (${before} kB -> ${after} kB)`);
     // As kata hosts end a pod: each container removed (above), then DestroySandbox.
