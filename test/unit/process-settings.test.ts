@@ -73,7 +73,10 @@ t.test('oom_score_adj: one write to /proc/self/oom_score_adj before the credenti
   t.ok(open < names.indexOf('setresuid'), 'while still root: lowering it needs CAP_SYS_RESOURCE');
 
   const refused = new RecordingLibc().fail('write', 13);
-  t.throws(() => applyAndExec(refused, { ...base, oomScoreAdj: -1000 }, '/bin/sh'), { code: 'EACCES' });
+  t.throws(() => applyAndExec(refused, { ...base, oomScoreAdj: -1000 }, '/bin/sh'), {
+    code: 'EACCES',
+    message: 'write(/proc/self/oom_score_adj = "-1000"): EACCES (permission denied)',
+  });
   t.notOk(
     refused.calls.some((c) => c.name === 'execve'),
     'never execs with the setting not applied',

@@ -1,6 +1,10 @@
 import os from 'node:os';
 import util from 'node:util';
 
+/** The errno values path code tests for (the same on every Linux architecture). */
+export const ENOENT = 2;
+export const EEXIST = 17;
+
 /** ENOENT for 2, and so on; `E<n>` for numbers the platform does not name. */
 export function errnoName(errno: number): string {
   const n = Math.abs(errno);

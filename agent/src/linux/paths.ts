@@ -2,12 +2,9 @@
 // node:fs: everything here goes through the Libc it is given, so a test drives it on RecordingLibc
 // and a failure is a SyscallError naming the call, the path and the errno.
 import path from 'node:path';
-import { SyscallError } from './errno.js';
+import { EEXIST, ENOENT, SyscallError } from './errno.js';
 import type { Libc } from './libc.js';
 import { AT_FDCWD, F_OK, O_CLOEXEC, O_CREAT, O_WRONLY } from './libc.js';
-
-const EEXIST = 17;
-const ENOENT = 2;
 
 /**
  * mkdir -p with `mode` (before the umask), parents made only when the path's own mkdir finds none,
@@ -53,5 +50,20 @@ export function removeFile(libc: Libc, p: string): void {
     libc.unlinkat(AT_FDCWD, p, 0);
   } catch (err) {
     if (!(err instanceof SyscallError && err.errno === ENOENT)) throw err;
+  }
+}
+
+/**
+ * One write() of `value` to a kernel setting file (/proc, sysfs): the kernel parses each write on
+ * its own. A refusal names the file and the value, which the bare fd of write() would not.
+ */
+export function writeValue(libc: Libc, p: string, value: string): void {
+  const fd = openPath(libc, p, O_WRONLY);
+  try {
+    libc.write(fd, Buffer.from(value));
+  } catch (err) {
+    throw err instanceof SyscallError ? new SyscallError('write', err.errno, `${p} = "${value}"`) : err;
+  } finally {
+    libc.close(fd);
   }
 }

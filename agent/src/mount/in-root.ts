@@ -5,13 +5,11 @@
 // its parent with O_NOFOLLOW, created (when asked) relative to that fd, and the caller mounts onto
 // /proc/self/fd/N, so a lookup never leaves the directory it started from.
 import fs from 'node:fs';
-import { SyscallError } from '../linux/errno.js';
+import { EEXIST, ENOENT, SyscallError } from '../linux/errno.js';
 import type { Libc } from '../linux/libc.js';
 import { AT_FDCWD, AT_REMOVEDIR, O_CLOEXEC, O_PATH, RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, S_IFLNK, S_IFMT } from '../linux/libc.js';
 
 const { O_CREAT, O_DIRECTORY, O_EXCL, O_NOFOLLOW, O_WRONLY } = fs.constants;
-const ENOENT = 2;
-const EEXIST = 17;
 const ELOOP = 40;
 const ENOSYS = 38;
 const EINVAL = 22;

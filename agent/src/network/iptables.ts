@@ -63,8 +63,11 @@ function run(file: string, args: string[], input: Uint8Array | undefined, timeou
         finish(() => reject(failedPrecondition(`${rpc}: ${path.basename(file)} printed more than ${MAX_RULES_BYTES} bytes`)));
       } else out.push(c);
     });
+    let errBytes = 0;
     child.stderr!.on('data', (c: Buffer) => {
-      if (err.reduce((n, b) => n + b.length, 0) < 64 << 10) err.push(c);
+      // The first 64 KiB say why; the rest is not kept.
+      if (errBytes < 64 << 10) err.push(c);
+      errBytes += c.length;
     });
     child.on('error', (e) => finish(() => reject(new Error(`${rpc}: starting ${file}: ${e.message}`))));
     child.on('close', (code, signal) => {

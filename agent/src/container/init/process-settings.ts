@@ -4,14 +4,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Libc } from '../../linux/libc.js';
-import { openPath } from '../../linux/paths.js';
+import { writeValue } from '../../linux/paths.js';
 import {
   CLOSE_RANGE_CLOEXEC,
   F_GETFL,
   F_SETFD,
   F_SETFL,
   O_NONBLOCK,
-  O_WRONLY,
   PR_CAPBSET_DROP,
   PR_CAP_AMBIENT,
   PR_CAP_AMBIENT_CLEAR_ALL,
@@ -70,21 +69,11 @@ function lastCap(): number {
   }
 }
 
-/** One write() of a /proc setting, as the kernel parses it. */
-function writeProcFile(libc: Libc, p: string, value: string): void {
-  const fd = openPath(libc, p, O_WRONLY);
-  try {
-    libc.write(fd, Buffer.from(value));
-  } finally {
-    libc.close(fd);
-  }
-}
-
 /** Applies `proc` to this process and execs `exe`; returns only by throwing. */
 export function applyAndExec(libc: Libc, proc: ProcessPlan, exe: string): never {
   libc.setsid();
   if (proc.terminal) libc.ioctlInt(0, TIOCSCTTY, 0);
-  if (proc.oomScoreAdj !== undefined) writeProcFile(libc, '/proc/self/oom_score_adj', String(proc.oomScoreAdj));
+  if (proc.oomScoreAdj !== undefined) writeValue(libc, '/proc/self/oom_score_adj', String(proc.oomScoreAdj));
   for (const r of proc.rlimits) libc.setrlimit(r.resource, BigInt(r.soft), BigInt(r.hard));
   const caps = proc.caps;
   if (caps) {
