@@ -55,6 +55,9 @@ export async function bootServices(libc: Libc, config: AgentConfig, log: Logger,
       log.error({ step: name, err: (err as Error).message }, 'boot step failed');
     }
   };
+  // The module files already tried this boot: coldplug skips what the module list loaded (a retried
+  // finit_module still reads and checks the whole file before it says EEXIST).
+  const triedModules = new Set<string>();
   await step('modules', () => {
     let names: string[];
     try {
@@ -62,13 +65,13 @@ export async function bootServices(libc: Libc, config: AgentConfig, log: Logger,
     } catch {
       return 'no module list';
     }
-    const r = loadModules(libc, paths.modulesDir, names);
+    const r = loadModules(libc, paths.modulesDir, names, {}, triedModules);
     if (r.unknown.length) log.warn({ modules: r.unknown, dir: paths.modulesDir }, 'modules not in modules.dep');
     for (const f of r.failed) log.warn(f, 'module load failed');
     return r;
   });
   await step('coldplug', () => {
-    const r = coldplugModules(libc, paths.modulesDir, paths.sysfs);
+    const r = coldplugModules(libc, paths.modulesDir, paths.sysfs, triedModules);
     for (const f of r.failed) log.warn(f, 'module load failed');
     return { devices: r.devices, loaded: r.loaded, ms: r.ms };
   });

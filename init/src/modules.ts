@@ -189,9 +189,16 @@ export function deviceModaliases(sysfs = '/sys', buses = ['pci', 'virtio']): str
  * Coldplug, what udev does at boot and kata's guests have no udev for: loads the driver of every
  * device present (a virtio-net NIC kata adds before boot, a virtio-blk disk), found through the
  * image's modules.alias. Virtio devices appear once virtio_pci has probed, so the virtio bus is read
- * after the PCI drivers are loaded; already loaded or built-in drivers are EEXIST and skipped.
+ * after the PCI drivers are loaded. Each module file is tried once per boot (`done`); a built-in
+ * driver is EEXIST and skipped.
  */
-export function coldplugModules(libc: Pick<Libc, 'finitModule'>, modulesDir: string, sysfs = '/sys'): LoadResult & { devices: number } {
+export function coldplugModules(
+  libc: Pick<Libc, 'finitModule'>,
+  modulesDir: string,
+  sysfs = '/sys',
+  /** Module files the boot already loaded (its module list): not tried again. */
+  done: Set<string> = new Set(),
+): LoadResult & { devices: number } {
   let aliases: ModuleAlias[];
   try {
     aliases = parseModulesAlias(fs.readFileSync(path.join(modulesDir, 'modules.alias'), 'utf8'));
@@ -206,14 +213,13 @@ export function coldplugModules(libc: Pick<Libc, 'finitModule'>, modulesDir: str
     };
   }
   const pci = deviceModaliases(sysfs, ['pci']);
-  const done = new Set<string>();
   const first = loadModules(libc, modulesDir, modulesForDevices(aliases, pci), {}, done);
   const virtio = deviceModaliases(sysfs, ['virtio']);
   const second = loadModules(libc, modulesDir, modulesForDevices(aliases, virtio), {}, done);
   return {
     loaded: [...first.loaded, ...second.loaded],
     ms: { ...first.ms, ...second.ms },
-    alreadyLoaded: [...new Set([...first.alreadyLoaded, ...second.alreadyLoaded])],
+    alreadyLoaded: [...first.alreadyLoaded, ...second.alreadyLoaded],
     unknown: [...first.unknown, ...second.unknown],
     failed: [...first.failed, ...second.failed],
     devices: pci.length + virtio.length,

@@ -143,3 +143,18 @@ t.test('coldplug without modules.alias reports it and loads nothing', async (t) 
   t.match(r.failed, [{ file: /modules\.alias$/ }]);
   t.same(libc.calls, []);
 });
+
+t.test('coldplug does not try again what the boot module list loaded', async (t) => {
+  const dir = modulesTree(t);
+  fs.writeFileSync(path.join(dir, 'modules.alias'), 'alias pci:v00001AF4d00001043sv*sd*bc*sc*i* virtio_pci\n');
+  const sysfs = fs.mkdtempSync(path.join(os.tmpdir(), 'coldplug-sysfs-'));
+  t.teardown(() => fs.rmSync(sysfs, { recursive: true, force: true }));
+  fs.mkdirSync(path.join(sysfs, 'bus', 'pci', 'devices', '0000:00:03.0'), { recursive: true });
+  fs.writeFileSync(path.join(sysfs, 'bus', 'pci', 'devices', '0000:00:03.0', 'modalias'), 'pci:v00001AF4d00001043sv00001AF4sd00001100bc07sc80i00\n');
+  const libc = new RecordingLibc();
+  const tried = new Set<string>();
+  t.same(loadModules(libc, dir, ['virtio_pci'], {}, tried).loaded.length, 5);
+  const r = coldplugModules(libc, dir, sysfs, tried);
+  t.same(r.loaded, [], 'virtio_pci and its dependencies were loaded by the list');
+  t.equal(libc.calls.length, 5, 'no second finit_module');
+});
