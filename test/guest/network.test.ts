@@ -9,25 +9,17 @@ import path from 'node:path';
 import t from 'tap';
 import { EmptySchema } from '@bufbuild/protobuf/wkt';
 import {
-  CreateContainerRequestSchema,
   CreateSandboxRequestSchema,
   DestroySandboxRequestSchema,
   ListRoutesRequestSchema,
-  ReadStreamRequestSchema,
-  ReadStreamResponseSchema,
-  RemoveContainerRequestSchema,
   ReseedRandomDevRequestSchema,
   SetGuestDateTimeRequestSchema,
   RoutesSchema,
-  StartContainerRequestSchema,
   UpdateInterfaceRequestSchema,
   UpdateRoutesRequestSchema,
-  WaitProcessRequestSchema,
-  WaitProcessResponseSchema,
 } from '../../protos/gen/agent_pb.js';
 import { InterfaceSchema, IPFamily } from '../../protos/gen/types_pb.js';
-import { readToEnd } from '../support/end-of-stream.js';
-import { guestBusyboxRootfs } from '../support/guest-container.js';
+import { guestBusyboxRootfs, runInPod } from '../support/guest-container.js';
 import { GuestRpc } from '../support/guest-rpc.js';
 import { guestSkip, mustRunButCannot } from '../support/guest-skip.js';
 import { busyboxSpec } from '../support/oci-spec.js';
@@ -98,20 +90,12 @@ t.test('UpdateInterface + UpdateRoutes on a virtio-net NIC, SetGuestDateTime, Re
     await rpc.call(agent, 'ReseedRandomDev', ReseedRandomDevRequestSchema, { data: Buffer.alloc(64, 0x5a) }, EmptySchema);
 
     const spec = busyboxSpec(guestBusyboxRootfs, ['sh', '-c', 'ip -4 -o addr show dev eth0; ip route show; echo "now $(date +%s)"']);
-    await rpc.call(agent, 'CreateContainer', CreateContainerRequestSchema, { containerId: 'net', execId: 'net', OCI: spec }, EmptySchema);
-    await rpc.call(agent, 'StartContainer', StartContainerRequestSchema, { containerId: 'net' }, EmptySchema);
-    const out = (
-      await readToEnd(
-        () => rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId: 'net', execId: 'net', len: 4096 }, ReadStreamResponseSchema),
-        'ReadStdout',
-      )
-    ).toString();
-    await rpc.call(agent, 'WaitProcess', WaitProcessRequestSchema, { containerId: 'net', execId: 'net' }, WaitProcessResponseSchema);
+    const { stdout: out, status } = await runInPod(rpc, 'net', spec);
+    t.equal(status, 0);
     t.match(out, /eth0\s+inet 192\.0\.2\.10\/24/, 'the container sees the address');
     t.match(out, /default via 192\.0\.2\.1 dev eth0/, 'and the default route');
     const now = BigInt(/now (\d+)/.exec(out)?.[1] ?? '0');
     t.ok(now >= hostTime && now < hostTime + 120n, `the container's clock is the one SetGuestDateTime set (${now})`);
-    await rpc.call(agent, 'RemoveContainer', RemoveContainerRequestSchema, { containerId: 'net' }, EmptySchema);
     await rpc.call(agent, 'DestroySandbox', DestroySandboxRequestSchema, {}, EmptySchema);
     rpc.close();
     t.equal(await vm.waitExit(120_000), 0);

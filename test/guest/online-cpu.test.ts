@@ -8,20 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { EmptySchema } from '@bufbuild/protobuf/wkt';
-import {
-  CreateContainerRequestSchema,
-  CreateSandboxRequestSchema,
-  DestroySandboxRequestSchema,
-  OnlineCPUMemRequestSchema,
-  ReadStreamRequestSchema,
-  ReadStreamResponseSchema,
-  RemoveContainerRequestSchema,
-  StartContainerRequestSchema,
-  WaitProcessRequestSchema,
-  WaitProcessResponseSchema,
-} from '../../protos/gen/agent_pb.js';
-import { readToEnd } from '../support/end-of-stream.js';
-import { guestBusyboxRootfs } from '../support/guest-container.js';
+import { CreateSandboxRequestSchema, DestroySandboxRequestSchema, OnlineCPUMemRequestSchema } from '../../protos/gen/agent_pb.js';
+import { guestBusyboxRootfs, runInPod } from '../support/guest-container.js';
 import { GuestRpc } from '../support/guest-rpc.js';
 import { guestSkip, mustRunButCannot } from '../support/guest-skip.js';
 import { busyboxSpec } from '../support/oci-spec.js';
@@ -84,20 +72,7 @@ t.test('a hot-added vCPU and a hot-added DIMM are onlined by OnlineCPUMem', { sk
     q.close();
     await rpc.call(agent, 'OnlineCPUMem', OnlineCPUMemRequestSchema, { wait: true, nbCpus: 1, cpuOnly: true }, EmptySchema);
     t.match(vm.console, /"cpus_onlined":1,"memory_blocks_onlined":0,"msg":"OnlineCPUMem"/, 'the agent onlined it');
-    const run = async (id: string, args: string[]) => {
-      const spec = busyboxSpec(guestBusyboxRootfs, args);
-      await rpc.call(agent, 'CreateContainer', CreateContainerRequestSchema, { containerId: id, execId: id, OCI: spec }, EmptySchema);
-      await rpc.call(agent, 'StartContainer', StartContainerRequestSchema, { containerId: id }, EmptySchema);
-      const out = (
-        await readToEnd(
-          () => rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId: id, execId: id, len: 1024 }, ReadStreamResponseSchema),
-          'ReadStdout',
-        )
-      ).toString();
-      await rpc.call(agent, 'WaitProcess', WaitProcessRequestSchema, { containerId: id, execId: id }, WaitProcessResponseSchema);
-      await rpc.call(agent, 'RemoveContainer', RemoveContainerRequestSchema, { containerId: id }, EmptySchema);
-      return out;
-    };
+    const run = async (id: string, args: string[]) => (await runInPod(rpc, id, busyboxSpec(guestBusyboxRootfs, args))).stdout;
     t.equal(await run('cpus', ['cat', '/sys/devices/system/cpu/online']), '0-1\n', 'both vCPUs online');
 
     // Memory: a 128 MiB DIMM hot-added as kata's runtime does (memory backend + pc-dimm), which the

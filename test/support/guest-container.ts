@@ -15,7 +15,7 @@ import {
 } from '../../protos/gen/agent_pb.js';
 import { readToEnd } from './end-of-stream.js';
 import type { GuestRpc } from './guest-rpc.js';
-import { busyboxSpec } from './oci-spec.js';
+import { busyboxSpec, type SpecInit } from './oci-spec.js';
 
 /** Carried in the image by rootfs-builder/make-tree.sh. */
 export const guestBusyboxRootfs = '/usr/share/kata-agent/busybox-rootfs';
@@ -27,21 +27,28 @@ export interface ContainerRun {
   status: number;
 }
 
-export async function runGuestContainer(rpc: GuestRpc, opts: { memoryLimit: bigint; destroySandbox: boolean }): Promise<ContainerRun> {
+/**
+ * One container of an existing pod, run to its end as kata hosts do: CreateContainer, StartContainer,
+ * ReadStdout on the init's exec id (= container id) until the read fails, WaitProcess, RemoveContainer.
+ */
+export async function runInPod(rpc: GuestRpc, id: string, spec: SpecInit): Promise<ContainerRun> {
   const agent = 'grpc.AgentService';
-  await rpc.call(agent, 'CreateSandbox', CreateSandboxRequestSchema, { hostname: 'demo-pod', sandboxId: 'demo' }, EmptySchema);
-  const spec = busyboxSpec(guestBusyboxRootfs, ['/bin/sh', '-c', demoScript], { memoryLimit: opts.memoryLimit });
-  await rpc.call(agent, 'CreateContainer', CreateContainerRequestSchema, { containerId: 'hello', execId: 'hello', OCI: spec }, EmptySchema);
-  await rpc.call(agent, 'StartContainer', StartContainerRequestSchema, { containerId: 'hello' }, EmptySchema);
-  // As kata hosts do: the init is addressed by its CreateContainer exec id, read until the read fails.
+  await rpc.call(agent, 'CreateContainer', CreateContainerRequestSchema, { containerId: id, execId: id, OCI: spec }, EmptySchema);
+  await rpc.call(agent, 'StartContainer', StartContainerRequestSchema, { containerId: id }, EmptySchema);
   const stdout = (
     await readToEnd(
-      () => rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId: 'hello', execId: 'hello', len: 32 * 1024 }, ReadStreamResponseSchema),
-      'ReadStdout hello',
+      () => rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId: id, execId: id, len: 32 * 1024 }, ReadStreamResponseSchema),
+      `ReadStdout ${id}`,
     )
   ).toString();
-  const { status } = await rpc.call(agent, 'WaitProcess', WaitProcessRequestSchema, { containerId: 'hello', execId: 'hello' }, WaitProcessResponseSchema);
-  await rpc.call(agent, 'RemoveContainer', RemoveContainerRequestSchema, { containerId: 'hello' }, EmptySchema);
-  if (opts.destroySandbox) await rpc.call(agent, 'DestroySandbox', DestroySandboxRequestSchema, {}, EmptySchema);
+  const { status } = await rpc.call(agent, 'WaitProcess', WaitProcessRequestSchema, { containerId: id, execId: id }, WaitProcessResponseSchema);
+  await rpc.call(agent, 'RemoveContainer', RemoveContainerRequestSchema, { containerId: id }, EmptySchema);
   return { stdout, status };
+}
+
+export async function runGuestContainer(rpc: GuestRpc, opts: { memoryLimit: bigint; destroySandbox: boolean }): Promise<ContainerRun> {
+  await rpc.call('grpc.AgentService', 'CreateSandbox', CreateSandboxRequestSchema, { hostname: 'demo-pod', sandboxId: 'demo' }, EmptySchema);
+  const run = await runInPod(rpc, 'hello', busyboxSpec(guestBusyboxRootfs, ['/bin/sh', '-c', demoScript], { memoryLimit: opts.memoryLimit }));
+  if (opts.destroySandbox) await rpc.call('grpc.AgentService', 'DestroySandbox', DestroySandboxRequestSchema, {}, EmptySchema);
+  return run;
 }
