@@ -62,3 +62,38 @@ export const invalidArgument = (msg: string) => new InvalidArgument(msg);
 export const notFound = (msg: string) => new NotFound(msg);
 export const alreadyExists = (msg: string) => new AlreadyExists(msg);
 export const failedPrecondition = (msg: string) => new FailedPrecondition(msg);
+
+const byKind: Record<ErrorKind, new (message: string) => AgentError> = {
+  InvalidArgument,
+  NotFound,
+  AlreadyExists,
+  FailedPrecondition,
+  Unavailable,
+  Cancelled,
+  DeadlineExceeded,
+  ResourceExhausted,
+  PermissionDenied,
+  Unimplemented,
+};
+
+/**
+ * An error of `kind` (a plain Error, i.e. an internal failure, without one): for failures that crossed a
+ * process boundary as data, such as the container-init helper's status line.
+ */
+export function errorOfKind(kind: ErrorKind | undefined, message: string): Error {
+  return kind ? new byKind[kind](message) : new Error(message);
+}
+
+/**
+ * The same failure with its message rewritten by `wrap` (to name the container, process or storage it
+ * concerns), keeping what decides its status: the domain kind, or the errno name of a system error.
+ * A wire status (rpc/status.ts's RpcError, numeric `code`: the dialect's end-of-stream) is already
+ * final and is returned as it is.
+ */
+export function withContext(err: unknown, wrap: (message: string) => string): unknown {
+  if (err instanceof AgentError) return Object.assign(new byKind[err.kind](wrap(err.message)), { cause: err });
+  if (!(err instanceof Error)) return new Error(wrap(String(err)));
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'number') return err;
+  return Object.assign(new Error(wrap(err.message), { cause: err }), typeof code === 'string' ? { code } : {});
+}

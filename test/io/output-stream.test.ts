@@ -2,7 +2,6 @@ import type net from 'node:net';
 import { PassThrough } from 'node:stream';
 import t from 'tap';
 import { MAX_READ, OutputStream } from '../../agent/src/io/output-stream.js';
-import { Code } from '../../agent/src/rpc/status.js';
 
 const never = new AbortController().signal;
 
@@ -75,7 +74,7 @@ t.test('EIO is end of stream only where the options say so', async (t) => {
   const pipeOut = new OutputStream(pipe, { highWater: 1024, eioIsEnd: false });
   pipe.destroy(eio());
   await tick();
-  await t.rejects(pipeOut.read(100, never), { code: Code.INTERNAL, message: /EIO/ });
+  await t.rejects(pipeOut.read(100, never), { name: 'Error', message: /EIO/ });
 });
 
 t.test('drainAtEnd adds the bytes the source missed, before end of stream', async (t) => {

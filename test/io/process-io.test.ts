@@ -8,7 +8,7 @@ import { openPty } from '../../agent/src/io/pty.js';
 import { libc } from '../../agent/src/linux/index.js';
 import { RecordingLibc } from '../support/recording-libc.js';
 import { F_GETPIPE_SZ } from '../../agent/src/linux/libc.js';
-import { Code, RpcError } from '../../agent/src/rpc/status.js';
+import { FailedPrecondition, Unavailable } from '../../agent/src/errors.js';
 import { never, readAll, spawnWithIO } from './spawn-with-io.js';
 
 const pipes = () => createProcessIO({ terminal: false, pipeSize: 0, libc: libc() });
@@ -93,7 +93,7 @@ t.test('CloseStdin: the process sees end of file; later writes are refused', asy
   io.closeStdin();
   io.closeStdin(); // idempotent
   t.equal((await readAll(io, 'stdout')).toString().replace(/ +/g, ' '), 'saw 5 bytes then eof\n');
-  await t.rejects(io.write(Buffer.from('x'), never), { code: Code.FAILED_PRECONDITION, message: 'stdin is closed' });
+  await t.rejects(io.write(Buffer.from('x'), never), { name: 'FailedPrecondition', message: 'stdin is closed' });
 });
 
 t.test('writing to a process that closed its stdin is FAILED_PRECONDITION, output still readable', async (t) => {
@@ -109,9 +109,8 @@ t.test('writing to a process that closed its stdin is FAILED_PRECONDITION, outpu
       err = e;
     }
   }
-  t.ok(err instanceof RpcError);
-  t.equal((err as RpcError).code, Code.FAILED_PRECONDITION);
-  t.match((err as RpcError).message, /EPIPE/);
+  t.ok(err instanceof FailedPrecondition);
+  t.match((err as Error).message, /EPIPE/);
 });
 
 t.test('an aborted read takes nothing: the next read gets the bytes', async (t) => {
@@ -120,8 +119,8 @@ t.test('an aborted read takes nothing: the next read gets the bytes', async (t) 
   const ac = new AbortController();
   const pending = io.read('stdout', 100, ac.signal);
   ac.abort();
-  await t.rejects(pending, { code: Code.CANCELLED });
-  await t.rejects(io.read('stdout', 100, ac.signal), { code: Code.CANCELLED }, 'already aborted');
+  await t.rejects(pending, { name: 'Cancelled' });
+  await t.rejects(io.read('stdout', 100, ac.signal), { name: 'Cancelled' }, 'already aborted');
   await io.write(Buffer.from('go\n'), never);
   t.equal((await readAll(io, 'stdout')).toString(), 'payload');
 });
@@ -168,8 +167,8 @@ t.test('a terminal IO opens no pty itself; a master it cannot take is closed', a
   const io = createProcessIO({ terminal: true, pipeSize: 0, libc: fake });
   t.equal(io.childFds, null, 'no child ends: the helper opens the pty inside the container');
   t.same(fake.calls, [], 'no syscall before a master is attached');
-  await t.rejects(io.read('stdout', 10, never), { code: Code.UNAVAILABLE }, 'nothing to read before the master');
-  t.throws(() => io.resize(24, 80), { code: Code.UNAVAILABLE });
+  await t.rejects(io.read('stdout', 10, never), { name: 'Unavailable' }, 'nothing to read before the master');
+  t.throws(() => io.resize(24, 80), { name: 'Unavailable' });
   t.throws(() => io.attachPty(7), /fcntl.*EMFILE/);
   t.same(
     fake.calls.filter((c) => c.name === 'close').map((c) => c.args[0]),
@@ -180,7 +179,7 @@ t.test('a terminal IO opens no pty itself; a master it cannot take is closed', a
   const later = new RecordingLibc();
   const gone = createProcessIO({ terminal: true, pipeSize: 0, libc: later });
   gone.dispose();
-  t.throws(() => gone.attachPty(9), { code: Code.NOT_FOUND });
+  t.throws(() => gone.attachPty(9), { name: 'NotFound' });
   t.same(
     later.calls.map((c) => [c.name, c.args[0]]),
     [['close', 9]],
@@ -192,7 +191,7 @@ t.test('a process without a terminal refuses a pty master and closes it', async 
   const io = pipes();
   t.teardown(() => io.dispose());
   const fd = fs.openSync('/dev/null', 'r');
-  t.throws(() => io.attachPty(fd), { code: Code.INTERNAL });
+  t.throws(() => io.attachPty(fd), { name: 'Error' });
   t.throws(() => fs.fstatSync(fd), { code: 'EBADF' }, 'closed');
 });
 
@@ -207,9 +206,9 @@ t.test('dispose releases every fd, and later calls are NOT_FOUND', async (t) => 
     // libuv closes handle fds on the next loop turn.
     await new Promise((r) => setImmediate(r));
     t.equal(fs.readdirSync('/proc/self/fd').length, before, `${io.terminal ? 'pty' : 'pipes'}: fds back to ${before}`);
-    await t.rejects(io.read('stdout', 10, never), { code: Code.NOT_FOUND });
-    await t.rejects(io.write(Buffer.from('x'), never), { code: Code.NOT_FOUND });
-    t.throws(() => io.closeStdin(), { code: Code.NOT_FOUND });
+    await t.rejects(io.read('stdout', 10, never), { name: 'NotFound' });
+    await t.rejects(io.write(Buffer.from('x'), never), { name: 'NotFound' });
+    t.throws(() => io.closeStdin(), { name: 'NotFound' });
   }
 });
 
@@ -224,7 +223,7 @@ t.test('a read pending at dispose ends as end of stream', async (t) => {
 t.test('TtyWinResize on pipes is UNAVAILABLE "no tty"', async (t) => {
   const io = pipes();
   t.teardown(() => io.dispose());
-  t.throws(() => io.resize(24, 80), new RpcError(Code.UNAVAILABLE, 'no tty'));
+  t.throws(() => io.resize(24, 80), new Unavailable('no tty'));
 });
 
 t.test('pty: stdin, echo, resize seen by stty, one output stream', async (t) => {
@@ -237,7 +236,7 @@ t.test('pty: stdin, echo, resize seen by stty, one output stream', async (t) => 
   t.equal(out, 'hello\r\n33 77\r\ngot hello\r\n', 'echo, stty size and stderr all on the terminal');
   t.equal(await io.read('stderr', 10, never), null, 'a tty has no separate stderr');
   t.equal(await exited, 0);
-  t.throws(() => io.resize(70000, 1), { code: Code.INVALID_ARGUMENT });
+  t.throws(() => io.resize(70000, 1), { name: 'InvalidArgument' });
 });
 
 t.test('pty: the full tail of a process that exited arrives before end of stream (10 runs)', async (t) => {
@@ -266,7 +265,7 @@ t.test('pty: CloseStdin ends writes but keeps the output flowing', async (t) => 
   spawnWithIO(t, io, 'read x; echo "got $x"; sleep 0.1; echo after');
   await io.write(Buffer.from('one\n'), never);
   io.closeStdin();
-  await t.rejects(io.write(Buffer.from('x'), never), { code: Code.FAILED_PRECONDITION });
+  await t.rejects(io.write(Buffer.from('x'), never), { name: 'FailedPrecondition' });
   t.equal((await readAll(io, 'stdout')).toString(), 'one\r\ngot one\r\nafter\r\n');
 });
 

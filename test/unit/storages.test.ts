@@ -10,7 +10,7 @@ import { MNT_DETACH, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_REMOUNT, MS_BIND, MS_RDO
 import { RecordingLibc } from '../support/recording-libc.js';
 import { createLogger } from '../../agent/src/log/logger.js';
 import { AgentError } from '../../agent/src/errors.js';
-import { RpcError, Code, toRpcError } from '../../agent/src/rpc/status.js';
+import { Code, toRpcError } from '../../agent/src/rpc/status.js';
 import { StorageRegistry, releaseStorages } from '../../agent/src/storage/storages.js';
 
 const log = createLogger('error');
@@ -34,7 +34,9 @@ function codeOf(f: () => unknown): string {
     f();
     return 'OK';
   } catch (err) {
-    if (!(err instanceof RpcError || err instanceof AgentError)) return `throw: ${(err as Error).message}`;
+    // A domain error or a system error (errno name in `code`) is a status; anything else is a bug.
+    const errno = typeof (err as NodeJS.ErrnoException).code === 'string';
+    if (!(err instanceof AgentError || errno)) return `throw: ${(err as Error).message}`;
     const e = toRpcError(err);
     return `${Code[e.code]}: ${e.message}`;
   }

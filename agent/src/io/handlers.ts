@@ -1,16 +1,15 @@
 import type { AgentHandlers } from '../rpc/service.js';
-import { Code, RpcError } from '../rpc/status.js';
+import { InvalidArgument, withContext } from '../errors.js';
 import type { OutputName, ProcessIO } from './process-io.js';
 
 /**
- * Finds the stdio of a process; exec id "" is the container's init process. Throws RpcError
- * NOT_FOUND for an unknown container or exec id (or a process WaitProcess already forgot).
+ * Finds the stdio of a process; exec id "" is the container's init process. Throws NotFound for an unknown container or exec id (or a process WaitProcess already forgot).
  */
 export type ProcessIOLookup = (containerId: string, execId: string) => ProcessIO;
 
 function readLength(len: number): number {
   // kata hosts treat an empty answer as end of stream, so a zero-byte read cannot be answered.
-  if (len === 0) throw new RpcError(Code.INVALID_ARGUMENT, 'len must be greater than 0');
+  if (len === 0) throw new InvalidArgument('len must be greater than 0');
   return len;
 }
 
@@ -22,10 +21,9 @@ async function naming<R>(req: { containerId: string; execId: string }, run: () =
   try {
     return await run();
   } catch (err) {
-    if (err instanceof RpcError && !err.expected && !err.message.includes(req.containerId)) {
-      throw new RpcError(err.code, `${err.message} (process ${req.execId || '(init)'} of container ${req.containerId})`);
-    }
-    throw err;
+    // A message that names the container already (lookup's NotFound) is left as it is.
+    if (err instanceof Error && err.message.includes(req.containerId)) throw err;
+    throw withContext(err, (m) => `${m} (process ${req.execId || '(init)'} of container ${req.containerId})`);
   }
 }
 

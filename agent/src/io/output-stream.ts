@@ -1,5 +1,5 @@
 import type net from 'node:net';
-import { Code, RpcError } from '../rpc/status.js';
+import { Cancelled } from '../errors.js';
 
 /** Most bytes one read hands out, whatever `len` the host asked for: keeps every reply far below frame limits. */
 export const MAX_READ = 1 << 20;
@@ -63,7 +63,7 @@ export class OutputStream {
   async read(len: number, signal: AbortSignal): Promise<Uint8Array | null> {
     for (;;) {
       if (this.queued > 0) return this.take(Math.min(len, MAX_READ));
-      if (this.failure) throw new RpcError(Code.INTERNAL, `reading process output: ${this.failure.message}`);
+      if (this.failure) throw new Error(`reading process output: ${this.failure.message}`, { cause: this.failure });
       if (this.ended) return null;
       await this.changed(signal);
     }
@@ -159,6 +159,6 @@ export class OutputStream {
   }
 }
 
-function cancelled(): RpcError {
-  return new RpcError(Code.CANCELLED, 'read cancelled: the caller went away');
+function cancelled(): Cancelled {
+  return new Cancelled('read cancelled: the caller went away');
 }

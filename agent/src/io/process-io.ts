@@ -1,5 +1,5 @@
 import { F_DUPFD_CLOEXEC, type Libc } from '../linux/libc.js';
-import { Code, RpcError } from '../rpc/status.js';
+import { InvalidArgument, NotFound, Unavailable } from '../errors.js';
 import { socketFromFd } from '../linux/uv-handle.js';
 import { OutputStream } from './output-stream.js';
 import { openPipe, type Pipe } from './pipes.js';
@@ -32,7 +32,7 @@ export interface ProcessIO {
   unread(stream: OutputName, data: Uint8Array): void;
   write(data: Uint8Array, signal: AbortSignal): Promise<number>;
   closeStdin(): void;
-  resize(rows: number, cols: number): void; // throws RpcError UNAVAILABLE "no tty" when !terminal
+  resize(rows: number, cols: number): void; // throws Unavailable "no tty" when !terminal
   /** Releases every fd (after WaitProcess). */
   dispose(): void;
 }
@@ -65,8 +65,8 @@ function closeAll(libc: Libc, fds: number[]): void {
   }
 }
 
-function released(): RpcError {
-  return new RpcError(Code.NOT_FOUND, 'process stdio already released');
+function released(): NotFound {
+  return new NotFound('process stdio already released');
 }
 
 abstract class BaseIO implements ProcessIO {
@@ -87,7 +87,7 @@ abstract class BaseIO implements ProcessIO {
 
   /** The stdin stream; a terminal has none until its master is attached. */
   private input(): StdinStream {
-    if (!this.stdin) throw new RpcError(Code.UNAVAILABLE, 'the terminal of the process is not open yet');
+    if (!this.stdin) throw new Unavailable('the terminal of the process is not open yet');
     return this.stdin;
   }
 
@@ -151,12 +151,12 @@ class PipeIO extends BaseIO {
 
   attachPty(master: number): void {
     closeAll(this.libc, [master]);
-    throw new RpcError(Code.INTERNAL, 'a pty master was handed to a process without a terminal');
+    throw new Error('a pty master was handed to a process without a terminal');
   }
 
   resize(): void {
     if (this.disposed) throw released();
-    throw new RpcError(Code.UNAVAILABLE, 'no tty');
+    throw new Unavailable('no tty');
   }
 }
 
@@ -205,7 +205,7 @@ class PtyIO extends BaseIO {
   attachPty(master: number): void {
     if (this.disposed || this.master >= 0) {
       closeAll(this.libc, [master]);
-      throw this.disposed ? released() : new RpcError(Code.INTERNAL, 'the process already has its terminal');
+      throw this.disposed ? released() : new Error('the process already has its terminal');
     }
     const dups: number[] = [];
     try {
@@ -229,16 +229,16 @@ class PtyIO extends BaseIO {
   }
 
   override async read(stream: OutputName, len: number, signal: AbortSignal): Promise<Uint8Array | null> {
-    if (!this.disposed && this.master < 0) throw new RpcError(Code.UNAVAILABLE, 'the terminal of the process is not open yet');
+    if (!this.disposed && this.master < 0) throw new Unavailable('the terminal of the process is not open yet');
     return super.read(stream, len, signal);
   }
 
   resize(rows: number, cols: number): void {
     if (this.disposed) throw released();
     if (!Number.isInteger(rows) || !Number.isInteger(cols) || rows < 0 || cols < 0 || rows > 0xffff || cols > 0xffff) {
-      throw new RpcError(Code.INVALID_ARGUMENT, `window size ${rows}x${cols} does not fit a terminal (0..65535)`);
+      throw new InvalidArgument(`window size ${rows}x${cols} does not fit a terminal (0..65535)`);
     }
-    if (this.master < 0) throw new RpcError(Code.UNAVAILABLE, 'the terminal of the process is not open yet');
+    if (this.master < 0) throw new Unavailable('the terminal of the process is not open yet');
     this.libc.setWinsize(this.master, { rows, cols });
   }
 

@@ -1,5 +1,5 @@
 import type net from 'node:net';
-import { Code, RpcError } from '../rpc/status.js';
+import { Cancelled, FailedPrecondition } from '../errors.js';
 
 /**
  * The agent's side of a process's stdin (a pipe's write end, or a dup of the pty master). A write
@@ -18,21 +18,21 @@ export class StdinStream {
 
   write(data: Uint8Array, signal: AbortSignal): Promise<number> {
     if (this.failure) return Promise.reject(writeError(this.failure));
-    if (this.closed) return Promise.reject(new RpcError(Code.FAILED_PRECONDITION, 'stdin is closed'));
+    if (this.closed) return Promise.reject(new FailedPrecondition('stdin is closed'));
     if (data.length === 0) return Promise.resolve(0);
     return new Promise((resolve, reject) => {
       if (signal.aborted) {
-        reject(new RpcError(Code.CANCELLED, 'write cancelled: the caller went away'));
+        reject(new Cancelled('write cancelled: the caller went away'));
         return;
       }
       // Bytes already handed to the socket cannot be taken back: on cancel they are still delivered
       // in order; only the answer is dropped.
-      const onAbort = () => reject(new RpcError(Code.CANCELLED, 'write cancelled: the caller went away'));
+      const onAbort = () => reject(new Cancelled('write cancelled: the caller went away'));
       signal.addEventListener('abort', onAbort, { once: true });
       this.sink.write(data, (err) => {
         signal.removeEventListener('abort', onAbort);
         if (!err) resolve(data.length);
-        else if (this.closed && !this.failure) reject(new RpcError(Code.FAILED_PRECONDITION, 'stdin is closed'));
+        else if (this.closed && !this.failure) reject(new FailedPrecondition('stdin is closed'));
         else reject(writeError(this.failure ?? err));
       });
     });
@@ -54,8 +54,8 @@ export class StdinStream {
   }
 }
 
-function writeError(err: NodeJS.ErrnoException): RpcError {
+function writeError(err: NodeJS.ErrnoException): Error {
   const code = err.code;
-  if (code === 'EPIPE' || code === 'EIO') return new RpcError(Code.FAILED_PRECONDITION, `stdin is closed by the process (${code})`);
-  return new RpcError(Code.INTERNAL, `writing stdin: ${err.message}`);
+  if (code === 'EPIPE' || code === 'EIO') return new FailedPrecondition(`stdin is closed by the process (${code})`);
+  return new Error(`writing stdin: ${err.message}`, { cause: err });
 }

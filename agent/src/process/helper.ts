@@ -9,7 +9,7 @@ import { spawnOwned } from './spawn.js';
 import { PLAN_FD, START_FD, STATUS_FD, TERMINAL_FD, type HelperStatus, type InitPlan } from '../container/init/plan.js';
 import { AF_UNIX, MSG_CMSG_CLOEXEC, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_SEQPACKET, type Libc } from '../linux/libc.js';
 import { spawnInPidNamespace, type PidNamespaceChoice } from '../namespace/pid-namespace.js';
-import { Code, RpcError } from '../rpc/status.js';
+import { errorOfKind } from '../errors.js';
 import type { ProcessIO } from './io-contract.js';
 
 /**
@@ -35,7 +35,7 @@ export class Helper {
   ) {
     if (child.pid === undefined) {
       this.closeTerminalChannel();
-      throw new RpcError(Code.INTERNAL, 'cannot start the container-init helper');
+      throw new Error('cannot start the container-init helper');
     }
     this.pid = child.pid;
     this.exited = new Promise((resolve) => {
@@ -59,7 +59,7 @@ export class Helper {
         try {
           status = JSON.parse(line) as HelperStatus;
         } catch {
-          status = { state: 'error', code: 'INTERNAL', message: `unreadable status from the container-init helper: ${line.slice(0, 200)}` };
+          status = { state: 'error', message: `unreadable status from the container-init helper: ${line.slice(0, 200)}` };
         }
         this.push(status);
         this.buf = this.buf.slice(nl + 1);
@@ -112,9 +112,9 @@ export class Helper {
     try {
       fd = this.libc.recvFd(this.terminalChannel, Buffer.alloc(1), MSG_DONTWAIT | MSG_CMSG_CLOEXEC).fd;
     } catch (err) {
-      throw new RpcError(Code.INTERNAL, `${what}: receiving the terminal from container-init helper ${this.pid}: ${(err as Error).message}`);
+      throw new Error(`${what}: receiving the terminal from container-init helper ${this.pid}: ${(err as Error).message}`, { cause: err });
     }
-    if (fd === undefined) throw new RpcError(Code.INTERNAL, `${what}: container-init helper ${this.pid} sent no pty master`);
+    if (fd === undefined) throw new Error(`${what}: container-init helper ${this.pid} sent no pty master`);
     return fd;
   }
 
@@ -191,15 +191,15 @@ export class Helper {
   /** What a failed rootfs setup made under the rootfs (from the helper's error report). */
   created: { path: string; kind: 'dir' | 'file' }[] = [];
 
-  private async failure(s: HelperStatus | null, what: string): Promise<RpcError> {
+  private async failure(s: HelperStatus | null, what: string): Promise<Error> {
     if (s?.state === 'error') {
       this.reportedError = true;
       this.created = s.created ?? [];
-      return new RpcError(Code[s.code], `${what}: ${s.message}`);
+      return errorOfKind(s.kind, `${what}: ${s.message}`);
     }
     const status = await this.exited;
     this.silentExit = true;
-    return new RpcError(Code.INTERNAL, `${what}: container-init helper exited with status ${status} before it was ready`);
+    return new Error(`${what}: container-init helper exited with status ${status} before it was ready`);
   }
 
   /** Closes the start pipe so an init that never started exits on its own. */

@@ -8,7 +8,7 @@ import type { Libc } from '../linux/libc.js';
 import { MNT_DETACH, MS_BIND, MS_REC, MS_REMOUNT } from '../linux/libc.js';
 import type { Logger } from '../log/logger.js';
 import { parseMountOptions } from '../mount/options.js';
-import { invalidArgument, RpcError, toRpcError } from '../rpc/status.js';
+import { invalidArgument, withContext } from '../errors.js';
 
 export type Undo = () => void;
 
@@ -38,9 +38,9 @@ export function splitFsGid(options: readonly string[], what: string): { options:
   return { options: rest, fsGid };
 }
 
-function withContext(what: string, err: unknown): RpcError {
-  const r = toRpcError(err);
-  return new RpcError(r.code, `${what}: ${r.message}`);
+/** `err` with the storage it concerns in front of its message. */
+function about(what: string, err: unknown): unknown {
+  return withContext(err, (m) => `${what}: ${m}`);
 }
 
 /** The directory to mount on; `created` says whether we made it (and so remove it after). */
@@ -75,7 +75,7 @@ function plainMount(env: DriverEnv, s: Storage, fstype: string, options: readonl
     env.libc.mount(s.source, s.mountPoint, fstype, o.flags | extraFlags, o.data || null);
   } catch (err) {
     if (created) removeDir(s.mountPoint);
-    throw withContext(what, err);
+    throw about(what, err);
   }
   return () => {
     unmount(env, s.mountPoint);
@@ -89,7 +89,7 @@ export function mountSharedFs(env: DriverEnv, s: Storage): Undo {
   try {
     env.ensureFilesystem(fstype);
   } catch (err) {
-    throw withContext(`storage ${s.driver} ${s.mountPoint}`, err);
+    throw about(`storage ${s.driver} ${s.mountPoint}`, err);
   }
   return plainMount(env, s, fstype, s.options);
 }
@@ -109,7 +109,7 @@ export function mountEphemeral(env: DriverEnv, s: Storage): Undo {
       applyFsGid(s.mountPoint, fsGid);
     } catch (err) {
       undo();
-      throw withContext(`storage ephemeral ${s.mountPoint} fsgid`, err);
+      throw about(`storage ephemeral ${s.mountPoint} fsgid`, err);
     }
   }
   return undo;
@@ -153,7 +153,7 @@ export function mountLocal(env: DriverEnv, s: Storage): Undo {
     else if (mode !== undefined) fs.chmodSync(s.mountPoint, mode);
   } catch (err) {
     fs.rmSync(s.mountPoint, { recursive: true, force: true });
-    throw withContext(what, err);
+    throw about(what, err);
   }
   return () => fs.rmSync(s.mountPoint, { recursive: true, force: true });
 }
@@ -165,7 +165,7 @@ export function mountBind(env: DriverEnv, s: Storage): Undo {
   try {
     src = fs.statSync(s.source);
   } catch (err) {
-    throw withContext(what, err);
+    throw about(what, err);
   }
   const o = parseMountOptions(s.options.filter((x) => x !== 'bind' && x !== 'rbind'));
   const recursive = s.options.includes('rbind') ? MS_REC : 0;
@@ -184,7 +184,7 @@ export function mountBind(env: DriverEnv, s: Storage): Undo {
     env.libc.mount(s.source, s.mountPoint, null, MS_BIND | recursive, null);
   } catch (err) {
     removeMountPoint();
-    throw withContext(what, err);
+    throw about(what, err);
   }
   // A bind mount takes the source's flags: ro, nosuid… need a remount of the new mount itself.
   if (o.flags !== 0) {
@@ -193,7 +193,7 @@ export function mountBind(env: DriverEnv, s: Storage): Undo {
     } catch (err) {
       unmount(env, s.mountPoint);
       removeMountPoint();
-      throw withContext(what, err);
+      throw about(what, err);
     }
   }
   return () => {
@@ -216,6 +216,6 @@ export function remountEphemeral(env: DriverEnv, s: Storage): void {
   try {
     env.libc.mount(s.source || 'tmpfs', s.mountPoint, s.fstype || 'tmpfs', o.flags | MS_REMOUNT, o.data || null);
   } catch (err) {
-    throw withContext(what, err);
+    throw about(what, err);
   }
 }

@@ -5,12 +5,13 @@
 // StartContainer (init only) and execve()s the container's program, which keeps this pid.
 // Everything here is synchronous: the helper's libuv threads never join the new namespaces.
 import fs from 'node:fs';
+import { AgentError } from '../../errors.js';
 import { libc as realLibc } from '../../linux/index.js';
 import { CLONE_FS, CLONE_NEWNS, O_DIRECTORY, O_RDONLY, O_WRONLY, PR_SET_DUMPABLE, type Libc } from '../../linux/libc.js';
 import { openPath } from '../../linux/paths.js';
 import type { ExecPlan, HelperStatus, InitPlan, StdioSource } from './plan.js';
 import { PLAN_FD, START_FD, STATUS_FD, TERMINAL_FD } from './plan.js';
-import { applyAndExec, resolveExecutable, SetupError } from './process-settings.js';
+import { applyAndExec, resolveExecutable } from './process-settings.js';
 import { RootfsError, setupRootfs } from './rootfs.js';
 import { takeContainerTerminal } from './terminal.js';
 
@@ -83,11 +84,11 @@ function run(libc: Libc): never {
 try {
   run(realLibc());
 } catch (err) {
-  const code = err instanceof SetupError ? err.code : 'INTERNAL';
+  const kind = err instanceof AgentError ? err.kind : undefined;
   try {
     // What the rootfs setup created stays in the (possibly shared) rootfs: the agent removes it.
     const created = err instanceof RootfsError && err.created.length > 0 ? err.created : undefined;
-    report({ state: 'error', code, message: (err as Error).message, created });
+    report({ state: 'error', kind, message: (err as Error).message, created });
   } catch {
     // The agent is gone; nothing to tell.
   }

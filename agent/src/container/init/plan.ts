@@ -1,6 +1,7 @@
 // What the agent tells a container-init helper to do, sent as JSON on the helper's fd 3. The agent
 // does every check that can fail with a user-facing status (ids, paths, options) before it spawns;
 // the helper only performs the plan and reports syscall failures back on fd 4.
+import type { ErrorKind } from '../../errors.js';
 
 export interface MountStep {
   source: string;
@@ -104,7 +105,8 @@ export type HelperStatus =
   | { state: 'ready' }
   | {
       state: 'error';
-      code: 'INVALID_ARGUMENT' | 'NOT_FOUND' | 'INTERNAL';
+      /** The domain kind of the failure; absent for an internal one. */
+      kind?: ErrorKind;
       message: string;
       /** Directories and files the failed setup made under the rootfs (relative to it), oldest first. */
       created?: { path: string; kind: 'dir' | 'file' }[];

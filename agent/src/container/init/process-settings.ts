@@ -3,6 +3,7 @@
 // the requested sets for the new uid, ambient last.
 import fs from 'node:fs';
 import path from 'node:path';
+import { InvalidArgument, NotFound } from '../../errors.js';
 import type { Libc } from '../../linux/libc.js';
 import { writeValue } from '../../linux/paths.js';
 import {
@@ -23,15 +24,6 @@ import {
 } from '../../linux/libc.js';
 import type { ProcessPlan } from './plan.js';
 
-export class SetupError extends Error {
-  constructor(
-    readonly code: 'INVALID_ARGUMENT' | 'NOT_FOUND',
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
 const defaultPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 function isExecutableFile(p: string): boolean {
@@ -50,7 +42,7 @@ export function resolveExecutable(proc: ProcessPlan): string {
   const name = proc.args[0];
   if (name.includes('/')) {
     const p = path.resolve(proc.cwd || '/', name);
-    if (!isExecutableFile(p)) throw new SetupError('NOT_FOUND', `executable "${name}" not found or not executable in the container`);
+    if (!isExecutableFile(p)) throw new NotFound(`executable "${name}" not found or not executable in the container`);
     return p;
   }
   const pathVar = proc.env.find((e) => e.startsWith('PATH='))?.slice(5) ?? defaultPath;
@@ -58,7 +50,7 @@ export function resolveExecutable(proc: ProcessPlan): string {
     const p = path.join(dir || '.', name);
     if (isExecutableFile(p)) return p;
   }
-  throw new SetupError('NOT_FOUND', `executable "${name}" not found in the container's PATH (${pathVar})`);
+  throw new NotFound(`executable "${name}" not found in the container's PATH (${pathVar})`);
 }
 
 function lastCap(): number {
@@ -95,7 +87,7 @@ export function applyAndExec(libc: Libc, proc: ProcessPlan, exe: string): never 
   try {
     libc.chdir(proc.cwd || '/');
   } catch (err) {
-    throw new SetupError('INVALID_ARGUMENT', `cwd "${proc.cwd}" of the container process: ${(err as Error).message}`);
+    throw new InvalidArgument(`cwd "${proc.cwd}" of the container process: ${(err as Error).message}`);
   }
   libc.resetSignal(SIGPIPE);
   libc.resetSignal(SIGXFSZ);
