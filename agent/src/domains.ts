@@ -22,7 +22,7 @@ import type { Logger } from './log/logger.js';
 import { preparePidNamespaces } from './namespace/pid-namespace.js';
 import { networkHandlers } from './network/handlers.js';
 import { HelperPool } from './process/helper-pool.js';
-import type { CreateProcessIO, ProcessIO } from './process/io-contract.js';
+import type { CreateProcessIO, ProcessIO } from './io/process-io.js';
 import { OrphanReaper } from './process/reaper.js';
 import { WarmExecHelpers } from './process/warm-exec-helpers.js';
 import type { AgentHandlers } from './rpc/service.js';

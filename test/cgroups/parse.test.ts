@@ -56,10 +56,12 @@ t.test('driver choice: v1 hierarchies win over a hybrid unified mount; cgroup2 a
     { mountPoint: '/sys/fs/cgroup/cpu,cpuacct', controllers: ['cpu', 'cpuacct'], ownPath: '/system.slice/kata-agent.service' },
     { mountPoint: '/sys/fs/cgroup/memory', controllers: ['memory'], ownPath: '/process_api/abc' },
   ]);
+  t.same(v1.v1Hierarchies, ['cpu,cpuacct', 'memory'], "a container's /sys/fs/cgroup mounts the agent's named hierarchies, not name=systemd");
   const v2 = createCgroupManager({ mountinfo: unified, procSelfCgroup: '0::/\n', log: quiet });
   t.ok(v2 instanceof V2Manager);
   t.equal((v2 as V2Manager).mountPoint, '/sys/fs/cgroup');
   t.equal((v2 as V2Manager).ownPath, '/');
+  t.same(v2.v1Hierarchies, []);
   const forced = createCgroupManager({ mountinfo: hybrid, procSelfCgroup: procCgroup, forceVersion: 'v2', log: quiet });
   t.equal((forced as V2Manager).mountPoint, '/sys/fs/cgroup/unified');
   t.throws(() => createCgroupManager({ mountinfo: '', procSelfCgroup: '', log: quiet }), /no cgroup filesystem is mounted/);

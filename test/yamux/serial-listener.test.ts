@@ -17,7 +17,7 @@ import { healthHandlers } from '../../agent/src/health/handlers.js';
 import { createLogger } from '../../agent/src/log/logger.js';
 import { AgentRpcService } from '../../agent/src/rpc/service.js';
 import { chooseServerAddress, probeChannels } from '../../agent/src/transport/channel.js';
-import { createListener } from '../../agent/src/transport/create-listener.js';
+import { createListener } from '../../agent/src/transport/listener.js';
 import { GrpcTransport } from '../../agent/src/transport/grpc-transport.js';
 import { SerialListener, type SessionEnd, type SerialListenerOptions } from '../../agent/src/transport/serial-listener.js';
 import { findVirtioPort } from '../../agent/src/transport/virtio-ports.js';

@@ -6,6 +6,11 @@ import type { CgroupStats } from '../../../protos/gen/agent_pb.js';
 export interface CgroupManager {
   /** "v1" or "v2". */
   readonly version: 'v1' | 'v2';
+  /**
+   * The agent's own v1 hierarchies as mount options ("memory", "cpu,cpuacct"...), from
+   * /proc/self/cgroup: what a container's /sys/fs/cgroup mounts. [] under v2.
+   */
+  readonly v1Hierarchies: readonly string[];
   /** Creates the container's cgroup (a path relative to the agent's own cgroup) and applies resources. */
   create(relPath: string, resources: LinuxResources | undefined): Cgroup;
 }

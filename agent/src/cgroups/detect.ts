@@ -74,6 +74,11 @@ export function createCgroupManager(opts: CgroupManagerOptions = {}): CgroupMana
     : fromMounts(opts.mountinfo ?? files.fs.readFile('/proc/self/mountinfo'), self, deps, opts.forceVersion);
 }
 
+/** The named v1 hierarchies of /proc/self/cgroup ("name=systemd" and the v2 line left out). */
+function ownHierarchies(self: SelfCgroups): string[] {
+  return [...self.v1.keys()].filter((c) => c !== '' && !c.startsWith('name='));
+}
+
 function fromMounts(mountinfo: string, self: SelfCgroups, deps: DriverDeps, force?: 'v1' | 'v2'): CgroupManager {
   const mounts = parseCgroupMounts(mountinfo);
   const v1 = mounts.filter((m) => m.fstype === 'cgroup');
@@ -87,6 +92,7 @@ function fromMounts(mountinfo: string, self: SelfCgroups, deps: DriverDeps, forc
     return new V1Manager(
       v1.map((m) => ({ mountPoint: m.mountPoint, controllers: m.controllers, ownPath: pathBelowMount(v1PathOf(self, m.controllers[0]) ?? '/', m.root) })),
       deps,
+      ownHierarchies(self),
     );
   }
   throw failedPrecondition('no cgroup filesystem is mounted (neither v1 hierarchies nor cgroup2)');
@@ -105,5 +111,5 @@ function fromRoot(root: string, self: SelfCgroups, deps: DriverDeps, force?: 'v1
     hierarchies.push({ mountPoint: dir, controllers, ownPath: v1PathOf(self, controllers[0]) ?? '/' });
   }
   if (hierarchies.length === 0) throw failedPrecondition(`no cgroup v1 hierarchy under ${root}`);
-  return new V1Manager(hierarchies, deps);
+  return new V1Manager(hierarchies, deps, ownHierarchies(self));
 }

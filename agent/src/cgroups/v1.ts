@@ -28,6 +28,7 @@ export class V1Manager implements CgroupManager {
   constructor(
     readonly hierarchies: V1Hierarchy[],
     private readonly deps: DriverDeps,
+    readonly v1Hierarchies: readonly string[] = [],
   ) {}
 
   create(relPath: string, resources: LinuxResources | undefined): Cgroup {

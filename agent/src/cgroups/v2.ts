@@ -19,6 +19,7 @@ import { waitUntil } from './wait.js';
 
 export class V2Manager implements CgroupManager {
   readonly version = 'v2' as const;
+  readonly v1Hierarchies: readonly string[] = [];
   private readonly parents = new OwnedParents();
   constructor(
     /** The cgroup2 mount point. */

@@ -15,13 +15,12 @@ import type { Logger } from '../log/logger.js';
 import type { PidNamespaceChoice } from '../namespace/pid-namespace.js';
 import { Helper } from '../process/helper.js';
 import type { HelperPool } from '../process/helper-pool.js';
-import type { CreateProcessIO, ProcessIO } from '../process/io-contract.js';
+import type { CreateProcessIO, ProcessIO } from '../io/process-io.js';
 import type { WarmExecHelpers } from '../process/warm-exec-helpers.js';
 import { alreadyExists, DeadlineExceeded, failedPrecondition, invalidArgument, notFound } from '../errors.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import { releaseStorages } from '../storage/storages.js';
 import { bundleRootfs, removeBundle, writeBundle } from './bundle.js';
-import { v1Hierarchies } from './cgroup-hierarchies.js';
 import { Container } from './container.js';
 import { checkId } from './id.js';
 import type { ExecPlan } from './init/plan.js';
@@ -117,7 +116,7 @@ export class ContainerManager {
         rootfs,
         rootfsMount: bundleRootfs(bundle),
         shared: sandbox.sharedNamespaces,
-        cgroupV1Hierarchies: this.deps.cgroups.version === 'v1' ? v1Hierarchies() : [],
+        cgroupV1Hierarchies: [...this.deps.cgroups.v1Hierarchies],
       });
       // As kata does: the pod's shared pid namespace wins over whatever the spec asks for.
       let pidns: PidNamespaceChoice;

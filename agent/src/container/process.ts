@@ -1,5 +1,5 @@
 import type { Helper } from '../process/helper.js';
-import type { ProcessIO } from '../process/io-contract.js';
+import type { ProcessIO } from '../io/process-io.js';
 
 /** One process of a container: its init (exec id "") or an ExecProcess. */
 export class ContainerProcess {

@@ -46,6 +46,9 @@ export interface ProcessIOOptions {
   highWater?: number;
 }
 
+/** How the container domain gets a process's stdio (a seam: its tests pass a double). */
+export type CreateProcessIO = (opts: ProcessIOOptions) => ProcessIO;
+
 // Small on purpose: it is per stream and the guest's memory is the pod's. 1 MiB read no faster
 // than 256 KiB for 100 MB at 32 KiB per read (bench/stdio-throughput.bench.ts, within noise).
 const DEFAULT_HIGH_WATER = 256 * 1024;

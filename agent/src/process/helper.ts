@@ -10,7 +10,7 @@ import { PLAN_FD, START_FD, STATUS_FD, TERMINAL_FD, type HelperStatus, type Init
 import { AF_UNIX, MSG_CMSG_CLOEXEC, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_SEQPACKET, type Libc } from '../linux/libc.js';
 import { spawnInPidNamespace, type PidNamespaceChoice } from '../namespace/pid-namespace.js';
 import { errorOfKind } from '../errors.js';
-import type { ProcessIO } from './io-contract.js';
+import type { ProcessIO } from '../io/process-io.js';
 
 /**
  * The helper program: container-init.js beside the bundle in a guest image (rootfs-builder/bundle.mjs,
