@@ -117,7 +117,11 @@ t.test('bad input', { skip }, async (t) => {
   await t.test('mount destinations escaping the rootfs are refused', async (t) => {
     const viaDots = spec();
     addMount(viaDots, { destination: '/../../etc/evil', type: 'tmpfs', source: 'tmpfs' });
-    t.match(await h.code('createContainer', { containerId: `${tag}-m1`, OCI: viaDots }), /^INVALID_ARGUMENT: mount destination: .*escapes the container root/);
+    t.match(
+      await h.code('createContainer', { containerId: `${tag}-m1`, OCI: viaDots }),
+      new RegExp(`^INVALID_ARGUMENT: mount destination: .*escapes the container root.* \\(container ${tag}-m1\\)$`),
+      'the status names the container',
+    );
     const linkRoot = buildBusyboxRootfs(`${h.dir}/bb-link`);
     fs.symlinkSync('../../../../../../tmp', `${linkRoot}/escape`);
     const viaLink = busyboxSpec(linkRoot, ['true']);

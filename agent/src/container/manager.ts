@@ -17,7 +17,7 @@ import { Helper } from '../process/helper.js';
 import type { HelperPool } from '../process/helper-pool.js';
 import type { CreateProcessIO, ProcessIO } from '../io/process-io.js';
 import type { WarmExecHelpers } from '../process/warm-exec-helpers.js';
-import { alreadyExists, DeadlineExceeded, failedPrecondition, invalidArgument, notFound } from '../errors.js';
+import { alreadyExists, DeadlineExceeded, failedPrecondition, invalidArgument, notFound, withContext } from '../errors.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import { releaseStorages } from '../storage/storages.js';
 import { bundleRootfs, removeBundle, writeBundle } from './bundle.js';
@@ -191,7 +191,10 @@ export class ContainerManager {
           this.deps.log.warn({ container_id: id, err: (e as Error).message }, 'cleanup after failed CreateContainer');
         }
       }
-      throw err;
+      // The spec, rootfs and storage checks do not know the id: name it (after the text, so that a
+      // status line still starts with what went wrong).
+      if (err instanceof Error && err.message.includes(`ontainer ${id}`)) throw err;
+      throw withContext(err, (m) => `${m} (container ${id})`);
     } finally {
       this.creating.delete(id);
     }
