@@ -30,7 +30,10 @@ import { Sandbox } from './sandbox/sandbox.js';
 import { onlineCpuMemHandlers } from './guest/online-cpu-mem.js';
 import { filesystemEnsurer } from './storage/filesystems.js';
 import { storageHandlers } from './storage/handlers.js';
-import { StorageRegistry, storageDrivers } from './storage/storages.js';
+import { StorageRegistry } from './storage/storages.js';
+import { blockKinds, HotplugDevices } from './device/hotplug.js';
+import { moduleAutoloader } from './uevent/autoload.js';
+import { UeventListener } from './uevent/listener.js';
 
 /** What the container domain is built from; tests substitute parts (a temp resolv.conf, for one). */
 export interface DomainDeps {
@@ -59,6 +62,8 @@ export interface DomainDeps {
   ensureFilesystem?: (fstype: string) => void;
   /** watchable-bind poll interval (default 2 s, kata's). */
   watchIntervalMs?: number;
+  /** Finds hot-plugged disks (default: on the guest, by uevents and /sys; off it, none). */
+  devices?: HotplugDevices;
 }
 
 /**
@@ -69,6 +74,10 @@ export const DEFAULT_WARM_EXEC_MAX = 4;
 
 interface Domains {
   handlers: AgentHandlers[];
+  /** GetGuestDetails' storage_handlers. */
+  storageDrivers(): string[];
+  /** GetGuestDetails' device_handlers. */
+  deviceTypes(): string[];
   /** Starts background work (the helper pool) once pid namespaces are prepared. */
   start(): void;
   /** Removes every container and the sandbox (agent shutdown). */
@@ -89,7 +98,7 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
   } catch (err) {
     // Without a cgroup driver the container RPCs stay UNIMPLEMENTED rather than half work.
     log.error({ err: (err as Error).message }, 'no cgroup driver: container RPCs are unavailable');
-    return { handlers, start: () => undefined, shutdown: async () => undefined };
+    return { handlers, storageDrivers: () => [], deviceTypes: () => [], start: () => undefined, shutdown: async () => undefined };
   }
   const libc = deps.libc ?? realLibc();
   const pool = deps.pool ?? new HelperPool(libc, deps.helperPoolSize ?? 1);
@@ -98,7 +107,12 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
   // no module may go into that host's kernel nor any of its memory be onlined.
   const guest = onTheGuest(config);
   const resolvConfTarget = deps.resolvConfTarget ?? (guest ? '/etc/resolv.conf' : `${config.stateRoot}/etc-resolv.conf`);
+  // Listening starts now, before the host can hot-plug anything for this pod. Off the guest the
+  // host's devices are not ours to wait for, nor its kernel ours to load drivers into.
+  const uevents = guest && !deps.devices ? new UeventListener({ libc, log, onModalias: moduleAutoloader({ libc, log }) }).open() : undefined;
+  const devices = deps.devices ?? (uevents && new HotplugDevices({ uevents, sysfs: deps.sysfs ?? '/sys', timeoutMs: config.hotplugTimeoutMs }));
   const storages = new StorageRegistry({
+    devices,
     libc,
     log,
     ensureFilesystem: deps.ensureFilesystem ?? (guest ? filesystemEnsurer({ libc, log }) : () => undefined),
@@ -115,6 +129,7 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
     sandbox,
     pool,
     warmExec,
+    devices,
   });
   handlers.push(
     containerHandlers(containers, sandbox, deps.onSandboxDestroyed),
@@ -134,6 +149,8 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
   );
   return {
     handlers,
+    storageDrivers: () => storages.drivers,
+    deviceTypes: () => (devices ? [...blockKinds] : []),
     start: () => pool.start(),
     async shutdown() {
       await pool.close();
@@ -141,6 +158,7 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
       await containers.removeAll();
       if (sandbox.exists) sandbox.destroy();
       storages.close();
+      uevents?.close();
     },
   };
 }
@@ -181,8 +199,8 @@ export async function startDomains(config: AgentConfig, log: Logger, deps: Domai
     guestDetailsHandlers({
       sysfs: deps.sysfs ?? '/sys',
       isInit: process.pid === 1,
-      storageHandlers: () => (domains.handlers.length > 0 ? storageDrivers : []),
-      deviceHandlers: () => [],
+      storageHandlers: () => domains.storageDrivers(),
+      deviceHandlers: () => domains.deviceTypes(),
       supportsSeccomp: false,
     }),
   ];

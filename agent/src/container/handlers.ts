@@ -9,8 +9,8 @@ const SIGRTMAX = 64;
 /** Container, process and sandbox lifecycle RPCs. Stdio RPCs live with the io domain. */
 export function containerHandlers(m: ContainerManager, sandbox: Sandbox, onSandboxDestroyed: () => void = () => undefined): AgentHandlers {
   return {
-    async createSandbox(req) {
-      await sandbox.create(req);
+    async createSandbox(req, ctx) {
+      await sandbox.create(req, ctx.signal);
       return {};
     },
     async destroySandbox(_req, ctx) {
@@ -22,7 +22,7 @@ export function containerHandlers(m: ContainerManager, sandbox: Sandbox, onSandb
       return {};
     },
     async createContainer(req, ctx) {
-      await m.create(req, ctx.legacy.agentPidns ?? false);
+      await m.create(req, ctx.legacy.agentPidns ?? false, ctx.signal);
       return {};
     },
     async startContainer(req) {

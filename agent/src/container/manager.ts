@@ -16,6 +16,8 @@ import type { PidNamespaceChoice } from '../namespace/pid-namespace.js';
 import { Helper } from '../process/helper.js';
 import type { HelperPool } from '../process/helper-pool.js';
 import type { CreateProcessIO, ProcessIO } from '../io/process-io.js';
+import type { HotplugDevices } from '../device/hotplug.js';
+import { applyFoundDevices, findContainerDevices } from './devices.js';
 import type { WarmExecHelpers } from '../process/warm-exec-helpers.js';
 import { alreadyExists, DeadlineExceeded, failedPrecondition, invalidArgument, notFound, withContext } from '../errors.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
@@ -35,6 +37,8 @@ export interface ContainerDeps {
   stateRoot: string;
   pipeSize: number;
   cgroups: CgroupManager;
+  /** Finds hot-plugged disks for `devices` (on the guest). */
+  devices?: HotplugDevices;
   createIO: CreateProcessIO;
   sandbox: Sandbox;
   /** Helpers started ahead of need for containers with a new pid namespace. */
@@ -95,7 +99,7 @@ export class ContainerManager {
     return this.process(containerId, execId).io;
   }
 
-  async create(req: CreateContainerRequest, agentPidns: boolean): Promise<void> {
+  async create(req: CreateContainerRequest, agentPidns: boolean, signal?: AbortSignal): Promise<void> {
     const id = checkId('container', req.containerId);
     const initExecId = req.execId === '' ? '' : checkId('exec', req.execId);
     if (this.containers.has(id) || this.creating.has(id)) throw alreadyExists(`container ${id} already exists`);
@@ -107,8 +111,14 @@ export class ContainerManager {
     try {
       const { libc, sandbox } = this.deps;
       const bundle = path.join(this.deps.stateRoot, id);
+      // Waits first, before anything is set up: the host hot-plugs disks just before this request.
+      const [foundStorages, foundDevices] = await Promise.all([
+        sandbox.storages.findDevices(req.storages, signal),
+        findContainerDevices(req.devices, this.deps.devices, signal),
+      ]);
+      applyFoundDevices(spec, foundDevices);
       // Before the rootfs is looked for: a storage may be what puts it there (a block device at <cid>).
-      const storages = sandbox.storages.mount(req.storages, id);
+      const storages = sandbox.storages.mount(req.storages, id, foundStorages);
       undo.push(() => releaseStorages(storages));
       const rootfs = resolveRootfs(spec, bundle);
       const { plan, pidns: specPidns } = createPlan({

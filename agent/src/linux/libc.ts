@@ -9,6 +9,8 @@ export const AF_VSOCK = 40;
 export const AF_NETLINK = 16;
 export const SOCK_RAW = 3;
 export const NETLINK_ROUTE = 0;
+/** The kernel's device events (uevents); multicast group 1 carries them. */
+export const NETLINK_KOBJECT_UEVENT = 15;
 export const SOL_NETLINK = 270;
 /** The kernel then adds its own text (e.g. "Invalid prefix for given prefix length") to NLMSG_ERROR. */
 export const NETLINK_EXT_ACK = 11;

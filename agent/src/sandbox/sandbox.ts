@@ -77,9 +77,11 @@ export class Sandbox {
     if (this.active) this.active.pidnsPath = p;
   }
 
-  async create(req: CreateSandboxRequest): Promise<void> {
-    if (this.active) throw new AlreadyExists(`sandbox ${this.active.id} already exists`);
+  async create(req: CreateSandboxRequest, signal?: AbortSignal): Promise<void> {
     if (req.sandboxId) checkId('sandbox', req.sandboxId);
+    // The waits come first, before anything is set up (a disk the host is still hot-plugging).
+    const found = await this.deps.storages.findDevices(req.storages, signal);
+    if (this.active) throw new AlreadyExists(`sandbox ${this.active.id} already exists`);
     const libc = this.deps.libc;
     const dir = path.join(this.deps.stateRoot, 'sandbox');
     const undo: (() => void)[] = [];
@@ -102,7 +104,7 @@ export class Sandbox {
         resolvConfMounted = true;
         undo.push(() => libc.umount2(this.deps.resolvConfTarget, MNT_DETACH));
       }
-      const storages = this.deps.storages.mount(req.storages);
+      const storages = this.deps.storages.mount(req.storages, '', found);
       this.active = { id: req.sandboxId, dir, namespaces, storages, resolvConfMounted, sandboxPidns: req.sandboxPidns };
     } catch (err) {
       for (const f of undo.reverse()) f();

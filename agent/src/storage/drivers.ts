@@ -4,6 +4,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Storage } from '../../../protos/gen/agent_pb.js';
+import { FSGroupChangePolicy } from '../../../protos/gen/types_pb.js';
+import type { BlockDevice } from '../device/block.js';
+import { applyFsGroup } from './fs-group.js';
 import type { Libc } from '../linux/libc.js';
 import { MNT_DETACH, MS_BIND, MS_REC, MS_REMOUNT } from '../linux/libc.js';
 import type { Logger } from '../log/logger.js';
@@ -67,12 +70,12 @@ function removeDir(mp: string): void {
 }
 
 /** mount(2) of `s` with its options split into flags and data; `extraFlags` are or-ed in. */
-function plainMount(env: DriverEnv, s: Storage, fstype: string, options: readonly string[], extraFlags = 0): Undo {
+function plainMount(env: DriverEnv, s: Storage, fstype: string, options: readonly string[], extraFlags = 0, source = s.source): Undo {
   const what = `storage ${s.driver} ${s.mountPoint}`;
   const created = mountDir(s.mountPoint);
   const o = parseMountOptions(options);
   try {
-    env.libc.mount(s.source, s.mountPoint, fstype, o.flags | extraFlags, o.data || null);
+    env.libc.mount(source, s.mountPoint, fstype, o.flags | extraFlags, o.data || null);
   } catch (err) {
     if (created) removeDir(s.mountPoint);
     throw about(what, err);
@@ -92,6 +95,30 @@ export function mountSharedFs(env: DriverEnv, s: Storage): Undo {
     throw about(`storage ${s.driver} ${s.mountPoint}`, err);
   }
   return plainMount(env, s, fstype, s.options);
+}
+
+/**
+ * A disk kata hot-plugged (blk, mmioblk, scsi), once the device is found: its filesystem mounted at
+ * the mount point; with a 3.x fsGroup, the volume's files given to that group (fs-group.ts).
+ */
+export function mountBlock(env: DriverEnv, s: Storage, device: BlockDevice): Undo {
+  const what = `storage ${s.driver} ${s.source} (${device.path}) at ${s.mountPoint}`;
+  if (s.fstype === '') throw invalidArgument(`${what}: fstype is empty`);
+  try {
+    env.ensureFilesystem(s.fstype);
+  } catch (err) {
+    throw about(what, err);
+  }
+  const undo = plainMount(env, s, s.fstype, s.options, 0, device.path);
+  if (s.fsGroup) {
+    try {
+      applyFsGroup(s.mountPoint, s.fsGroup.groupId, s.fsGroup.groupChangePolicy === FSGroupChangePolicy.OnRootMismatch);
+    } catch (err) {
+      undo();
+      throw about(`${what}: fsGroup ${s.fsGroup.groupId}`, err);
+    }
+  }
+  return undo;
 }
 
 /** Gives the volume's root to group `gid` with setgid, as kubelet does for fsGroup. */

@@ -6,14 +6,21 @@ import type { Storage } from '../../../protos/gen/agent_pb.js';
 import type { Libc } from '../linux/libc.js';
 import type { Logger } from '../log/logger.js';
 import { invalidArgument, Unimplemented } from '../errors.js';
-import { mountBind, mountEphemeral, mountLocal, mountSharedFs, remountEphemeral, type DriverEnv, type Undo } from './drivers.js';
+import type { BlockDevice } from '../device/block.js';
+import { isBlockKind, type BlockKind, type HotplugDevices } from '../device/hotplug.js';
+import { mountBind, mountBlock, mountEphemeral, mountLocal, mountSharedFs, remountEphemeral, type DriverEnv, type Undo } from './drivers.js';
 import { WatchableBinds } from './watchable.js';
 
-/** Drivers this agent sets up (GetGuestDetails reports them as storage_handlers). */
+/** Drivers this agent sets up without a device (GetGuestDetails reports them as storage_handlers). */
 export const storageDrivers = ['9p', 'virtio-fs', 'ephemeral', 'local', 'bind', 'watchable-bind'];
+/** Drivers of hot-plugged disks, served when the agent waits for devices (on the guest). */
+export const blockStorageDrivers = ['blk', 'mmioblk', 'scsi'];
 
-/** kata drivers that need a hot-plugged device (issue 12): refused by name, not as unknown. */
-const deviceDrivers = ['blk', 'blk-ccw', 'mmioblk', 'scsi', 'nvdimm', 'vfio', 'vfio-pci', 'vfio-ap', 'image_guest_pull', 'erofs.multi-layer'];
+/** kata drivers this agent does not serve (yet): refused by name, not as unknown. */
+const unservedDrivers = ['blk-ccw', 'nvdimm', 'vfio', 'vfio-pci', 'vfio-ap', 'image_guest_pull', 'erofs.multi-layer'];
+
+/** Disks found for block storages (StorageRegistry.findDevices), by storage. */
+export type FoundDevices = ReadonlyMap<Storage, BlockDevice>;
 
 export interface MountedStorage {
   mountPoint: string;
@@ -28,6 +35,8 @@ export interface StorageDeps {
   ensureFilesystem: (fstype: string) => void;
   /** How often watchable-bind sources are compared with their copies (kata: 2 s). */
   watchIntervalMs?: number;
+  /** Finds hot-plugged disks; without it the block drivers are refused as not served. */
+  devices?: HotplugDevices;
 }
 
 interface Entry {
@@ -36,13 +45,13 @@ interface Entry {
   undo: Undo;
 }
 
-function checkStorage(s: Storage): void {
-  if (deviceDrivers.includes(s.driver)) {
+function checkStorage(s: Storage, blockDrivers: boolean): void {
+  if (unservedDrivers.includes(s.driver) || (!blockDrivers && blockStorageDrivers.includes(s.driver))) {
     throw new Unimplemented(
-      `storage driver ${s.driver} (source "${s.source}", mount point ${s.mountPoint}) needs a hot-plugged device, which this agent does not support yet`,
+      `storage driver ${s.driver} (source "${s.source}", mount point ${s.mountPoint}) needs a hot-plugged device of a kind this agent does not support${blockDrivers ? ' yet' : ' off the guest'}`,
     );
   }
-  if (!storageDrivers.includes(s.driver)) throw invalidArgument(`storage driver ${s.driver} not supported`);
+  if (!storageDrivers.includes(s.driver) && !blockStorageDrivers.includes(s.driver)) throw invalidArgument(`storage driver ${s.driver} not supported`);
   if (!s.mountPoint.startsWith('/') || s.mountPoint.split('/').includes('..')) {
     throw invalidArgument(`storage mount point "${s.mountPoint}" must be an absolute path without ".."`);
   }
@@ -58,12 +67,35 @@ export class StorageRegistry {
     this.watchable = new WatchableBinds(this.env, deps.watchIntervalMs ?? 2000);
   }
 
-  /** Sets up all or none: on a failure the ones already done are released before the error surfaces. */
-  mount(storages: readonly Storage[], containerId = ''): MountedStorage[] {
-    storages.forEach(checkStorage);
+  /** The drivers served: GetGuestDetails' storage_handlers. */
+  get drivers(): string[] {
+    return this.deps.devices ? [...storageDrivers, ...blockStorageDrivers] : [...storageDrivers];
+  }
+
+  /**
+   * Waits for the disks the block storages name (up to agent.hotplug_timeout each, all at once): the
+   * host hot-plugs them just before it sends the request. A storage mounted already needs none.
+   */
+  async findDevices(storages: readonly Storage[], signal?: AbortSignal): Promise<FoundDevices> {
+    for (const s of storages) checkStorage(s, this.deps.devices !== undefined);
+    const found = new Map<Storage, BlockDevice>();
+    const devices = this.deps.devices;
+    const waits = storages
+      .filter((s) => isBlockKind(s.driver) && !this.entries.has(path.resolve(s.mountPoint)))
+      .map(async (s) => found.set(s, await devices!.block(s.driver as BlockKind, s.source, signal)));
+    await Promise.all(waits);
+    return found;
+  }
+
+  /**
+   * Sets up all or none: on a failure the ones already done are released before the error surfaces.
+   * Block storages need their disk from findDevices.
+   */
+  mount(storages: readonly Storage[], containerId = '', devices: FoundDevices = new Map()): MountedStorage[] {
+    for (const s of storages) checkStorage(s, this.deps.devices !== undefined);
     const done: MountedStorage[] = [];
     try {
-      for (const s of storages) done.push(this.acquire(s, containerId));
+      for (const s of storages) done.push(this.acquire(s, containerId, devices.get(s)));
     } catch (err) {
       releaseStorages(done);
       throw err;
@@ -76,7 +108,7 @@ export class StorageRegistry {
     return Object.fromEntries([...this.entries].map(([mp, e]) => [mp, e.refs]));
   }
 
-  private acquire(s: Storage, containerId: string): MountedStorage {
+  private acquire(s: Storage, containerId: string, device: BlockDevice | undefined): MountedStorage {
     // "/run/…/containers/" and "/run/…/containers" are one mount point.
     const mp = path.resolve(s.mountPoint);
     let e = this.entries.get(mp);
@@ -84,7 +116,7 @@ export class StorageRegistry {
       if (e.driver !== s.driver) throw invalidArgument(`storage mount point ${mp} is already a ${e.driver} storage, not ${s.driver}`);
       e.refs++;
     } else {
-      e = { refs: 1, driver: s.driver, undo: this.setUp(s, containerId) };
+      e = { refs: 1, driver: s.driver, undo: this.setUp(s, containerId, device) };
       this.entries.set(mp, e);
     }
     const entry = e;
@@ -105,8 +137,13 @@ export class StorageRegistry {
     };
   }
 
-  private setUp(s: Storage, containerId: string): Undo {
+  private setUp(s: Storage, containerId: string, device: BlockDevice | undefined): Undo {
     switch (s.driver) {
+      case 'blk':
+      case 'mmioblk':
+      case 'scsi':
+        if (!device) throw new Error(`storage ${s.driver} ${s.source}: mounted without its device (findDevices first)`);
+        return mountBlock(this.env, s, device);
       case '9p':
       case 'virtio-fs':
         return mountSharedFs(this.env, s);

@@ -1,0 +1,42 @@
+// Waiting for what the host hot-plugged, by the names kata gives it (storage sources, Device ids).
+import { InvalidArgument } from '../errors.js';
+import type { DeviceMatcher, UeventListener } from '../uevent/listener.js';
+import { scsiDisk, virtioBlkMmio, virtioBlkPci, type BlockDevice } from './block.js';
+
+/** Storage drivers and Device types naming a disk. */
+export const blockKinds = ['blk', 'mmioblk', 'scsi'] as const;
+export type BlockKind = (typeof blockKinds)[number];
+export const isBlockKind = (k: string): k is BlockKind => (blockKinds as readonly string[]).includes(k);
+
+export interface HotplugDeps {
+  uevents: UeventListener;
+  /** Root of sysfs: /sys, or a test's tree. */
+  sysfs: string;
+  /** agent.hotplug_timeout. */
+  timeoutMs: number;
+}
+
+export class HotplugDevices {
+  constructor(private readonly deps: HotplugDeps) {}
+
+  /**
+   * The disk `source` names: for blk a PCI path ("02/01"; kata 1.x may send the /dev path instead),
+   * for mmioblk its /dev path, for scsi "target:lun".
+   */
+  matcher(kind: BlockKind, source: string): DeviceMatcher<BlockDevice> {
+    const { sysfs } = this.deps;
+    if (source === '') throw new InvalidArgument(`${kind} device: no source (PCI path, /dev path or SCSI address)`);
+    switch (kind) {
+      case 'blk':
+        return source.startsWith('/dev/') ? virtioBlkMmio(sysfs, source) : virtioBlkPci(sysfs, source);
+      case 'mmioblk':
+        return virtioBlkMmio(sysfs, source);
+      case 'scsi':
+        return scsiDisk(sysfs, source);
+    }
+  }
+
+  async block(kind: BlockKind, source: string, signal?: AbortSignal): Promise<BlockDevice> {
+    return this.deps.uevents.waitFor(this.matcher(kind, source), this.deps.timeoutMs, signal);
+  }
+}
