@@ -3,7 +3,6 @@
 // OnlineCPUMem{wait, nb_cpus 1, cpu_only}. A container then sees both CPUs online. Then a DIMM is
 // hot-added the same way and OnlineCPUMem onlines its memory blocks: a container's MemTotal grows.
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
@@ -14,37 +13,10 @@ import { GuestRpc } from '../support/guest-rpc.js';
 import { guestSkip, mustRunButCannot } from '../support/guest-skip.js';
 import { busyboxSpec } from '../support/oci-spec.js';
 import { agentReady, bootGuest } from '../support/qemu.js';
+import { qmp } from '../support/qmp.js';
 
 if (mustRunButCannot) t.fail(`CI must run the in-VM tests: ${mustRunButCannot}`);
 const agent = 'grpc.AgentService';
-
-/** A minimal QMP client: one command at a time, answers matched by order (events skipped). */
-async function qmp(sock: string): Promise<{ cmd: (execute: string, args?: object) => Promise<unknown>; close: () => void }> {
-  const s = net.connect(sock);
-  await new Promise<void>((resolve, reject) => s.once('connect', resolve).once('error', reject));
-  let buf = '';
-  const waiting: ((m: Record<string, unknown>) => void)[] = [];
-  s.on('data', (d) => {
-    buf += d.toString();
-    let nl;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const m = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
-      buf = buf.slice(nl + 1);
-      if ('return' in m || 'error' in m || 'QMP' in m) waiting.shift()?.(m);
-    }
-  });
-  const next = () => new Promise<Record<string, unknown>>((r) => waiting.push(r));
-  await next(); // greeting
-  const cmd = async (execute: string, args?: object) => {
-    const answer = next();
-    s.write(JSON.stringify({ execute, arguments: args }) + '\n');
-    const m = await answer;
-    if ('error' in m) throw new Error(`QMP ${execute}: ${JSON.stringify(m.error)}`);
-    return m.return;
-  };
-  await cmd('qmp_capabilities');
-  return { cmd, close: () => s.destroy() };
-}
 
 t.test('a hot-added vCPU and a hot-added DIMM are onlined by OnlineCPUMem', { skip: guestSkip }, async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kata-guest-cpu-'));

@@ -1,6 +1,7 @@
 // One pod with one busybox container inside the guest, driven the way a kata 1.x host does it over
 // virtio-serial: CreateSandbox → CreateContainer → StartContainer → ReadStdout to EOF → WaitProcess →
 // RemoveContainer → DestroySandbox. Shared by `npm run demo` and the in-VM tests.
+import type { MessageInitShape } from '@bufbuild/protobuf';
 import { EmptySchema } from '@bufbuild/protobuf/wkt';
 import {
   CreateContainerRequestSchema,
@@ -31,9 +32,18 @@ export interface ContainerRun {
  * One container of an existing pod, run to its end as kata hosts do: CreateContainer, StartContainer,
  * ReadStdout on the init's exec id (= container id) until the read fails, WaitProcess, RemoveContainer.
  */
-export async function runInPod(rpc: GuestRpc, id: string, spec: SpecInit): Promise<ContainerRun> {
+export async function runInPod(
+  rpc: GuestRpc,
+  id: string,
+  spec: SpecInit,
+  /** The request's storages and devices (a disk the host hot-plugs for it). */
+  extra: Pick<MessageInitShape<typeof CreateContainerRequestSchema>, 'storages' | 'devices'> = {},
+  /** Called once CreateContainer has answered (how long a hot-plug wait took). */
+  onCreated?: () => void,
+): Promise<ContainerRun> {
   const agent = 'grpc.AgentService';
-  await rpc.call(agent, 'CreateContainer', CreateContainerRequestSchema, { containerId: id, execId: id, OCI: spec }, EmptySchema);
+  await rpc.call(agent, 'CreateContainer', CreateContainerRequestSchema, { containerId: id, execId: id, OCI: spec, ...extra }, EmptySchema, 120_000);
+  onCreated?.();
   await rpc.call(agent, 'StartContainer', StartContainerRequestSchema, { containerId: id }, EmptySchema);
   const stdout = (
     await readToEnd(

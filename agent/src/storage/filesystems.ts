@@ -1,4 +1,4 @@
-// Kernel filesystems a storage needs. The guest kernel has 9p and virtiofs as modules that the boot
+// Kernel filesystems a storage needs. The guest kernel has 9p, virtiofs and ext4 as modules that the boot
 // does not load (a pod without a shared directory never pays for them): the first storage of that
 // type loads them, with the init's own finit_module loader, not a modprobe the image may not have.
 import fs from 'node:fs';
@@ -12,6 +12,9 @@ export const filesystemModules: Record<string, string[]> = {
   '9p': ['9pnet_virtio', '9p'],
   virtiofs: ['virtiofs'],
   overlay: ['overlay'],
+  // Hot-plugged disks (blk, scsi storages). xfs is not in the image (4 MB): its mount says why.
+  ext4: ['ext4'],
+  xfs: ['xfs'],
 };
 
 /** Filesystem types in /proc/filesystems ("nodev\ttmpfs" or "\text4" lines). */
