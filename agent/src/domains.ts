@@ -34,6 +34,8 @@ import { StorageRegistry } from './storage/storages.js';
 import { blockKinds, HotplugDevices } from './device/hotplug.js';
 import { moduleAutoloader } from './uevent/autoload.js';
 import { UeventListener } from './uevent/listener.js';
+import { resizeVolumeHandlers } from './storage/resize-volume.js';
+import { swapHandlers } from './storage/swap.js';
 
 /** What the container domain is built from; tests substitute parts (a temp resolv.conf, for one). */
 export interface DomainDeps {
@@ -78,6 +80,8 @@ interface Domains {
   storageDrivers(): string[];
   /** GetGuestDetails' device_handlers. */
   deviceTypes(): string[];
+  /** Finds hot-plugged disks (AddSwap too); undefined off the guest. */
+  devices?: HotplugDevices;
   /** Starts background work (the helper pool) once pid namespaces are prepared. */
   start(): void;
   /** Removes every container and the sandbox (agent shutdown). */
@@ -150,6 +154,7 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
   return {
     handlers,
     storageDrivers: () => storages.drivers,
+    devices,
     deviceTypes: () => (devices ? [...blockKinds] : []),
     start: () => pool.start(),
     async shutdown() {
@@ -194,6 +199,8 @@ export async function startDomains(config: AgentConfig, log: Logger, deps: Domai
     copyFileHandlers({ libc: deps.libc ?? realLibc(), sharedDir: sharedContainersDir(config.stateRoot) }),
     guestDateTimeHandlers({ libc: deps.libc ?? realLibc(), log, guest }),
     randomHandlers({ libc: deps.libc ?? realLibc(), log, guest }),
+    swapHandlers({ libc: deps.libc ?? realLibc(), log, devices: domains.devices }),
+    resizeVolumeHandlers({ libc: deps.libc ?? realLibc(), log, guest }),
     memProbeHandlers({ sysfs: deps.sysfs ?? (guest ? '/sys' : undefined), log }),
     metricsHandlers({ proc: deps.proc ?? '/proc', log }),
     guestDetailsHandlers({

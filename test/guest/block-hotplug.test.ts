@@ -7,7 +7,8 @@
 //  - a SCSI disk (scsi-hd on the controller, "0:2") holding another container's rootfs;
 //  - a raw virtio-blk disk passed as a `devices` entry, its node at /dev/xvdb in the container.
 // The agent must find each by uevent (loading virtio_blk, sd_mod as udev would), mount it, and
-// unmount it at RemoveContainer, so QMP device_del completes. A device never plugged is
+// unmount it at RemoveContainer, so QMP device_del completes. Then a volume grown (QMP block_resize +
+// ResizeVolume) and swap on a mkswap'd disk (AddSwap by PCI slots). A device never plugged is
 // DEADLINE_EXCEEDED after agent.hotplug_timeout, naming it.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -15,7 +16,16 @@ import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { EmptySchema } from '@bufbuild/protobuf/wkt';
-import { CreateContainerRequestSchema, CreateSandboxRequestSchema, DestroySandboxRequestSchema } from '../../protos/gen/agent_pb.js';
+import {
+  AddSwapRequestSchema,
+  CreateContainerRequestSchema,
+  CreateSandboxRequestSchema,
+  DestroySandboxRequestSchema,
+  RemoveContainerRequestSchema,
+  ResizeVolumeRequestSchema,
+  VolumeStatsRequestSchema,
+} from '../../protos/gen/agent_pb.js';
+import { VolumeStatsResponseSchema } from '../../protos/gen/csi_pb.js';
 import { buildBusyboxRootfs } from '../support/busybox-rootfs.js';
 import { guestBusyboxRootfs, runInPod } from '../support/guest-container.js';
 import { GuestRpc } from '../support/guest-rpc.js';
@@ -140,7 +150,49 @@ t.test('hot-plugged virtio-blk and SCSI disks: found by uevent while CreateConta
     t.not(numbers, '8:63', "the guest's numbers, not the host's 8:99");
     await unplug(q, 'dev-raw1', 'raw1');
 
-    // 4. Nothing plugged at 02/07: DEADLINE_EXCEEDED naming it, after agent.hotplug_timeout.
+    // 4. A direct-assigned volume grown: the host resizes the disk (QMP block_resize), then
+    // ResizeVolume grows its ext4 online; GetVolumeStats sees the new size.
+    const growDisk = rootfsDisk(dir, 'grow', 'grow\n');
+    const growMp = `${shared}/growc`;
+    const create = rpc.call(
+      agent,
+      'CreateContainer',
+      CreateContainerRequestSchema,
+      {
+        containerId: 'growc',
+        execId: 'growc',
+        OCI: busyboxSpec(`${growMp}/rootfs`, ['true']),
+        storages: [{ driver: 'blk', source: '02/04', fstype: 'ext4', options: [], mountPoint: growMp }],
+      },
+      EmptySchema,
+      120_000,
+    );
+    await sleep(1000);
+    await plug(q, 'grow1', growDisk, { driver: 'virtio-blk-pci', id: 'dev-grow1', bus: 'pci-bridge-0', addr: '04' });
+    await create;
+    const bytes = async () =>
+      (await rpc.call(agent, 'GetVolumeStats', VolumeStatsRequestSchema, { volumeGuestPath: growMp }, VolumeStatsResponseSchema)).usage[0].total;
+    const before = await bytes();
+    await q.cmd('block_resize', { 'node-name': 'grow1', size: 48 * 1024 * 1024 });
+    await sleep(500); // the guest takes the capacity change from virtio's config interrupt
+    await rpc.call(agent, 'ResizeVolume', ResizeVolumeRequestSchema, { volumeGuestPath: growMp, size: BigInt(48 * 1024 * 1024) }, EmptySchema);
+    const after = await bytes();
+    t.ok(after > before + 20n * 1024n * 1024n, `the volume grew (${before} -> ${after} bytes)`);
+    await rpc.call(agent, 'RemoveContainer', RemoveContainerRequestSchema, { containerId: 'growc' }, EmptySchema);
+    await unplug(q, 'dev-grow1', 'grow1');
+
+    // 5. Swap on a hot-plugged disk the host formatted (kata's enable_guest_swap), named by slots.
+    const swapDisk = path.join(dir, 'swap.img');
+    fs.writeFileSync(swapDisk, Buffer.alloc(16 * 1024 * 1024));
+    execFileSync('mkswap', ['-q', swapDisk]);
+    const swap = rpc.call(agent, 'AddSwap', AddSwapRequestSchema, { PCIPath: [2, 3] }, EmptySchema, 120_000);
+    await sleep(1000);
+    await plug(q, 'swap1', swapDisk, { driver: 'virtio-blk-pci', id: 'dev-swap1', bus: 'pci-bridge-0', addr: '03' });
+    await swap;
+    const swaps = (await runInPod(rpc, 'swaps', busyboxSpec(guestBusyboxRootfs, ['cat', '/proc/swaps']))).stdout;
+    t.match(swaps, /^\/dev\/vd[a-z]+\s+partition\s+16380/m, 'the guest swaps on it');
+
+    // 6. Nothing plugged at 02/07: DEADLINE_EXCEEDED naming it, after agent.hotplug_timeout.
     const refused = await rpc
       .call(
         agent,

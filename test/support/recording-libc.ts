@@ -175,6 +175,9 @@ export class RecordingLibc implements Libc {
   sync() {
     this.run('sync', [], undefined);
   }
+  swapon(p: string, fl: number) {
+    this.run('swapon', [p, fl], undefined);
+  }
   finitModule(fd: number, p: string, fl: number) {
     this.run('finitModule', [fd, p, fl], undefined);
   }

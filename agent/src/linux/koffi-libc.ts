@@ -33,7 +33,7 @@ import { TIOCGWINSZ, TIOCSWINSZ, type CapSets, type Libc } from './libc.js';
 
 // Nothing FFI happens when this module loads: koffi (its native addon), libc.so.6 and each C
 // function are loaded on first use. A process binds only what it calls: the container-init helper,
-// a fresh node for every container start, calls at most 33 of these 54 functions.
+// a fresh node for every container start, calls at most 33 of these 55 functions.
 type Koffi = typeof import('koffi');
 const bound: { koffi: false | 'addon' | 'entry'; library: boolean; functions: string[] } = { koffi: false, library: false, functions: [] };
 
@@ -109,6 +109,7 @@ const prototypes = {
   waitpid: 'int waitpid(int, _Out_ int *, int)',
   reboot: 'int reboot(int)',
   sync: 'void sync()',
+  swapon: 'int swapon(const char *, int)',
   syscall: 'long syscall(long, ...)',
   prctl: 'int prctl(int, unsigned long, unsigned long, unsigned long, unsigned long)',
   setsid: 'int setsid()',
@@ -386,6 +387,9 @@ export const koffiLibc: Libc = {
   },
   sync() {
     c.sync();
+  },
+  swapon(p, flags) {
+    check('swapon', `${p}, 0x${flags.toString(16)}`, c.swapon(p, flags));
   },
   finitModule(fd, params, flags) {
     const nr = SYS_finit_module[process.arch];

@@ -236,6 +236,8 @@ export interface Libc {
   finitModule(fd: number, params: string, flags: number): void;
   /** ioctl() with a pointer to `buf`, which the kernel may read and write in place. */
   ioctlBuf(fd: number, request: number, buf: Buffer): number;
+  /** swapon(2): a swap device or file, formatted already (mkswap), in use from now on. */
+  swapon(path: string, flags: number): void;
   /** A new eventfd (cgroup v1 OOM notifications are delivered through one). */
   eventfd(initval: number, flags: number): number;
   /** bpf(BPF_PROG_LOAD): loads `insns` (struct bpf_insn[]) as a `progType` program; returns its fd. A refusal carries the verifier's log. */

@@ -14,7 +14,7 @@ export function sharedContainersDir(stateRoot: string): string {
 }
 
 /** mountinfo escapes space, tab, newline and backslash as \ooo. */
-function unescapeMountPath(field: string): string {
+export function unescapeMountPath(field: string): string {
   return field.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(parseInt(oct, 8)));
 }
 
