@@ -188,6 +188,17 @@ t.test('listener: a remove event makes a seen device forgotten', async (t) => {
     (e: Error) => e,
   );
   t.equal(err.name, 'DeadlineExceeded', 'the removed disk is not found in history');
+  // Not even its remove event is kept: a matcher that would take any event of the devpath finds none.
+  const anyAction: DeviceMatcher<string> = {
+    what: 'any event of vda',
+    fromEvent: (ev) => (ev.devpath === VDA ? `${ev.action}:${ev.seqnum}` : undefined),
+    present: () => undefined,
+  };
+  const err2 = await l.waitFor(anyAction, 30).then(
+    (r) => new Error(`resolved with ${r}`),
+    (e: Error) => e,
+  );
+  t.equal(err2.name, 'DeadlineExceeded', 'the devpath is gone from history');
   // And a new add brings it back.
   l.onData(uevent(`add@${VDA}`, { ...vdaFields, SEQNUM: '1250' }));
   t.equal(await l.waitFor(byDevpath(VDA), 10_000), 'event:vda:1250');
