@@ -1,32 +1,19 @@
 // The block device matchers (virtio-blk on PCI and MMIO, SCSI disks) against made-up uevents and a
 // fake sysfs tree in a temp directory.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { parseScsiAddress, scsiDisk, virtioBlkMmio, virtioBlkPci } from '../../agent/src/device/block.js';
 import type { Uevent } from '../../agent/src/uevent/uevent.js';
+import { errorOf, tempDir } from '../support/unit.js';
 
-function fakeSysfs(t: { teardown(f: () => unknown): void }): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'block-unit-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+const fakeSysfs = (t: { teardown(f: () => unknown): void }): string => tempDir(t, 'block-unit-');
 
 /** The fake tree with the bridge in slot 2 of root bus 00, behind which is bus 01. */
 function withBridge(t: { teardown(f: () => unknown): void }): string {
   const sysfs = fakeSysfs(t);
   fs.mkdirSync(path.join(sysfs, 'devices/pci0000:00/0000:00:02.0/pci_bus/0000:01'), { recursive: true });
   return sysfs;
-}
-
-function errorOf(f: () => unknown): Error {
-  try {
-    f();
-  } catch (err) {
-    return err as Error;
-  }
-  return new Error('did not throw');
 }
 
 /** An event as parseUevents makes it. */

@@ -13,6 +13,7 @@ import { createLogger } from '../../agent/src/log/logger.js';
 import { StorageRegistry, releaseStorages, storageDrivers } from '../../agent/src/storage/storages.js';
 import { applyFsGroup } from '../../agent/src/storage/fs-group.js';
 import type { BlockDevice } from '../../agent/src/device/block.js';
+import { errorOf } from '../support/unit.js';
 
 const log = createLogger('silent');
 
@@ -47,15 +48,6 @@ async function rejection(p: Promise<unknown>): Promise<Error> {
     () => new Error('resolved'),
     (e: Error) => e,
   );
-}
-
-function errorOf(f: () => unknown): Error {
-  try {
-    f();
-  } catch (err) {
-    return err as Error;
-  }
-  return new Error('did not throw');
 }
 
 t.test('blk: the disk found, then mounted read-only with its fstype; release unmounts', async (t) => {

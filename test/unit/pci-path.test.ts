@@ -1,25 +1,12 @@
 // kata's PCI paths: parsing, formatting, and their resolution through bridges' pci_bus directories
 // in a fake sysfs tree.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { formatPciPath, parsePciPath, pciRelativePath, rootBusDir } from '../../agent/src/device/pci-path.js';
+import { errorOf, tempDir } from '../support/unit.js';
 
-function fakeSysfs(t: { teardown(f: () => unknown): void }): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pci-path-unit-'));
-  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-function errorOf(f: () => unknown): Error {
-  try {
-    f();
-  } catch (err) {
-    return err as Error;
-  }
-  return new Error('did not throw');
-}
+const fakeSysfs = (t: { teardown(f: () => unknown): void }): string => tempDir(t, 'pci-path-unit-');
 
 t.test('parsePciPath: the forms kata sends', async (t) => {
   t.same(parsePciPath('02/01'), {
