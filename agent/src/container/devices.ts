@@ -6,7 +6,7 @@
 import type { Device } from '../../../protos/gen/agent_pb.js';
 import type { Spec } from '../../../protos/gen/oci_pb.js';
 import type { BlockDevice } from '../device/block.js';
-import { isBlockKind, type HotplugDevices } from '../device/hotplug.js';
+import { isBlockKind, type BlockKind, type HotplugDevices } from '../device/hotplug.js';
 import { InvalidArgument, Unimplemented } from '../errors.js';
 
 export interface FoundDevice {
@@ -28,7 +28,7 @@ export async function findContainerDevices(devices: readonly Device[], hotplug: 
     devices.map(async (d) => {
       // mmioblk is named by its node only; the others by id, with vm_path as 1.x's fallback.
       const source = d.type === 'mmioblk' ? d.vmPath || d.id : d.id || d.vmPath;
-      return { device: d, found: await hotplug!.block(d.type as 'blk', source, signal) };
+      return { device: d, found: await hotplug!.block(d.type as BlockKind, source, signal) };
     }),
   );
 }
