@@ -12,6 +12,7 @@ import { RecordingLibc } from '../support/recording-libc.js';
 import { createLogger } from '../../agent/src/log/logger.js';
 import { StorageRegistry, releaseStorages, storageDrivers } from '../../agent/src/storage/storages.js';
 import { applyFsGroup } from '../../agent/src/storage/fs-group.js';
+import { realStorageFs } from '../../agent/src/storage/storage-fs.js';
 import type { BlockDevice } from '../../agent/src/device/block.js';
 import { errorOf } from '../support/unit.js';
 
@@ -203,7 +204,7 @@ t.test('applyFsGroup: every file and directory gets the group, group rw, and set
   const { root, outside } = tree(t);
   const outsideGid = fs.statSync(outside).gid;
   t.not(outsideGid, GID);
-  const r = applyFsGroup(root, GID, false);
+  const r = applyFsGroup(realStorageFs, root, GID, false);
   t.same(r, { changed: 5 }, 'root, file, sub, sub/deep and the link');
   for (const p of [root, path.join(root, 'file'), path.join(root, 'sub'), path.join(root, 'sub', 'deep')]) {
     t.equal(fs.lstatSync(p).gid, GID, `${path.relative(root, p) || '.'}: group`);
@@ -223,7 +224,7 @@ t.test('applyFsGroup: a symlinked directory is not walked into', async (t) => {
   fs.writeFileSync(path.join(elsewhere, 'x'), 'x');
   const before = fs.statSync(path.join(elsewhere, 'x')).gid;
   fs.symlinkSync(elsewhere, path.join(root, 'dirlink'));
-  applyFsGroup(root, GID, false);
+  applyFsGroup(realStorageFs, root, GID, false);
   t.equal(fs.statSync(path.join(elsewhere, 'x')).gid, before);
   t.not(fs.statSync(elsewhere).gid, GID, 'the directory the link points to keeps its group');
 });
@@ -232,7 +233,7 @@ t.test('applyFsGroup OnRootMismatch: a root with the group and setgid already is
   const { root } = tree(t);
   fs.chownSync(root, -1, GID);
   fs.chmodSync(root, 0o2775);
-  t.same(applyFsGroup(root, GID, true), { changed: 0 });
+  t.same(applyFsGroup(realStorageFs, root, GID, true), { changed: 0 });
   t.not(fs.statSync(path.join(root, 'file')).gid, GID, 'the files inside were not walked');
   t.equal(modeOf(path.join(root, 'file')), 0o644);
 });
@@ -240,9 +241,9 @@ t.test('applyFsGroup OnRootMismatch: a root with the group and setgid already is
 t.test('applyFsGroup OnRootMismatch: a root without setgid (or another group) is walked', async (t) => {
   const { root } = tree(t);
   fs.chownSync(root, -1, GID);
-  t.same(applyFsGroup(root, GID, true), { changed: 5 }, 'the group alone is not enough');
+  t.same(applyFsGroup(realStorageFs, root, GID, true), { changed: 5 }, 'the group alone is not enough');
   t.equal(fs.statSync(path.join(root, 'file')).gid, GID);
-  t.same(applyFsGroup(root, GID + 1, true), { changed: 5 }, 'another group');
+  t.same(applyFsGroup(realStorageFs, root, GID + 1, true), { changed: 5 }, 'another group');
   t.equal(fs.statSync(path.join(root, 'sub', 'deep')).gid, GID + 1);
 });
 

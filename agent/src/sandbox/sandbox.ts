@@ -1,6 +1,5 @@
 // Pod-wide state CreateSandbox sets up and DestroySandbox undoes: shared IPC/UTS namespaces, DNS,
 // storages, kernel modules, and the choice of a shared pid namespace.
-import fs from 'node:fs';
 import path from 'node:path';
 import type { CreateSandboxRequest } from '../../../protos/gen/agent_pb.js';
 import type { Libc } from '../linux/libc.js';
@@ -9,6 +8,7 @@ import { AlreadyExists, InvalidArgument, failedPrecondition } from '../errors.js
 import { checkId } from '../container/id.js';
 import { defaultModulesDir, loadModules, moduleName } from '../../../init/src/modules.js';
 import { releaseStorages, type MountedStorage, type StorageRegistry } from '../storage/storages.js';
+import { realStorageFs, type StorageFs } from '../storage/storage-fs.js';
 import { pinSharedNamespaces, unpinSharedNamespaces, type PinnedNamespaces } from './shared-namespaces.js';
 
 export interface SandboxDeps {
@@ -20,6 +20,8 @@ export interface SandboxDeps {
   modulesDir?: string;
   /** Storages of the pod and its containers, counted by mount point. */
   storages: StorageRegistry;
+  /** The sandbox directory and the DNS file (an in-memory tree in unit tests). */
+  fs?: StorageFs;
 }
 
 interface Active {
@@ -83,22 +85,23 @@ export class Sandbox {
     const found = await this.deps.storages.findDevices(req.storages, signal);
     if (this.active) throw new AlreadyExists(`sandbox ${this.active.id} already exists`);
     const libc = this.deps.libc;
+    const fs = this.deps.fs ?? realStorageFs;
     const dir = path.join(this.deps.stateRoot, 'sandbox');
     const undo: (() => void)[] = [];
     try {
       for (const m of req.kernelModules) loadKernelModule(libc, this.deps.modulesDir ?? defaultModulesDir(), m.name, m.parameters);
-      if (!fs.existsSync(dir)) undo.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-      fs.mkdirSync(dir, { recursive: true });
+      if (!fs.exists(dir)) undo.push(() => fs.remove(dir));
+      fs.mkdirs(dir);
       const namespaces = pinSharedNamespaces(libc, path.join(dir, 'ns'), req.hostname);
       undo.push(() => unpinSharedNamespaces(libc, namespaces));
       let resolvConfMounted = false;
       if (req.dns.length > 0) {
         const resolv = path.join(dir, 'resolv.conf');
-        fs.writeFileSync(resolv, req.dns.map((l) => l.trim()).join('\n') + '\n');
+        fs.writeFile(resolv, req.dns.map((l) => l.trim()).join('\n') + '\n');
         // A bind mount needs an existing file to cover.
-        if (!fs.existsSync(this.deps.resolvConfTarget)) {
-          fs.mkdirSync(path.dirname(this.deps.resolvConfTarget), { recursive: true });
-          fs.writeFileSync(this.deps.resolvConfTarget, '');
+        if (!fs.exists(this.deps.resolvConfTarget)) {
+          fs.mkdirs(path.dirname(this.deps.resolvConfTarget));
+          fs.writeFile(this.deps.resolvConfTarget, '');
         }
         libc.mount(resolv, this.deps.resolvConfTarget, null, MS_BIND, null);
         resolvConfMounted = true;
@@ -126,7 +129,7 @@ export class Sandbox {
       }
     }
     unpinSharedNamespaces(libc, a.namespaces);
-    fs.rmSync(a.dir, { recursive: true, force: true });
+    (this.deps.fs ?? realStorageFs).remove(a.dir);
     this.active = undefined;
   }
 }

@@ -5,7 +5,7 @@
 // never following a symlink: a link the host made earlier with CopyFile itself, or a container that
 // shares the directory, cannot turn a later write into one outside it.
 import { createHash } from 'node:crypto';
-import fs from 'node:fs';
+import { constants } from 'node:fs';
 import path from 'node:path';
 import type { CopyFileRequest } from '../../../protos/gen/agent_pb.js';
 import { AgentError, FailedPrecondition, InvalidArgument } from '../errors.js';
@@ -13,13 +13,15 @@ import type { Libc } from '../linux/libc.js';
 import { AT_FDCWD, AT_SYMLINK_NOFOLLOW, O_CLOEXEC, O_NONBLOCK, O_PATH, S_IFDIR, S_IFLNK, S_IFMT } from '../linux/libc.js';
 import { fdPath, openInRoot, type Created } from '../mount/in-root.js';
 import type { AgentHandlers } from '../rpc/service.js';
+import { realStorageFs, type StorageFs } from './storage-fs.js';
 
-const { O_CREAT, O_DIRECTORY, O_NOFOLLOW, O_TRUNC, O_WRONLY } = fs.constants;
+const { O_CREAT, O_DIRECTORY, O_NOFOLLOW, O_TRUNC, O_WRONLY } = constants;
 const S_IFREG = 0o100000;
 const NAME_MAX = 255;
 
 export interface CopyFileDeps {
   libc: Libc;
+  fs?: StorageFs;
   /** `<state root>/shared/containers`: nothing is written anywhere else. */
   sharedDir: string;
 }
@@ -90,18 +92,19 @@ export function tempName(name: string): string {
 export function copyFile(deps: CopyFileDeps, req: CopyFileRequest): void {
   const parts = componentsBelow(deps.sharedDir, req.path);
   const { libc } = deps;
+  const fs = deps.fs ?? realStorageFs;
   try {
     // The shared directory is the agent's own: with no shared filesystem nothing else makes it.
-    fs.mkdirSync(deps.sharedDir, { recursive: true, mode: 0o755 });
+    fs.mkdirs(deps.sharedDir, 0o755);
     const root = libc.openat(AT_FDCWD, deps.sharedDir, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
     let parent: number;
     try {
-      parent = openParent(libc, root, deps.sharedDir, parts.slice(0, -1), req.dirMode & 0o7777);
+      parent = openParent(libc, fs, root, deps.sharedDir, parts.slice(0, -1), req.dirMode & 0o7777);
     } finally {
       libc.close(root);
     }
     try {
-      writeEntry(libc, parent, parts[parts.length - 1], req);
+      writeEntry(libc, fs, parent, parts[parts.length - 1], req);
     } finally {
       libc.close(parent);
     }
@@ -115,7 +118,7 @@ export function copyFile(deps: CopyFileDeps, req: CopyFileRequest): void {
  * component per openInRoot call, each from its parent's fd, so every directory this call made is
  * known (and gets `dirMode`) even on a filesystem mounted below the shared directory.
  */
-function openParent(libc: Libc, rootFd: number, rootName: string, parts: string[], dirMode: number): number {
+function openParent(libc: Libc, fs: StorageFs, rootFd: number, rootName: string, parts: string[], dirMode: number): number {
   let dir = libc.openat(rootFd, '.', O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
   let where = rootName;
   try {
@@ -126,7 +129,7 @@ function openParent(libc: Libc, rootFd: number, rootName: string, parts: string[
       dir = next;
       where = `${where}/${part}`;
       // mkdirat's mode is cut by the umask; the host asked for this one exactly.
-      if (created.length > 0) fs.chmodSync(fdPath(dir), dirMode);
+      if (created.length > 0) fs.chmod(fdPath(dir), dirMode);
     }
     return dir;
   } catch (err) {
@@ -135,21 +138,21 @@ function openParent(libc: Libc, rootFd: number, rootName: string, parts: string[
   }
 }
 
-function writeEntry(libc: Libc, parent: number, name: string, req: CopyFileRequest): void {
+function writeEntry(libc: Libc, fs: StorageFs, parent: number, name: string, req: CopyFileRequest): void {
   const type = req.fileMode & S_IFMT;
   const mode = req.fileMode & 0o7777;
   // uid/gid are int32 on the wire: -1 means "leave it", as it does for chown.
   const { uid, gid } = req;
-  if (type === S_IFDIR) return makeDirectory(libc, parent, name, mode, uid, gid);
-  if (type === S_IFLNK) return makeSymlink(libc, parent, name, req, uid, gid);
+  if (type === S_IFDIR) return makeDirectory(libc, fs, parent, name, mode, uid, gid);
+  if (type === S_IFLNK) return makeSymlink(libc, fs, parent, name, req, uid, gid);
   if (type !== S_IFREG && type !== 0)
     throw new InvalidArgument(
       `CopyFile ${JSON.stringify(req.path)}: file_mode ${req.fileMode.toString(8)} is neither a regular file, a directory nor a symlink`,
     );
-  writeChunk(libc, parent, name, req, mode, uid, gid);
+  writeChunk(libc, fs, parent, name, req, mode, uid, gid);
 }
 
-function makeDirectory(libc: Libc, parent: number, name: string, mode: number, uid: number, gid: number): void {
+function makeDirectory(libc: Libc, fs: StorageFs, parent: number, name: string, mode: number, uid: number, gid: number): void {
   try {
     libc.mkdirat(parent, name, 0o700);
   } catch (err) {
@@ -159,14 +162,14 @@ function makeDirectory(libc: Libc, parent: number, name: string, mode: number, u
   const fd = libc.openat(parent, name, O_PATH | O_NOFOLLOW | O_DIRECTORY | O_CLOEXEC, 0);
   try {
     // chown before chmod: chown clears set-id bits the mode may ask for.
-    fs.chownSync(fdPath(fd), uid, gid);
-    fs.chmodSync(fdPath(fd), mode);
+    fs.chown(fdPath(fd), uid, gid);
+    fs.chmod(fdPath(fd), mode);
   } finally {
     libc.close(fd);
   }
 }
 
-function makeSymlink(libc: Libc, parent: number, name: string, req: CopyFileRequest, uid: number, gid: number): void {
+function makeSymlink(libc: Libc, fs: StorageFs, parent: number, name: string, req: CopyFileRequest, uid: number, gid: number): void {
   const target = Buffer.from(req.data).toString('utf8');
   if (target === '' || target.includes('\0')) throw new InvalidArgument(`CopyFile ${JSON.stringify(req.path)}: the symlink target is empty or has a NUL byte`);
   const tmp = tempName(name);
@@ -177,14 +180,14 @@ function makeSymlink(libc: Libc, parent: number, name: string, req: CopyFileRequ
     libc.fchownat(parent, tmp, uid >>> 0, gid >>> 0, AT_SYMLINK_NOFOLLOW);
     // A rename replaces the old link in one step: a configmap's "..data" switches to its new
     // timestamped directory without a moment where it is missing.
-    renameIn(parent, tmp, name);
+    renameIn(fs, parent, tmp, name);
   } catch (err) {
     unlinkIfThere(libc, parent, tmp);
     throw err;
   }
 }
 
-function writeChunk(libc: Libc, parent: number, name: string, req: CopyFileRequest, mode: number, uid: number, gid: number): void {
+function writeChunk(libc: Libc, fs: StorageFs, parent: number, name: string, req: CopyFileRequest, mode: number, uid: number, gid: number): void {
   const size = int(req.fileSize, 'file_size', req.path);
   const offset = int(req.offset, 'offset', req.path);
   const data = req.data;
@@ -199,10 +202,10 @@ function writeChunk(libc: Libc, parent: number, name: string, req: CopyFileReque
   try {
     if ((libc.fstat(fd).mode & S_IFMT) !== S_IFREG)
       throw new FailedPrecondition(`CopyFile ${JSON.stringify(req.path)}: its temp name ${tmp} is taken by something not a regular file`);
-    for (let done = 0; done < data.length;) done += fs.writeSync(fd, data, done, data.length - done, offset + done);
+    fs.writeAt(fd, data, offset);
     if (complete) {
-      fs.fchownSync(fd, uid, gid);
-      fs.fchmodSync(fd, mode);
+      fs.fchown(fd, uid, gid);
+      fs.fchmod(fd, mode);
     }
   } finally {
     libc.close(fd);
@@ -210,7 +213,7 @@ function writeChunk(libc: Libc, parent: number, name: string, req: CopyFileReque
   if (!complete) return;
   try {
     // Only now does the file appear under its name, whole.
-    renameIn(parent, tmp, name);
+    renameIn(fs, parent, tmp, name);
   } catch (err) {
     unlinkIfThere(libc, parent, tmp);
     throw err;
@@ -221,8 +224,8 @@ function writeChunk(libc: Libc, parent: number, name: string, req: CopyFileReque
  * rename(2) of two names in the directory `dirFd` stands for. The fd's magic link in /proc takes the
  * lookup straight to that directory, and rename never follows a symlink at either last component.
  */
-function renameIn(dirFd: number, from: string, to: string): void {
-  fs.renameSync(`${fdPath(dirFd)}/${from}`, `${fdPath(dirFd)}/${to}`);
+function renameIn(fs: StorageFs, dirFd: number, from: string, to: string): void {
+  fs.rename(`${fdPath(dirFd)}/${from}`, `${fdPath(dirFd)}/${to}`);
 }
 
 function unlinkIfThere(libc: Libc, dirFd: number, name: string): void {

@@ -1,7 +1,6 @@
 // The storage drivers that need no hot-plugged device: the pod's shared directory (9p, virtio-fs),
 // tmpfs volumes (ephemeral), guest directories (local) and bind mounts of shared-dir paths (bind).
 // Each returns how to undo what it did.
-import fs from 'node:fs';
 import path from 'node:path';
 import type { Storage } from '../../../protos/gen/agent_pb.js';
 import { FSGroupChangePolicy } from '../../../protos/gen/types_pb.js';
@@ -12,11 +11,13 @@ import { MNT_DETACH, MS_BIND, MS_REC, MS_REMOUNT } from '../linux/libc.js';
 import type { Logger } from '../log/logger.js';
 import { parseMountOptions } from '../mount/options.js';
 import { invalidArgument, withContext } from '../errors.js';
+import type { FileInfo, StorageFs } from './storage-fs.js';
 
 export type Undo = () => void;
 
 export interface DriverEnv {
   libc: Libc;
+  fs: StorageFs;
   log: Logger;
   ensureFilesystem: (fstype: string) => void;
 }
@@ -47,9 +48,9 @@ function about(what: string, err: unknown): unknown {
 }
 
 /** The directory to mount on; `created` says whether we made it (and so remove it after). */
-function mountDir(mp: string): boolean {
-  if (fs.existsSync(mp)) return false;
-  fs.mkdirSync(mp, { recursive: true });
+function mountDir(fs: StorageFs, mp: string): boolean {
+  if (fs.exists(mp)) return false;
+  fs.mkdirs(mp);
   return true;
 }
 
@@ -61,9 +62,9 @@ function unmount(env: DriverEnv, mp: string): void {
   }
 }
 
-function removeDir(mp: string): void {
+function removeDir(fs: StorageFs, mp: string): void {
   try {
-    fs.rmdirSync(mp);
+    fs.rmdir(mp);
   } catch {
     // Something was left in it: keep the directory rather than lose the files.
   }
@@ -72,17 +73,17 @@ function removeDir(mp: string): void {
 /** mount(2) of `s` with its options split into flags and data; `extraFlags` are or-ed in. */
 function plainMount(env: DriverEnv, s: Storage, fstype: string, options: readonly string[], extraFlags = 0, source = s.source): Undo {
   const what = `storage ${s.driver} ${s.mountPoint}`;
-  const created = mountDir(s.mountPoint);
+  const created = mountDir(env.fs, s.mountPoint);
   const o = parseMountOptions(options);
   try {
     env.libc.mount(source, s.mountPoint, fstype, o.flags | extraFlags, o.data || null);
   } catch (err) {
-    if (created) removeDir(s.mountPoint);
+    if (created) removeDir(env.fs, s.mountPoint);
     throw about(what, err);
   }
   return () => {
     unmount(env, s.mountPoint);
-    if (created) removeDir(s.mountPoint);
+    if (created) removeDir(env.fs, s.mountPoint);
   };
 }
 
@@ -112,7 +113,7 @@ export function mountBlock(env: DriverEnv, s: Storage, device: BlockDevice): Und
   const undo = plainMount(env, s, s.fstype, s.options, 0, device.path);
   if (s.fsGroup) {
     try {
-      applyFsGroup(s.mountPoint, s.fsGroup.groupId, s.fsGroup.groupChangePolicy === FSGroupChangePolicy.OnRootMismatch);
+      applyFsGroup(env.fs, s.mountPoint, s.fsGroup.groupId, s.fsGroup.groupChangePolicy === FSGroupChangePolicy.OnRootMismatch);
     } catch (err) {
       undo();
       throw about(`${what}: fsGroup ${s.fsGroup.groupId}`, err);
@@ -122,9 +123,9 @@ export function mountBlock(env: DriverEnv, s: Storage, device: BlockDevice): Und
 }
 
 /** Gives the volume's root to group `gid` with setgid, as kubelet does for fsGroup. */
-function applyFsGid(mp: string, gid: number, mode?: number): void {
-  fs.chownSync(mp, -1, gid);
-  fs.chmodSync(mp, (mode ?? fs.statSync(mp).mode & 0o7777) | MODE_SETGID);
+function applyFsGid(fs: StorageFs, mp: string, gid: number, mode?: number): void {
+  fs.chown(mp, -1, gid);
+  fs.chmod(mp, (mode ?? fs.stat(mp).mode & 0o7777) | MODE_SETGID);
 }
 
 /** A tmpfs (or hugetlbfs) volume: the pod's /dev/shm and memory-backed emptyDirs. */
@@ -133,7 +134,7 @@ export function mountEphemeral(env: DriverEnv, s: Storage): Undo {
   const undo = plainMount(env, { ...s, source: s.source || 'tmpfs' } as Storage, s.fstype || 'tmpfs', options);
   if (fsGid !== undefined) {
     try {
-      applyFsGid(s.mountPoint, fsGid);
+      applyFsGid(env.fs, s.mountPoint, fsGid);
     } catch (err) {
       undo();
       throw about(`storage ephemeral ${s.mountPoint} fsgid`, err);
@@ -158,9 +159,9 @@ export function mountLocal(env: DriverEnv, s: Storage): Undo {
   const { options, fsGid } = splitFsGid(s.options, what);
   const modeOpt = options.find((o) => o.startsWith('mode='));
   const mode = modeOpt === undefined ? undefined : parseMode(modeOpt.slice(5), what);
-  let st: fs.Stats | undefined;
+  let st: FileInfo | undefined;
   try {
-    st = fs.statSync(s.mountPoint);
+    st = env.fs.stat(s.mountPoint);
   } catch {
     // Not there: ours to create.
   }
@@ -174,38 +175,38 @@ export function mountLocal(env: DriverEnv, s: Storage): Undo {
     }
     return () => undefined;
   }
-  fs.mkdirSync(s.mountPoint, { recursive: true, mode: 0o777 });
+  env.fs.mkdirs(s.mountPoint, 0o777);
   try {
-    if (fsGid !== undefined) applyFsGid(s.mountPoint, fsGid, mode);
-    else if (mode !== undefined) fs.chmodSync(s.mountPoint, mode);
+    if (fsGid !== undefined) applyFsGid(env.fs, s.mountPoint, fsGid, mode);
+    else if (mode !== undefined) env.fs.chmod(s.mountPoint, mode);
   } catch (err) {
-    fs.rmSync(s.mountPoint, { recursive: true, force: true });
+    env.fs.remove(s.mountPoint);
     throw about(what, err);
   }
-  return () => fs.rmSync(s.mountPoint, { recursive: true, force: true });
+  return () => env.fs.remove(s.mountPoint);
 }
 
 /** A bind mount of a path the host shared (a file or a directory), read-only when "ro" is given. */
 export function mountBind(env: DriverEnv, s: Storage): Undo {
   const what = `storage bind ${s.source} → ${s.mountPoint}`;
-  let src: fs.Stats;
+  let src: FileInfo;
   try {
-    src = fs.statSync(s.source);
+    src = env.fs.stat(s.source);
   } catch (err) {
     throw about(what, err);
   }
   const o = parseMountOptions(s.options.filter((x) => x !== 'bind' && x !== 'rbind'));
   const recursive = s.options.includes('rbind') ? MS_REC : 0;
   let created = false;
-  if (!fs.existsSync(s.mountPoint)) {
-    fs.mkdirSync(src.isDirectory() ? s.mountPoint : path.dirname(s.mountPoint), { recursive: true });
-    if (!src.isDirectory()) fs.writeFileSync(s.mountPoint, '');
+  if (!env.fs.exists(s.mountPoint)) {
+    env.fs.mkdirs(src.isDirectory() ? s.mountPoint : path.dirname(s.mountPoint));
+    if (!src.isDirectory()) env.fs.writeFile(s.mountPoint, '');
     created = true;
   }
   const removeMountPoint = () => {
     if (!created) return;
-    if (src.isDirectory()) removeDir(s.mountPoint);
-    else fs.rmSync(s.mountPoint, { force: true });
+    if (src.isDirectory()) removeDir(env.fs, s.mountPoint);
+    else env.fs.remove(s.mountPoint);
   };
   try {
     env.libc.mount(s.source, s.mountPoint, null, MS_BIND | recursive, null);

@@ -1,11 +1,11 @@
 // Kernel filesystems a storage needs. The guest kernel has 9p, virtiofs and ext4 as modules that the boot
 // does not load (a pod without a shared directory never pays for them): the first storage of that
 // type loads them, with the init's own finit_module loader, not a modprobe the image may not have.
-import fs from 'node:fs';
 import { defaultModulesDir, loadModules } from '../../../init/src/modules.js';
 import type { Libc } from '../linux/libc.js';
 import type { Logger } from '../log/logger.js';
 import { FailedPrecondition } from '../errors.js';
+import { realStorageFs } from './storage-fs.js';
 
 /** Modules per filesystem type, each list in load order (9p needs its virtio transport as well). */
 export const filesystemModules: Record<string, string[]> = {
@@ -36,7 +36,7 @@ export interface FilesystemDeps {
 }
 
 export function filesystemEnsurer(deps: FilesystemDeps): (fstype: string) => void {
-  const read = deps.readFilesystems ?? (() => fs.readFileSync('/proc/filesystems', 'utf8'));
+  const read = deps.readFilesystems ?? (() => realStorageFs.readText('/proc/filesystems'));
   const modulesDir = deps.modulesDir ?? defaultModulesDir();
   return (fstype) => {
     if (parseFilesystems(read()).has(fstype)) return;

@@ -3,7 +3,6 @@
 // asks the guest to grow the filesystem mounted at volume_guest_path to `size` bytes. ext4 grows
 // online through EXT4_IOC_RESIZE_FS on its mount point, as resize2fs does, with no binary in the
 // image; other filesystems are refused by name. Shrinking is refused by the kernel (EINVAL).
-import fs from 'node:fs';
 import path from 'node:path';
 import { FailedPrecondition, invalidArgument, NotFound, Unimplemented } from '../errors.js';
 import { O_DIRECTORY, O_RDONLY, type Libc } from '../linux/libc.js';
@@ -11,6 +10,7 @@ import { openPath } from '../linux/paths.js';
 import type { Logger } from '../log/logger.js';
 import type { AgentHandlers } from '../rpc/service.js';
 import { unescapeMountPath } from './stale-share-mounts.js';
+import { realStorageFs } from './storage-fs.js';
 
 /** _IOW('f', 16, __u64): the new block count. */
 export const EXT4_IOC_RESIZE_FS = 0x40086610;
@@ -37,8 +37,8 @@ export function fstypeAt(mountinfo: string, mp: string): string | undefined {
 }
 
 export function resizeVolumeHandlers(deps: ResizeDeps): AgentHandlers {
-  const readMountinfo = deps.readMountinfo ?? (() => fs.readFileSync('/proc/self/mountinfo', 'utf8'));
-  const statfs = deps.statfs ?? ((p: string) => fs.statfsSync(p));
+  const readMountinfo = deps.readMountinfo ?? (() => realStorageFs.readText('/proc/self/mountinfo'));
+  const statfs = deps.statfs ?? realStorageFs.statfs;
   return {
     resizeVolume(req) {
       const p = req.volumeGuestPath;

@@ -3,10 +3,10 @@
 // once the host has removed a container's share, a lookup of each mount below the shared directory
 // makes the kernel find it gone and drop its inodes, so virtiofsd can close the host's fds. A mount
 // point that fails to stat is exactly such a stale one: that is expected, not an error.
-import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../log/logger.js';
 import type { AgentHandlers } from '../rpc/service.js';
+import { realStorageFs } from './storage-fs.js';
 
 /** The guest path the host shares container rootfs and files under, below the state root. */
 export function sharedContainersDir(stateRoot: string): string {
@@ -40,8 +40,8 @@ export interface StaleShareDeps {
 }
 
 export function staleShareMountHandlers(deps: StaleShareDeps): AgentHandlers {
-  const readMountinfo = deps.readMountinfo ?? (() => fs.readFileSync('/proc/self/mountinfo', 'utf8'));
-  const lookup = deps.lookup ?? ((p: string) => void fs.statSync(p));
+  const readMountinfo = deps.readMountinfo ?? (() => realStorageFs.readText('/proc/self/mountinfo'));
+  const lookup = deps.lookup ?? ((p: string) => void realStorageFs.stat(p));
   return {
     removeStaleVirtiofsShareMounts() {
       let stale = 0;

@@ -10,6 +10,7 @@ import type { BlockDevice } from '../device/block.js';
 import { isBlockKind, type BlockKind, type HotplugDevices } from '../device/hotplug.js';
 import { mountBind, mountBlock, mountEphemeral, mountLocal, mountSharedFs, remountEphemeral, type DriverEnv, type Undo } from './drivers.js';
 import { WatchableBinds } from './watchable.js';
+import { realStorageFs, type StorageFs } from './storage-fs.js';
 
 /** Drivers this agent sets up without a device (GetGuestDetails reports them as storage_handlers). */
 export const storageDrivers = ['9p', 'virtio-fs', 'ephemeral', 'local', 'bind', 'watchable-bind'];
@@ -30,6 +31,8 @@ export interface MountedStorage {
 
 export interface StorageDeps {
   libc: Libc;
+  /** Directories, copies and owners around the mounts (an in-memory tree in unit tests). */
+  fs?: StorageFs;
   log: Logger;
   /** Makes sure the kernel knows a filesystem type (loads its modules); throws when it cannot. */
   ensureFilesystem: (fstype: string) => void;
@@ -63,7 +66,7 @@ export class StorageRegistry {
   private readonly env: DriverEnv;
 
   constructor(private readonly deps: StorageDeps) {
-    this.env = { libc: deps.libc, log: deps.log, ensureFilesystem: deps.ensureFilesystem };
+    this.env = { libc: deps.libc, fs: deps.fs ?? realStorageFs, log: deps.log, ensureFilesystem: deps.ensureFilesystem };
     this.watchable = new WatchableBinds(this.env, deps.watchIntervalMs ?? 2000);
   }
 

@@ -2,22 +2,22 @@
 // the CSI node stats of a direct-assigned volume (`kata-runtime direct-volume stats`). The numbers are
 // statfs(2)'s, counted the way df does: total = all blocks, available = what an unprivileged writer
 // may still use, used = total minus free (so reserved blocks count neither as used nor available).
-import fs from 'node:fs';
 import path from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { VolumeUsage_Unit, VolumeUsageSchema, type VolumeUsage } from '../../../protos/gen/csi_pb.js';
 import { invalidArgument, notFound } from '../errors.js';
+import { realStorageFs, type FsUsage } from './storage-fs.js';
 
 export interface VolumeStats {
   usage: VolumeUsage[];
   volumeCondition: { abnormal: boolean; message: string };
 }
 
-export function volumeStats(guestPath: string, statfs: (p: string) => fs.StatsFs = (p) => fs.statfsSync(p)): VolumeStats {
+export function volumeStats(guestPath: string, statfs: (p: string) => FsUsage = realStorageFs.statfs): VolumeStats {
   if (!path.isAbsolute(guestPath) || path.normalize(guestPath) !== guestPath || guestPath.includes('\0')) {
     throw invalidArgument(`GetVolumeStats: volume_guest_path "${guestPath}" is not a normalized absolute path`);
   }
-  let st: fs.StatsFs;
+  let st: FsUsage;
   try {
     st = statfs(guestPath);
   } catch (err) {

@@ -4,11 +4,11 @@
 // what went. The copies are the guest's own: the host cannot change a file in place under a reader.
 // A source over 16 entries or 1 MiB is not worth copying (kata's limits): it becomes a plain bind
 // mount and is no longer compared.
-import fs from 'node:fs';
 import path from 'node:path';
 import type { Storage } from '../../../protos/gen/agent_pb.js';
 import { MNT_DETACH, MS_BIND, MS_NODEV, MS_NOSUID } from '../linux/libc.js';
 import type { DriverEnv, Undo } from './drivers.js';
+import type { FileInfo, StorageFs } from './storage-fs.js';
 
 export const WATCHABLE_MAX_ENTRIES = 16;
 export const WATCHABLE_MAX_BYTES = 1024 * 1024;
@@ -32,16 +32,16 @@ export function watchableRoot(mountPoint: string): string | undefined {
   return undefined;
 }
 
-function stamp(st: fs.Stats): string {
+function stamp(st: FileInfo): string {
   return `${st.mode}:${st.ino}:${st.size}:${st.mtimeMs}:${st.uid}:${st.gid}`;
 }
 
 /** Every entry of the source in walk order (parents first), or TooBig past kata's limits. */
-function walk(source: string): [string, fs.Stats][] {
-  const out: [string, fs.Stats][] = [];
+function walk(fs: StorageFs, source: string): [string, FileInfo][] {
+  const out: [string, FileInfo][] = [];
   let bytes = 0;
   const visit = (rel: string) => {
-    const st = fs.lstatSync(rel === '' ? source : path.join(source, rel));
+    const st = fs.lstat(rel === '' ? source : path.join(source, rel));
     out.push([rel, st]);
     if (out.length > WATCHABLE_MAX_ENTRIES) throw new TooBig(`more than ${WATCHABLE_MAX_ENTRIES} entries`);
     if (!st.isDirectory()) {
@@ -49,35 +49,35 @@ function walk(source: string): [string, fs.Stats][] {
       if (bytes > WATCHABLE_MAX_BYTES) throw new TooBig(`more than ${WATCHABLE_MAX_BYTES} bytes`);
       return;
     }
-    for (const name of fs.readdirSync(rel === '' ? source : path.join(source, rel)).sort()) visit(rel === '' ? name : path.join(rel, name));
+    for (const name of fs.readdir(rel === '' ? source : path.join(source, rel)).sort()) visit(rel === '' ? name : path.join(rel, name));
   };
   visit('');
   return out;
 }
 
-function copyEntry(w: Watched, rel: string, st: fs.Stats): void {
+function copyEntry(fs: StorageFs, w: Watched, rel: string, st: FileInfo): void {
   const from = rel === '' ? w.source : path.join(w.source, rel);
   const to = rel === '' ? w.target : path.join(w.target, rel);
   if (st.isDirectory()) {
-    fs.mkdirSync(to, { recursive: true });
-    fs.chmodSync(to, st.mode & 0o7777);
-    fs.chownSync(to, st.uid, st.gid);
+    fs.mkdirs(to);
+    fs.chmod(to, st.mode & 0o7777);
+    fs.chown(to, st.uid, st.gid);
     return;
   }
-  fs.mkdirSync(path.dirname(to), { recursive: true });
+  fs.mkdirs(path.dirname(to));
   // Written beside and renamed over, so a reader sees the old file or the new one, never half.
   const tmp = path.join(path.dirname(to), `.${path.basename(to)}.kata-copy`);
-  fs.rmSync(tmp, { force: true });
+  fs.remove(tmp);
   if (st.isSymbolicLink()) {
-    fs.symlinkSync(fs.readlinkSync(from), tmp);
-    fs.lchownSync(tmp, st.uid, st.gid);
+    fs.symlink(fs.readlink(from), tmp);
+    fs.lchown(tmp, st.uid, st.gid);
   } else {
-    fs.copyFileSync(from, tmp);
-    fs.chmodSync(tmp, st.mode & 0o7777);
-    fs.chownSync(tmp, st.uid, st.gid);
+    fs.copyFile(from, tmp);
+    fs.chmod(tmp, st.mode & 0o7777);
+    fs.chown(tmp, st.uid, st.gid);
   }
-  if (fs.existsSync(to) && fs.lstatSync(to).isDirectory()) fs.rmSync(to, { recursive: true, force: true });
-  fs.renameSync(tmp, to);
+  if (fs.exists(to) && fs.lstat(to).isDirectory()) fs.remove(to);
+  fs.rename(tmp, to);
 }
 
 export class WatchableBinds {
@@ -96,7 +96,7 @@ export class WatchableBinds {
     if (root) this.holdRoot(root);
     const w: Watched = { source: s.source, target: s.mountPoint, containerId, seen: new Map(), bound: false };
     try {
-      if (fs.statSync(w.source).isDirectory()) fs.mkdirSync(w.target, { recursive: true });
+      if (this.env.fs.stat(w.source).isDirectory()) this.env.fs.mkdirs(w.target);
       this.sync(w);
     } catch (err) {
       this.drop(w, root);
@@ -125,9 +125,9 @@ export class WatchableBinds {
   }
 
   private sync(w: Watched): void {
-    let entries: [string, fs.Stats][];
+    let entries: [string, FileInfo][];
     try {
-      entries = walk(w.source);
+      entries = walk(this.env.fs, w.source);
     } catch (err) {
       if (!(err instanceof TooBig)) throw err;
       this.bindInstead(w, err.message);
@@ -137,19 +137,19 @@ export class WatchableBinds {
     for (const [rel, st] of entries) {
       const s = stamp(st);
       now.set(rel, s);
-      if (w.seen.get(rel) !== s) copyEntry(w, rel, st);
+      if (w.seen.get(rel) !== s) copyEntry(this.env.fs, w, rel, st);
     }
     // Deleted after the copies, so a symlink swapped to a new directory never points at nothing.
     for (const rel of w.seen.keys()) {
-      if (!now.has(rel) && rel !== '') fs.rmSync(path.join(w.target, rel), { recursive: true, force: true });
+      if (!now.has(rel) && rel !== '') this.env.fs.remove(path.join(w.target, rel));
     }
     w.seen = now;
   }
 
   private bindInstead(w: Watched, why: string): void {
-    if (!fs.existsSync(w.target)) {
-      if (fs.statSync(w.source).isDirectory()) fs.mkdirSync(w.target, { recursive: true });
-      else fs.writeFileSync(w.target, '');
+    if (!this.env.fs.exists(w.target)) {
+      if (this.env.fs.stat(w.source).isDirectory()) this.env.fs.mkdirs(w.target);
+      else this.env.fs.writeFile(w.target, '');
     }
     this.env.libc.mount(w.source, w.target, null, MS_BIND, null);
     w.bound = true;
@@ -159,7 +159,7 @@ export class WatchableBinds {
   private holdRoot(root: string): void {
     const n = this.roots.get(root) ?? 0;
     if (n === 0) {
-      fs.mkdirSync(root, { recursive: true });
+      this.env.fs.mkdirs(root);
       // The shared directory may be read-only (virtio-fs) and is the host's: the copies live in guest memory.
       this.env.libc.mount('tmpfs', root, 'tmpfs', MS_NOSUID | MS_NODEV, null);
     }
@@ -171,7 +171,7 @@ export class WatchableBinds {
     if (this.watched.size === 0) this.close();
     try {
       if (w.bound) this.env.libc.umount2(w.target, MNT_DETACH);
-      fs.rmSync(w.target, { recursive: true, force: true });
+      this.env.fs.remove(w.target);
     } catch (err) {
       this.env.log.warn({ target: w.target, err: (err as Error).message }, 'watchable-bind cleanup');
     }
