@@ -199,32 +199,12 @@ export class RtnlObjects {
 
   /** Adds a route, replacing one with the same destination (the kernel's own link route, say). */
   addRoute(r: RouteEntry, linkName: string): void {
-    const body = encodeRt({
-      family: r.family,
-      dstLen: r.dstLen,
-      srcLen: 0,
-      tos: 0,
-      table: r.table < 256 ? r.table : 252,
-      protocol: r.protocol,
-      scope: r.scope,
-      type: r.type,
-      flags: r.flags,
-    });
+    const body = routeBody(r, r.flags);
     this.rtnl.change(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body, routeAttrs(r), `RTM_NEWROUTE ${routeText(r, linkName)}`);
   }
 
   deleteRoute(r: RouteEntry, linkName: string): void {
-    const body = encodeRt({
-      family: r.family,
-      dstLen: r.dstLen,
-      srcLen: 0,
-      tos: 0,
-      table: r.table < 256 ? r.table : 252,
-      protocol: r.protocol,
-      scope: r.scope,
-      type: r.type,
-      flags: 0,
-    });
+    const body = routeBody(r, 0);
     this.rtnl.change(RTM_DELROUTE, 0, body, routeAttrs(r), `RTM_DELROUTE ${routeText(r, linkName)}`);
   }
 
@@ -250,3 +230,18 @@ function routeAttrs(r: RouteEntry): Attr[] {
 }
 
 export { AF_INET, AF_INET6 };
+
+/** The rtmsg of a route; a table above 255 only fits RTA_TABLE, so rtm_table says RT_TABLE_COMPAT (252). */
+function routeBody(r: RouteEntry, flags: number): Buffer {
+  return encodeRt({
+    family: r.family,
+    dstLen: r.dstLen,
+    srcLen: 0,
+    tos: 0,
+    table: r.table < 256 ? r.table : 252,
+    protocol: r.protocol,
+    scope: r.scope,
+    type: r.type,
+    flags,
+  });
+}
