@@ -36,6 +36,9 @@ import { moduleAutoloader } from './uevent/autoload.js';
 import { UeventListener } from './uevent/listener.js';
 import { resizeVolumeHandlers } from './storage/resize-volume.js';
 import { swapHandlers } from './storage/swap.js';
+import { probeSeccomp, type SeccompSupport } from './seccomp/index.js';
+import type { Libseccomp } from './seccomp/libseccomp.js';
+import { lazyValue } from './linux/lazy-table.js';
 
 /** What the container domain is built from; tests substitute parts (a temp resolv.conf, for one). */
 export interface DomainDeps {
@@ -66,6 +69,8 @@ export interface DomainDeps {
   watchIntervalMs?: number;
   /** Finds hot-plugged disks (default: on the guest, by uevents and /sys; off it, none). */
   devices?: HotplugDevices;
+  /** Loads libseccomp (default: libseccomp.so.2 through koffi); tests make it fail. */
+  libseccomp?: () => Libseccomp;
 }
 
 /**
@@ -76,6 +81,8 @@ export const DEFAULT_WARM_EXEC_MAX = 4;
 
 interface Domains {
   handlers: AgentHandlers[];
+  /** Whether container seccomp profiles are enforced (GetGuestDetails' supports_seccomp). */
+  seccomp(): SeccompSupport;
   /** GetGuestDetails' storage_handlers. */
   storageDrivers(): string[];
   /** GetGuestDetails' device_handlers. */
@@ -94,15 +101,26 @@ interface Domains {
  */
 const onTheGuest = (config: AgentConfig): boolean => config.stateRoot === defaults.stateRoot;
 
+/** Probes libseccomp on first use, once, and says in one log line why profiles cannot be enforced. */
+function seccompProbe(log: Logger, load: (() => Libseccomp) | undefined): () => SeccompSupport {
+  return lazyValue(() => {
+    const s = probeSeccomp(load);
+    if (s.ok) log.debug({ libseccomp: `${s.version.major}.${s.version.minor}.${s.version.micro}`, api: s.version.api }, 'seccomp profiles are enforced');
+    else log.warn({ why: s.why }, 'seccomp profiles cannot be enforced: GetGuestDetails says supports_seccomp false');
+    return s;
+  });
+}
+
 function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domains {
   const handlers: AgentHandlers[] = [];
+  const seccomp = seccompProbe(log, deps.libseccomp);
   let cgroups = deps.cgroups;
   try {
     cgroups ??= createCgroupManager({ forceVersion: cgroupVersionFromConfig(config.unifiedCgroupHierarchy) });
   } catch (err) {
     // Without a cgroup driver the container RPCs stay UNIMPLEMENTED rather than half work.
     log.error({ err: (err as Error).message }, 'no cgroup driver: container RPCs are unavailable');
-    return { handlers, storageDrivers: () => [], deviceTypes: () => [], start: () => undefined, shutdown: async () => undefined };
+    return { handlers, seccomp, storageDrivers: () => [], deviceTypes: () => [], start: () => undefined, shutdown: async () => undefined };
   }
   const libc = deps.libc ?? realLibc();
   const pool = deps.pool ?? new HelperPool(libc, deps.helperPoolSize ?? 1);
@@ -134,6 +152,7 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
     pool,
     warmExec,
     devices,
+    seccomp,
   });
   handlers.push(
     containerHandlers(containers, sandbox, deps.onSandboxDestroyed),
@@ -153,6 +172,7 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
   );
   return {
     handlers,
+    seccomp,
     storageDrivers: () => storages.drivers,
     devices,
     deviceTypes: () => (devices ? [...blockKinds] : []),
@@ -208,7 +228,7 @@ export async function startDomains(config: AgentConfig, log: Logger, deps: Domai
       isInit: process.pid === 1,
       storageHandlers: () => domains.storageDrivers(),
       deviceHandlers: () => domains.deviceTypes(),
-      supportsSeccomp: false,
+      supportsSeccomp: () => domains.seccomp().ok,
     }),
   ];
   // The host can already reach us (this runs on its first call), so helpers start ahead of need now.

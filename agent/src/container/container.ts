@@ -1,5 +1,6 @@
 import type { Spec } from '../../../protos/gen/oci_pb.js';
 import type { Cgroup } from '../cgroups/cgroup.js';
+import type { SeccompPlan } from '../seccomp/profile.js';
 import type { MountedStorage } from '../storage/storages.js';
 import type { ContainerProcess } from './process.js';
 
@@ -15,6 +16,8 @@ export class Container {
   ownPidns = false;
   /** Set when RemoveContainer begins: nothing new (a warm exec helper) may start for it after. */
   removing = false;
+  /** The filter of the spec's seccomp profile, checked at CreateContainer; every exec loads it too (as runc does). */
+  seccomp: SeccompPlan | undefined;
 
   constructor(
     readonly id: string,

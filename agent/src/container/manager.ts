@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { CreateContainerRequest, ExecProcessRequest } from '../../../protos/gen/agent_pb.js';
-import type { LinuxResources } from '../../../protos/gen/oci_pb.js';
+import type { LinuxResources, LinuxSeccomp } from '../../../protos/gen/oci_pb.js';
 import type { CgroupManager } from '../cgroups/cgroup.js';
 import { containerCgroupPath } from '../cgroups/self-path.js';
 import { signalAll } from '../cgroups/signal-all.js';
@@ -19,7 +19,10 @@ import type { CreateProcessIO, ProcessIO } from '../io/process-io.js';
 import type { HotplugDevices } from '../device/hotplug.js';
 import { applyFoundDevices, findContainerDevices } from './devices.js';
 import type { WarmExecHelpers } from '../process/warm-exec-helpers.js';
-import { alreadyExists, DeadlineExceeded, failedPrecondition, invalidArgument, notFound, withContext } from '../errors.js';
+import { alreadyExists, DeadlineExceeded, failedPrecondition, invalidArgument, InvalidArgument, notFound, withContext } from '../errors.js';
+import type { SeccompSupport } from '../seccomp/index.js';
+import { checkFilter } from '../seccomp/filter.js';
+import { translateProfile, type SeccompPlan } from '../seccomp/profile.js';
 import type { Sandbox } from '../sandbox/sandbox.js';
 import { releaseStorages } from '../storage/storages.js';
 import { bundleRootfs, removeBundle, writeBundle } from './bundle.js';
@@ -45,6 +48,8 @@ export interface ContainerDeps {
   pool?: HelperPool;
   /** Exec helpers started ahead of need inside running containers' pid namespaces. */
   warmExec?: WarmExecHelpers;
+  /** libseccomp, probed once; without it a spec with a seccomp profile is refused. */
+  seccomp?: () => SeccompSupport;
 }
 
 const SIGKILL = 9;
@@ -105,10 +110,11 @@ export class ContainerManager {
     if (this.containers.has(id) || this.creating.has(id)) throw alreadyExists(`container ${id} already exists`);
     const spec = req.OCI;
     if (!spec) throw invalidArgument(`container ${id}: request has no OCI spec`);
-    if (spec.Linux?.Seccomp) this.deps.log.warn({ container_id: id }, 'seccomp profile ignored: this agent is built without seccomp support');
     this.creating.add(id);
     const undo: (() => void | Promise<void>)[] = [];
     try {
+      // Before anything is set up or waited for: a bad profile fails here with nothing to undo.
+      const seccomp = spec.Linux?.Seccomp ? this.seccompPlan(spec.Linux.Seccomp, id) : undefined;
       const { libc, sandbox } = this.deps;
       const bundle = path.join(this.deps.stateRoot, id);
       // Waits first, before anything is set up: the host hot-plugs disks just before this request.
@@ -128,6 +134,7 @@ export class ContainerManager {
         shared: sandbox.sharedNamespaces,
         cgroupV1Hierarchies: [...this.deps.cgroups.v1Hierarchies],
       });
+      plan.process.seccomp = seccomp;
       // As kata does: the pod's shared pid namespace wins over whatever the spec asks for.
       let pidns: PidNamespaceChoice;
       if (sandbox.sandboxPidns && sandbox.pidnsPath) pidns = { kind: 'join', path: sandbox.pidnsPath };
@@ -186,6 +193,7 @@ export class ContainerManager {
 
       const c = new Container(id, bundle, rootfs, spec, cgroup, new ContainerProcess(initExecId, helper, io), storages);
       c.ownPidns = pidns.kind === 'new';
+      c.seccomp = seccomp;
       if (sandbox.sandboxPidns && !sandbox.pidnsPath && pidns.kind === 'new') sandbox.pidnsPath = `/proc/${helper.pid}/ns/pid`;
       void helper.exited.then(() => {
         c.state = 'stopped';
@@ -208,6 +216,25 @@ export class ContainerManager {
     } finally {
       this.creating.delete(id);
     }
+  }
+
+  /**
+   * The profile resolved to numbers and built once by libseccomp (then thrown away), so that what
+   * libseccomp would refuse in the helper fails CreateContainer instead.
+   */
+  private seccompPlan(profile: LinuxSeccomp, id: string): SeccompPlan {
+    const support = this.deps.seccomp?.();
+    if (!support?.ok)
+      throw failedPrecondition(`container ${id}: its seccomp profile cannot be enforced: ${support?.why ?? 'this agent has no seccomp support'}`);
+    const { lib } = support;
+    const { plan, unknownSyscalls } = translateProfile(profile, { syscall: (n) => lib.resolveSyscall(n), arch: (n) => lib.resolveArch(n) });
+    if (unknownSyscalls.length > 0) this.deps.log.warn({ container_id: id, syscalls: unknownSyscalls }, 'seccomp: syscalls unknown to libseccomp are skipped');
+    try {
+      checkFilter(lib, plan);
+    } catch (err) {
+      throw new InvalidArgument(`seccomp: libseccomp refuses the profile: ${(err as Error).message}`);
+    }
+    return plan;
   }
 
   /** Waits for the helper's node, hands it the plan and waits until it is ready to execve. */
@@ -274,7 +301,7 @@ export class ContainerManager {
       kind: 'exec',
       initProc,
       join: types.map(([name, type]) => ({ type, path: `${initProc}/ns/${name}` })),
-      process: processPlan(req.process, `ExecProcess ${execId}`),
+      process: { ...processPlan(req.process, `ExecProcess ${execId}`), seccomp: c.seccomp },
     };
     const io = this.deps.createIO({ terminal: plan.process.terminal, pipeSize: this.deps.pipeSize, libc: this.deps.libc });
     const pidnsPath = `${initProc}/ns/pid`;

@@ -8,7 +8,8 @@ export interface GuestDetailsDeps {
   isInit: boolean;
   storageHandlers: () => string[];
   deviceHandlers: () => string[];
-  supportsSeccomp: boolean;
+  /** Asked at each call: the first one probes libseccomp. */
+  supportsSeccomp: () => boolean;
 }
 
 function readHex(file: string): bigint | undefined {
@@ -33,7 +34,7 @@ export function guestDetailsHandlers(deps: GuestDetailsDeps): AgentHandlers {
           initDaemon: deps.isInit,
           deviceHandlers: deps.deviceHandlers(),
           storageHandlers: deps.storageHandlers(),
-          supportsSeccomp: deps.supportsSeccomp,
+          supportsSeccomp: deps.supportsSeccomp(),
           extraFeatures: [],
         },
       };

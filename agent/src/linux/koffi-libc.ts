@@ -80,6 +80,9 @@ const ffi = lazyValue(() => {
   return k;
 });
 
+/** koffi itself, loaded once per process; seccomp/koffi-libseccomp.ts binds libseccomp through it. */
+export const koffiModule: () => Koffi = ffi;
+
 const lib = lazyValue((): LibraryHandle => {
   const l = ffi().load('libc.so.6');
   bound.library = true;

@@ -9,6 +9,7 @@ import { AgentError } from '../../errors.js';
 import { libc as realLibc } from '../../linux/index.js';
 import { CLONE_FS, CLONE_NEWNS, O_DIRECTORY, O_RDONLY, O_WRONLY, PR_SET_DUMPABLE, type Libc } from '../../linux/libc.js';
 import { openPath } from '../../linux/paths.js';
+import { libseccomp } from '../../seccomp/index.js';
 import type { ExecPlan, HelperStatus, InitPlan, StdioSource } from './plan.js';
 import { PLAN_FD, START_FD, STATUS_FD, TERMINAL_FD } from './plan.js';
 import { applyAndExec, resolveExecutable } from './process-settings.js';
@@ -61,6 +62,10 @@ function run(libc: Libc): never {
   report({ state: 'booted' });
   const plan = JSON.parse(fs.readFileSync(PLAN_FD, 'utf8')) as InitPlan;
   if (plan.stdio) adoptStdio(libc, plan.stdio);
+  // libseccomp.so.2 and the module binding it are opened now, while the agent's files are visible:
+  // inside the container's root neither is there.
+  const seccomp = plan.process.seccomp ? libseccomp() : undefined;
+  seccomp?.version();
   if (plan.kind === 'create') {
     joinNamespaces(libc, plan.join);
     libc.unshare(plan.unshare);
@@ -78,7 +83,7 @@ function run(libc: Libc): never {
   // container's limit). EOF means the container was removed before it started.
   const buf = Buffer.alloc(1);
   if (fs.readSync(START_FD, buf, 0, 1, null) === 0) process.exit(0);
-  return applyAndExec(libc, plan.process, exe);
+  return applyAndExec(libc, plan.process, exe, seccomp && (() => seccomp));
 }
 
 try {

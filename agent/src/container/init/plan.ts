@@ -2,6 +2,7 @@
 // does every check that can fail with a user-facing status (ids, paths, options) before it spawns;
 // the helper only performs the plan and reports syscall failures back on fd 4.
 import type { ErrorKind } from '../../errors.js';
+import type { SeccompPlan } from '../../seccomp/profile.js';
 
 export interface MountStep {
   source: string;
@@ -48,6 +49,8 @@ export interface ProcessPlan {
   noNewPrivileges: boolean;
   /** undefined = leave unchanged. */
   oomScoreAdj?: number;
+  /** The container's seccomp filter (an exec gets its container's), loaded just before execve. */
+  seccomp?: SeccompPlan;
 }
 
 export interface NamespaceJoin {

@@ -1,6 +1,7 @@
 // The last steps before execve, in the order the kernel needs them: rlimits and oom_score_adj while
 // still root, the bounding set while CAP_SETPCAP is held, ids with keep-caps so capset can then set
-// the requested sets for the new uid, ambient last.
+// the requested sets for the new uid, ambient caps, and the seccomp filter last of all, so that
+// nothing the profile forbids is needed after it.
 import fs from 'node:fs';
 import path from 'node:path';
 import { InvalidArgument, NotFound } from '../../errors.js';
@@ -22,6 +23,9 @@ import {
   SIGXFSZ,
   TIOCSCTTY,
 } from '../../linux/libc.js';
+import { libseccomp } from '../../seccomp/index.js';
+import type { Libseccomp } from '../../seccomp/libseccomp.js';
+import { loadFilter } from '../../seccomp/filter.js';
 import type { ProcessPlan } from './plan.js';
 
 const defaultPath = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -61,8 +65,20 @@ function lastCap(): number {
   }
 }
 
+const CAP_SYS_ADMIN = 21n;
+
+/**
+ * Whether the process still has CAP_SYS_ADMIN once its ids and caps are set: without it (or
+ * no_new_privs) the kernel refuses to install a seccomp filter. Without a caps entry the sets are
+ * root's full ones, which a change to another uid clears.
+ */
+function keepsSysAdmin(proc: ProcessPlan): boolean {
+  if (!proc.caps) return proc.uid === 0;
+  return ((BigInt(proc.caps.effective) >> CAP_SYS_ADMIN) & 1n) === 1n;
+}
+
 /** Applies `proc` to this process and execs `exe`; returns only by throwing. */
-export function applyAndExec(libc: Libc, proc: ProcessPlan, exe: string): never {
+export function applyAndExec(libc: Libc, proc: ProcessPlan, exe: string, seccomp: () => Libseccomp = libseccomp): never {
   libc.setsid();
   if (proc.terminal) libc.ioctlInt(0, TIOCSCTTY, 0);
   if (proc.oomScoreAdj !== undefined) writeValue(libc, '/proc/self/oom_score_adj', String(proc.oomScoreAdj));
@@ -83,7 +99,10 @@ export function applyAndExec(libc: Libc, proc: ProcessPlan, exe: string): never 
     libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL);
     for (const cap of caps.ambient) libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap);
   }
-  if (proc.noNewPrivileges) libc.prctl(PR_SET_NO_NEW_PRIVS, 1);
+  // The filter is loaded after the caps are dropped, so a process without CAP_SYS_ADMIN needs
+  // no_new_privs for the load even when the spec leaves it off (runc instead loads before dropping
+  // caps then, running its remaining setup under the filter).
+  if (proc.noNewPrivileges || (proc.seccomp && !keepsSysAdmin(proc))) libc.prctl(PR_SET_NO_NEW_PRIVS, 1);
   try {
     libc.chdir(proc.cwd || '/');
   } catch (err) {
@@ -100,5 +119,6 @@ export function applyAndExec(libc: Libc, proc: ProcessPlan, exe: string): never 
     const fl = libc.fcntl(fd, F_GETFL, 0);
     if (fl & O_NONBLOCK) libc.fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
   }
+  if (proc.seccomp) loadFilter(seccomp(), proc.seccomp);
   return libc.execve(exe, proc.args, proc.env);
 }
