@@ -10,6 +10,7 @@ import { GrpcClient, CallError } from '../../agent-ctl/src/grpc-client.js';
 import { connect } from '../../agent-ctl/src/connect.js';
 import { CheckRequestSchema, HealthCheckResponseSchema, HealthCheckResponse_ServingStatus, VersionCheckResponseSchema } from '../../protos/gen/health_pb.js';
 import { Code } from '../../agent/src/rpc/status.js';
+import { probeSeccomp } from '../../agent/src/seccomp/index.js';
 import { ctlBin, repoRoot, run, startAgentProcess, tempDir } from '../support/agent-process.js';
 
 const version = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')).version as string;
@@ -52,7 +53,8 @@ t.test('agent on a unix socket', async (t) => {
     t.same(lines[0], { status: 'SERVING' });
     t.same(lines[1], { grpc_version: '0.0.1', agent_version: version });
     t.equal(lines[2].agent_details.version, version);
-    t.equal(lines[2].agent_details.supports_seccomp, false);
+    // True exactly where libseccomp loads (Debian's libseccomp2 is installed with node's dependencies).
+    t.equal(lines[2].agent_details.supports_seccomp, probeSeccomp().ok);
   });
 
   t.test('kata-agent-ctl: a failed call prints the status and exits non-zero', async (t) => {

@@ -80,3 +80,33 @@ t.test('end of stream is an RPC error on both generations, never an OK answer', 
   t.equal(e1.message, 'EOF', 'exactly "EOF": the 1.x shim compares the message');
   t.equal(e1.expected, true);
 });
+
+t.test('seccomp numbering: 3.x Flags = 3, Syscalls = 4, errnoret = 3, Args = 4; 1.x has neither Flags nor errnoret', async (t) => {
+  const rule = { Names: ['mkdir'], Action: 'SCMP_ACT_ERRNO', Args: [{ Index: 1n, Value: 0o700n, ValueTwo: 0n, Op: 'SCMP_CMP_EQ' }] };
+  const new3x = toBinary(
+    CreateContainerRequestSchema,
+    create(CreateContainerRequestSchema, {
+      containerId: 'c3',
+      OCI: {
+        Linux: {
+          Seccomp: { DefaultAction: 'SCMP_ACT_ALLOW', Flags: ['SECCOMP_FILTER_FLAG_LOG'], Syscalls: [{ ...rule, ErrnoRet: { case: 'errnoret', value: 30 } }] },
+        },
+      },
+    }),
+  );
+  const sc3 = (dialect3x.decode(CreateContainerRequestSchema, new3x, {}) as ReturnType<typeof create<typeof CreateContainerRequestSchema>>).OCI?.Linux?.Seccomp;
+  t.same(sc3?.Flags, ['SECCOMP_FILTER_FLAG_LOG']);
+  t.same(sc3?.Syscalls[0].ErrnoRet, { case: 'errnoret', value: 30 });
+  t.match(sc3?.Syscalls[0].Args[0], { Index: 1n, Value: 0o700n, Op: 'SCMP_CMP_EQ' });
+
+  const old1x = toBinary(
+    CreateContainerRequest1x,
+    create(CreateContainerRequest1x, { containerId: 'c1', OCI: { Linux: { Seccomp: { DefaultAction: 'SCMP_ACT_ALLOW', Syscalls: [rule] } } } }),
+  );
+  const sc1 = (dialect1x.decode(CreateContainerRequestSchema, old1x, {}) as ReturnType<typeof create<typeof CreateContainerRequestSchema>>).OCI?.Linux?.Seccomp;
+  t.same(sc1?.Flags, []);
+  t.equal(sc1?.Syscalls[0].ErrnoRet.case, undefined, 'no errnoret in 1.x: the 1.x Args (field 3) are not read as one');
+  t.match(sc1?.Syscalls[0].Args[0], { Index: 1n, Value: 0o700n, Op: 'SCMP_CMP_EQ' });
+  // The 3.x bytes read with the 1.x numbering would misplace both: 3.x's numbering must not decode over gRPC.
+  t.throws(() => dialect1x.decode(CreateContainerRequestSchema, new3x, {}), { code: Code.INVALID_ARGUMENT });
+});

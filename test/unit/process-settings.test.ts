@@ -1,5 +1,6 @@
 import t from 'tap';
 import { RecordingLibc } from '../support/recording-libc.js';
+import { RecordingLibseccomp } from '../support/recording-libseccomp.js';
 import { applyAndExec, resolveExecutable } from '../../agent/src/container/init/process-settings.js';
 import type { ProcessPlan } from '../../agent/src/container/init/plan.js';
 import {
@@ -98,4 +99,44 @@ t.test('executables are looked up like execvp', async (t) => {
   t.equal(resolveExecutable({ ...base, args: ['sh'], env: ['PATH=/nonexistent:/bin'] }), '/bin/sh');
   t.throws(() => resolveExecutable({ ...base, args: ['no-such-tool-here'] }), /not found in the container's PATH \(\/bin\)/);
   t.throws(() => resolveExecutable({ ...base, args: ['/etc/passwd'] }), /not found or not executable/);
+});
+
+t.test('seccomp: the filter is loaded after everything else, right before execve; no_new_privs unless CAP_SYS_ADMIN is kept', async (t) => {
+  const seccomp = { defaultAction: 0x7fff0000, architectures: [], flags: [], rules: [{ name: 'mkdir', nr: 83, action: 0x0005001e, args: [] }] };
+  const run = (proc: ProcessPlan) => {
+    const libc = new RecordingLibc();
+    const scmp = new RecordingLibseccomp();
+    // Both doubles write into one ordered log.
+    const order: string[] = [];
+    const wrap = <T extends object>(o: T, prefix: string): T =>
+      new Proxy(o, {
+        get(target, key) {
+          const v = Reflect.get(target, key) as unknown;
+          if (typeof v !== 'function') return v;
+          return (...a: unknown[]) => {
+            order.push(`${prefix}${String(key)}`);
+            return (v as (...x: unknown[]) => unknown).apply(target, a);
+          };
+        },
+      });
+    t.throws(() => applyAndExec(wrap(libc, ''), proc, '/bin/sh', () => wrap(scmp, 'seccomp.')), /^execve/);
+    return { libc, scmp, order };
+  };
+  const nnp = (libc: RecordingLibc) => libc.calls.some((c) => c.name === 'prctl' && c.args[0] === PR_SET_NO_NEW_PRIVS);
+
+  const dropped = run({ ...base, noNewPrivileges: false, seccomp });
+  t.same(dropped.order.slice(-3), ['seccomp.ruleAdd', 'seccomp.load', 'execve'], 'load, then execve, nothing between');
+  t.ok(
+    dropped.order.indexOf('capset') < dropped.order.indexOf('seccomp.init') && dropped.order.lastIndexOf('fcntl') < dropped.order.indexOf('seccomp.init'),
+    'after caps and fds',
+  );
+  t.ok(nnp(dropped.libc), 'no CAP_SYS_ADMIN: no_new_privs is set so the kernel takes the filter');
+
+  const admin = String((1n << 21n) | (1n << 5n));
+  const kept = run({ ...base, noNewPrivileges: false, seccomp, caps: { ...base.caps!, effective: admin, permitted: admin } });
+  t.notOk(nnp(kept.libc), 'CAP_SYS_ADMIN kept: no_new_privs stays as the spec says');
+  t.notOk(nnp(run({ ...base, noNewPrivileges: false, seccomp, caps: undefined, uid: 0 }).libc), 'root with its full sets');
+  t.ok(nnp(run({ ...base, noNewPrivileges: false, seccomp, caps: undefined, uid: 1000 }).libc), 'another uid without caps loses them all');
+  t.notOk(nnp(run({ ...base, noNewPrivileges: false }).libc), 'no profile, no forced no_new_privs');
+  t.equal(run({ ...base, noNewPrivileges: false }).scmp.calls.length, 0, 'no profile: libseccomp is not touched');
 });
