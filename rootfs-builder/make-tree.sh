@@ -40,7 +40,9 @@ KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {
 [ -n "$KPKG" ] || { echo "cannot resolve linux-image-amd64 (run apt-get update)" >&2; exit 1; }
 # iptables and its libraries: GetIPTables/SetIPTables run the guest's iptables-save/-restore.
 IPTABLES_LIBS="libip4tc2 libip6tc2 libxtables12 libmnl0 libnetfilter-conntrack3 libnfnetlink0 libnftnl11"
-PKGS="$KPKG busybox-static libc6 libgcc-s1 libstdc++6 iptables $IPTABLES_LIBS"
+# libseccomp2: the container-init helper loads containers' seccomp filters through it.
+OTHER_LIBS="libseccomp2"
+PKGS="$KPKG busybox-static libc6 libgcc-s1 libstdc++6 iptables $IPTABLES_LIBS $OTHER_LIBS"
 declare -A DEB
 for p in $PKGS; do
   v=$(apt-cache policy "$p" | awk '/Candidate:/ {print $2}')
@@ -85,7 +87,7 @@ ln -sf ../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$ROOT/lib64/ld-linux-x86-64
 
 # iptables, nft backend only (Debian's default): the multi-call binary under the names the agent runs,
 # its extensions (found in the compiled-in /usr/lib/x86_64-linux-gnu/xtables) and its libraries.
-for p in $IPTABLES_LIBS; do
+for p in $IPTABLES_LIBS $OTHER_LIBS; do
   x=$(mktemp -d)
   dpkg-deb -x "${DEB[$p]}" "$x"
   find "$x" -name '*.so*' | while read -r so; do cp -a "$so" "$ROOT/lib/x86_64-linux-gnu/"; done

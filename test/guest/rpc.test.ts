@@ -65,6 +65,7 @@ t.test('agent in the VM over virtio-serial + yamux', { skip }, async (t) => {
       const d = await rpc.call('grpc.AgentService', 'GetGuestDetails', GuestDetailsRequestSchema, { memBlockSize: true }, GuestDetailsResponseSchema);
       t.equal(d.agentDetails?.initDaemon, true, 'agent runs as PID 1 (init_daemon)');
       t.ok(d.memBlockSizeBytes > 0n, `memory block size read from the guest's sysfs (${d.memBlockSizeBytes})`);
+      t.equal(d.agentDetails?.supportsSeccomp, true, "the image's libseccomp.so.2 loads and the guest kernel takes filters");
     });
 
     await t.test(
