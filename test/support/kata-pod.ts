@@ -10,6 +10,7 @@ import type { MessageInitShape, MessageShape } from '@bufbuild/protobuf';
 import type { AgentService } from '../../protos/gen/agent_pb.js';
 import { checkReadData, isEndOfStream, readToEnd } from './end-of-stream.js';
 import type { SpecInit } from './oci-spec.js';
+import { dockerDefaultCaps } from './seccomp-profiles.js';
 
 type Methods = typeof AgentService.method;
 export type HostCall = <K extends keyof Methods>(
@@ -99,54 +100,9 @@ function podSpec(
       Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOSTNAME=web-0', 'KUBERNETES_SERVICE_HOST=192.0.2.1'],
       Cwd: '/',
       Capabilities: {
-        Bounding: [
-          'CAP_CHOWN',
-          'CAP_DAC_OVERRIDE',
-          'CAP_FSETID',
-          'CAP_FOWNER',
-          'CAP_MKNOD',
-          'CAP_NET_RAW',
-          'CAP_SETGID',
-          'CAP_SETUID',
-          'CAP_SETFCAP',
-          'CAP_SETPCAP',
-          'CAP_NET_BIND_SERVICE',
-          'CAP_SYS_CHROOT',
-          'CAP_KILL',
-          'CAP_AUDIT_WRITE',
-        ],
-        Effective: [
-          'CAP_CHOWN',
-          'CAP_DAC_OVERRIDE',
-          'CAP_FSETID',
-          'CAP_FOWNER',
-          'CAP_MKNOD',
-          'CAP_NET_RAW',
-          'CAP_SETGID',
-          'CAP_SETUID',
-          'CAP_SETFCAP',
-          'CAP_SETPCAP',
-          'CAP_NET_BIND_SERVICE',
-          'CAP_SYS_CHROOT',
-          'CAP_KILL',
-          'CAP_AUDIT_WRITE',
-        ],
-        Permitted: [
-          'CAP_CHOWN',
-          'CAP_DAC_OVERRIDE',
-          'CAP_FSETID',
-          'CAP_FOWNER',
-          'CAP_MKNOD',
-          'CAP_NET_RAW',
-          'CAP_SETGID',
-          'CAP_SETUID',
-          'CAP_SETFCAP',
-          'CAP_SETPCAP',
-          'CAP_NET_BIND_SERVICE',
-          'CAP_SYS_CHROOT',
-          'CAP_KILL',
-          'CAP_AUDIT_WRITE',
-        ],
+        Bounding: [...dockerDefaultCaps],
+        Effective: [...dockerDefaultCaps],
+        Permitted: [...dockerDefaultCaps],
       },
       NoNewPrivileges: false,
       OOMScoreAdj: BigInt(extra.oomScoreAdj),
