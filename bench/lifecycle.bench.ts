@@ -134,16 +134,15 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
       }
     }
     const rows: BenchRow[] = [];
-    if (withRunc)
-      rows.push({
-        measure: 'container lifecycle of /bin/true (create, start, wait, remove)',
-        unit: 'ms',
-        higherIsBetter: false,
-        ours: { name: 'agent over gRPC', samples: ours },
-        peer: { name: 'runc run', samples: peer },
-        target: 'agent ≤ runc',
-      });
-    if (withCrun) rows.push({ ...rows[0], peer: { name: 'crun run', samples: crun }, target: 'informational (crun is C; runc is the target)' });
+    const lifecycle = {
+      measure: 'container lifecycle of /bin/true (create, start, wait, remove)',
+      unit: 'ms',
+      higherIsBetter: false,
+      ours: { name: 'agent over gRPC', samples: ours },
+    } as const;
+    if (withRunc) rows.push({ ...lifecycle, peer: { name: 'runc run', samples: peer }, target: 'agent ≤ runc' });
+    // Its own base, not rows[0]: a machine may have crun without runc.
+    if (withCrun) rows.push({ ...lifecycle, peer: { name: 'crun run', samples: crun }, target: 'informational (crun is C; runc is the target)' });
     if (withSeccomp) {
       rows.push({
         measure: "container lifecycle of /bin/true with Docker's default seccomp profile vs without",
