@@ -178,7 +178,19 @@ t.test('hot-plugged virtio-blk and SCSI disks: found by uevent while CreateConta
     await rpc.call(agent, 'ResizeVolume', ResizeVolumeRequestSchema, { volumeGuestPath: growMp, size: BigInt(48 * 1024 * 1024) }, EmptySchema);
     const after = await bytes();
     t.ok(after > before + 20n * 1024n * 1024n, `the volume grew (${before} -> ${after} bytes)`);
+    // Two containers on one storage: kata counts it by mount point, so the second needs no wait and
+    // the disk stays mounted until the last of them is removed.
+    const growStorage = { driver: 'blk', source: '02/04', fstype: 'ext4', options: [], mountPoint: growMp };
+    const twin = { containerId: 'growc2', execId: 'growc2', OCI: busyboxSpec(guestBusyboxRootfs, ['true']), storages: [growStorage] };
+    await rpc.call(agent, 'CreateContainer', CreateContainerRequestSchema, twin, EmptySchema, 20_000);
     await rpc.call(agent, 'RemoveContainer', RemoveContainerRequestSchema, { containerId: 'growc' }, EmptySchema);
+    t.equal(await bytes(), after, 'after the first RemoveContainer the volume is still mounted (the second container holds it)');
+    await rpc.call(agent, 'RemoveContainer', RemoveContainerRequestSchema, { containerId: 'growc2' }, EmptySchema);
+    await t.rejects(
+      bytes(),
+      { code: 5, message: /NOT_FOUND: GetVolumeStats: no volume at/ },
+      'the second RemoveContainer unmounted it and removed its directory',
+    );
     await unplug(q, 'dev-grow1', 'grow1');
 
     // 5. Swap on a hot-plugged disk the host formatted (kata's enable_guest_swap), named by slots.
