@@ -51,8 +51,11 @@ function loadKernelModule(libc: Libc, modulesDir: string, name: string, paramete
 
 export class Sandbox {
   private active: Active | undefined;
+  private readonly fs: StorageFs;
 
-  constructor(private readonly deps: SandboxDeps) {}
+  constructor(private readonly deps: SandboxDeps) {
+    this.fs = deps.fs ?? realStorageFs;
+  }
 
   get exists(): boolean {
     return this.active !== undefined;
@@ -85,7 +88,7 @@ export class Sandbox {
     const found = await this.deps.storages.findDevices(req.storages, signal);
     if (this.active) throw new AlreadyExists(`sandbox ${this.active.id} already exists`);
     const libc = this.deps.libc;
-    const fs = this.deps.fs ?? realStorageFs;
+    const fs = this.fs;
     const dir = path.join(this.deps.stateRoot, 'sandbox');
     const undo: (() => void)[] = [];
     try {
@@ -129,7 +132,7 @@ export class Sandbox {
       }
     }
     unpinSharedNamespaces(libc, a.namespaces);
-    (this.deps.fs ?? realStorageFs).remove(a.dir);
+    this.fs.remove(a.dir);
     this.active = undefined;
   }
 }
