@@ -10,7 +10,9 @@ import { FSGroupChangePolicy } from '../../protos/gen/types_pb.js';
 import { MNT_DETACH, MS_RDONLY } from '../../agent/src/linux/libc.js';
 import { RecordingLibc } from '../support/recording-libc.js';
 import { createLogger } from '../../agent/src/log/logger.js';
-import { StorageRegistry, releaseStorages, storageDrivers } from '../../agent/src/storage/storages.js';
+import { StorageRegistry, releaseStorages } from '../../agent/src/storage/storages.js';
+
+const storageDrivers = ['9p', 'virtio-fs', 'ephemeral', 'local', 'bind', 'watchable-bind'];
 import { applyFsGroup } from '../../agent/src/storage/fs-group.js';
 import { realStorageFs } from '../../agent/src/storage/storage-fs.js';
 import type { BlockDevice } from '../../agent/src/device/block.js';

@@ -10,7 +10,7 @@ import { MNT_DETACH, MS_BIND, MS_NODEV, MS_NOSUID } from '../../agent/src/linux/
 import { RecordingLibc } from '../support/recording-libc.js';
 import { createLogger } from '../../agent/src/log/logger.js';
 import { StorageRegistry, releaseStorages } from '../../agent/src/storage/storages.js';
-import { WATCHABLE_MAX_BYTES, WATCHABLE_MAX_ENTRIES, watchableRoot } from '../../agent/src/storage/watchable.js';
+import { WATCHABLE_MAX_BYTES, WATCHABLE_MAX_ENTRIES, watchableRoot } from '../../agent/src/storage/drivers/watchable-bind.js';
 
 function setup(t: { teardown(f: () => unknown): void }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'watchable-unit-'));

@@ -1,6 +1,6 @@
 // Sandbox and container storages (Storage messages of CreateSandbox and CreateContainer), counted by
 // mount point as kata does: a storage several containers name is set up once and undone when its
-// last user is released. The drivers themselves are in drivers.ts and watchable.ts.
+// last user is released. The drivers themselves are modules of drivers/, found here by name.
 import path from 'node:path';
 import type { Storage } from '../../../protos/gen/agent_pb.js';
 import type { Libc } from '../linux/libc.js';
@@ -8,14 +8,10 @@ import type { Logger } from '../log/logger.js';
 import { invalidArgument, Unimplemented } from '../errors.js';
 import type { BlockDevice } from '../device/block.js';
 import { isBlockKind, type BlockKind, type HotplugDevices } from '../device/hotplug.js';
-import { mountBind, mountBlock, mountEphemeral, mountLocal, mountSharedFs, remountEphemeral, type DriverEnv, type Undo } from './drivers.js';
-import { WatchableBinds } from './watchable.js';
+import type { StorageDriver, Undo } from './drivers/common.js';
+import { remountEphemeral } from './drivers/ephemeral.js';
+import { driverFactories } from './drivers/index.js';
 import { realStorageFs, type StorageFs } from './storage-fs.js';
-
-/** Drivers this agent sets up without a device (GetGuestDetails reports them as storage_handlers). */
-export const storageDrivers = ['9p', 'virtio-fs', 'ephemeral', 'local', 'bind', 'watchable-bind'];
-/** Drivers of hot-plugged disks, served when the agent waits for devices (on the guest). */
-export const blockStorageDrivers = ['blk', 'mmioblk', 'scsi'];
 
 /** kata drivers this agent does not serve (yet): refused by name, not as unknown. */
 const unservedDrivers = ['blk-ccw', 'nvdimm', 'vfio', 'vfio-pci', 'vfio-ap', 'image_guest_pull', 'erofs.multi-layer'];
@@ -48,31 +44,45 @@ interface Entry {
   undo: Undo;
 }
 
-function checkStorage(s: Storage, blockDrivers: boolean): void {
-  if (unservedDrivers.includes(s.driver) || (!blockDrivers && blockStorageDrivers.includes(s.driver))) {
-    throw new Unimplemented(
-      `storage driver ${s.driver} (source "${s.source}", mount point ${s.mountPoint}) needs a hot-plugged device of a kind this agent does not support${blockDrivers ? ' yet' : ' off the guest'}`,
-    );
-  }
-  if (!storageDrivers.includes(s.driver) && !blockStorageDrivers.includes(s.driver)) throw invalidArgument(`storage driver ${s.driver} not supported`);
-  if (!s.mountPoint.startsWith('/') || s.mountPoint.split('/').includes('..')) {
-    throw invalidArgument(`storage mount point "${s.mountPoint}" must be an absolute path without ".."`);
-  }
-}
-
 export class StorageRegistry {
   private readonly entries = new Map<string, Entry>();
-  private readonly watchable: WatchableBinds;
-  private readonly env: DriverEnv;
+  private readonly all: StorageDriver[];
+  /** Served drivers by Storage.driver name; device drivers only where devices are waited for. */
+  private readonly byName = new Map<string, StorageDriver>();
+  private readonly env;
 
   constructor(private readonly deps: StorageDeps) {
-    this.env = { libc: deps.libc, fs: deps.fs ?? realStorageFs, log: deps.log, ensureFilesystem: deps.ensureFilesystem };
-    this.watchable = new WatchableBinds(this.env, deps.watchIntervalMs ?? 2000);
+    this.env = {
+      libc: deps.libc,
+      fs: deps.fs ?? realStorageFs,
+      log: deps.log,
+      ensureFilesystem: deps.ensureFilesystem,
+      watchIntervalMs: deps.watchIntervalMs ?? 2000,
+    };
+    this.all = driverFactories.map((make) => make(this.env));
+    for (const d of this.all) if (!d.needsDevice || deps.devices) for (const n of d.names) this.byName.set(n, d);
   }
 
   /** The drivers served: GetGuestDetails' storage_handlers. */
   get drivers(): string[] {
-    return this.deps.devices ? [...storageDrivers, ...blockStorageDrivers] : [...storageDrivers];
+    return [...this.byName.keys()];
+  }
+
+  private check(s: Storage): StorageDriver {
+    const d = this.byName.get(s.driver);
+    if (!d) {
+      const offGuest = this.all.some((x) => x.names.includes(s.driver));
+      if (offGuest || unservedDrivers.includes(s.driver)) {
+        throw new Unimplemented(
+          `storage driver ${s.driver} (source "${s.source}", mount point ${s.mountPoint}) needs a hot-plugged device of a kind this agent does not support${offGuest ? ' off the guest' : ' yet'}`,
+        );
+      }
+      throw invalidArgument(`storage driver ${s.driver} not supported`);
+    }
+    if (!s.mountPoint.startsWith('/') || s.mountPoint.split('/').includes('..')) {
+      throw invalidArgument(`storage mount point "${s.mountPoint}" must be an absolute path without ".."`);
+    }
+    return d;
   }
 
   /**
@@ -80,11 +90,11 @@ export class StorageRegistry {
    * host hot-plugs them just before it sends the request. A storage mounted already needs none.
    */
   async findDevices(storages: readonly Storage[], signal?: AbortSignal): Promise<FoundDevices> {
-    for (const s of storages) checkStorage(s, this.deps.devices !== undefined);
+    for (const s of storages) this.check(s);
     const found = new Map<Storage, BlockDevice>();
     const devices = this.deps.devices;
     const waits = storages
-      .filter((s) => isBlockKind(s.driver) && !this.entries.has(path.resolve(s.mountPoint)))
+      .filter((s) => this.check(s).needsDevice && isBlockKind(s.driver) && !this.entries.has(path.resolve(s.mountPoint)))
       .map(async (s) => found.set(s, await devices!.block(s.driver as BlockKind, s.source, signal)));
     await Promise.all(waits);
     return found;
@@ -95,7 +105,7 @@ export class StorageRegistry {
    * Block storages need their disk from findDevices.
    */
   mount(storages: readonly Storage[], containerId = '', devices: FoundDevices = new Map()): MountedStorage[] {
-    for (const s of storages) checkStorage(s, this.deps.devices !== undefined);
+    for (const s of storages) this.check(s);
     const done: MountedStorage[] = [];
     try {
       for (const s of storages) done.push(this.acquire(s, containerId, devices.get(s)));
@@ -119,7 +129,7 @@ export class StorageRegistry {
       if (e.driver !== s.driver) throw invalidArgument(`storage mount point ${mp} is already a ${e.driver} storage, not ${s.driver}`);
       e.refs++;
     } else {
-      e = { refs: 1, driver: s.driver, undo: this.setUp(s, containerId, device) };
+      e = { refs: 1, driver: s.driver, undo: this.check(s).setUp(s, { containerId, device }) };
       this.entries.set(mp, e);
     }
     const entry = e;
@@ -140,29 +150,6 @@ export class StorageRegistry {
     };
   }
 
-  private setUp(s: Storage, containerId: string, device: BlockDevice | undefined): Undo {
-    switch (s.driver) {
-      case 'blk':
-      case 'mmioblk':
-      case 'scsi':
-        if (!device) throw new Error(`storage ${s.driver} ${s.source}: mounted without its device (findDevices first)`);
-        return mountBlock(this.env, s, device);
-      case '9p':
-      case 'virtio-fs':
-        return mountSharedFs(this.env, s);
-      case 'ephemeral':
-        return mountEphemeral(this.env, s);
-      case 'local':
-        return mountLocal(this.env, s);
-      case 'bind':
-        return mountBind(this.env, s);
-      case 'watchable-bind':
-        return this.watchable.add(s, containerId);
-      default:
-        throw invalidArgument(`storage driver ${s.driver} not supported`);
-    }
-  }
-
   /** UpdateEphemeralMounts: each tmpfs is remounted with the options given (its new size). */
   updateEphemeral(storages: readonly Storage[]): void {
     for (const s of storages) remountEphemeral(this.env, s);
@@ -170,12 +157,12 @@ export class StorageRegistry {
 
   /** One comparison of every watchable-bind source with its copy (what the poller does every interval). */
   pollWatchable(): void {
-    this.watchable.tick();
+    for (const d of this.all) d.poll?.();
   }
 
   /** Stops the watchable-bind poller (agent shutdown); mounts are undone by their releases. */
   close(): void {
-    this.watchable.close();
+    for (const d of this.all) d.close?.();
   }
 }
 

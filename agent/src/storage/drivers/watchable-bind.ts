@@ -5,10 +5,10 @@
 // A source over 16 entries or 1 MiB is not worth copying (kata's limits): it becomes a plain bind
 // mount and is no longer compared.
 import path from 'node:path';
-import type { Storage } from '../../../protos/gen/agent_pb.js';
-import { MNT_DETACH, MS_BIND, MS_NODEV, MS_NOSUID } from '../linux/libc.js';
-import type { DriverEnv, Undo } from './drivers.js';
-import type { FileInfo, StorageFs } from './storage-fs.js';
+import type { Storage } from '../../../../protos/gen/agent_pb.js';
+import { MNT_DETACH, MS_BIND, MS_NODEV, MS_NOSUID } from '../../linux/libc.js';
+import type { DriverEnv, StorageDriver, Undo } from './common.js';
+import type { FileInfo, StorageFs } from '../storage-fs.js';
 
 export const WATCHABLE_MAX_ENTRIES = 16;
 export const WATCHABLE_MAX_BYTES = 1024 * 1024;
@@ -188,4 +188,10 @@ export class WatchableBinds {
       this.env.log.warn({ root, err: (err as Error).message }, 'watchable tmpfs unmount');
     }
   }
+}
+
+/** One WatchableBinds per registry: its poller compares all the pod's watchable storages. */
+export function watchableBindDriver(env: DriverEnv): StorageDriver {
+  const binds = new WatchableBinds(env, env.watchIntervalMs);
+  return { names: ['watchable-bind'], setUp: (s, { containerId }) => binds.add(s, containerId), poll: () => binds.tick(), close: () => binds.close() };
 }
