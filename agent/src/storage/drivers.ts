@@ -99,8 +99,8 @@ export function mountSharedFs(env: DriverEnv, s: Storage): Undo {
 }
 
 /**
- * A disk kata hot-plugged (blk, mmioblk, scsi), once the device is found: its filesystem mounted at
- * the mount point; with a 3.x fsGroup, the volume's files given to that group (fs-group.ts).
+ * A disk kata hot-plugged (blk, mmioblk, scsi) or gave as an nvdimm, once the device is found: its
+ * filesystem mounted at the mount point (options such as nvdimm's "dax" go to the filesystem as data); with a 3.x fsGroup, the volume's files given to that group (fs-group.ts).
  */
 export function mountBlock(env: DriverEnv, s: Storage, device: BlockDevice): Undo {
   const what = `storage ${s.driver} ${s.source} (${device.path}) at ${s.mountPoint}`;

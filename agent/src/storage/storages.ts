@@ -15,10 +15,10 @@ import { realStorageFs, type StorageFs } from './storage-fs.js';
 /** Drivers this agent sets up without a device (GetGuestDetails reports them as storage_handlers). */
 export const storageDrivers = ['9p', 'virtio-fs', 'ephemeral', 'local', 'bind', 'watchable-bind'];
 /** Drivers of hot-plugged disks, served when the agent waits for devices (on the guest). */
-export const blockStorageDrivers = ['blk', 'mmioblk', 'scsi'];
+export const blockStorageDrivers = ['blk', 'mmioblk', 'scsi', 'nvdimm'];
 
 /** kata drivers this agent does not serve (yet): refused by name, not as unknown. */
-const unservedDrivers = ['blk-ccw', 'nvdimm', 'vfio', 'vfio-pci', 'vfio-ap', 'image_guest_pull', 'erofs.multi-layer'];
+const unservedDrivers = ['blk-ccw', 'vfio', 'vfio-pci', 'vfio-ap', 'image_guest_pull', 'erofs.multi-layer'];
 
 /** Disks found for block storages (StorageRegistry.findDevices), by storage. */
 export type FoundDevices = ReadonlyMap<Storage, BlockDevice>;
@@ -145,6 +145,7 @@ export class StorageRegistry {
       case 'blk':
       case 'mmioblk':
       case 'scsi':
+      case 'nvdimm':
         if (!device) throw new Error(`storage ${s.driver} ${s.source}: mounted without its device (findDevices first)`);
         return mountBlock(this.env, s, device);
       case '9p':
