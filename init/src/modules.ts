@@ -186,11 +186,34 @@ export function deviceModaliases(sysfs = '/sys', buses = ['pci', 'virtio']): str
 }
 
 /**
+ * Waits until the nvdimm buses' devices are registered and probed: libnvdimm registers regions and
+ * namespaces asynchronously, after nfit's finit_module has returned, and reading an nd bus's
+ * wait_probe is its documented way (ndctl's) to wait for that.
+ */
+function settleNdBuses(sysfs: string): void {
+  const dir = path.join(sysfs, 'bus', 'nd', 'devices');
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return; // no libnvdimm: no nvdimm
+  }
+  for (const n of names.filter((x) => /^ndbus\d+$/.test(x))) {
+    try {
+      fs.readFileSync(path.join(dir, n, 'wait_probe'));
+    } catch {
+      // An older kernel without it: the namespaces found are those registered by now.
+    }
+  }
+}
+
+/**
  * Coldplug, what udev does at boot and kata's guests have no udev for: loads the driver of every
- * device present (a virtio-net NIC kata adds before boot, a virtio-blk disk), found through the
- * image's modules.alias. Virtio devices appear once virtio_pci has probed, so the virtio bus is read
- * after the PCI drivers are loaded. Each module file is tried once per boot (`done`); a built-in
- * driver is EEXIST and skipped.
+ * device present (a virtio-net NIC kata adds before boot, a virtio-blk disk, an nvdimm), found
+ * through the image's modules.alias. Each round's drivers create the next round's devices: virtio
+ * devices appear once virtio_pci has probed; an nvdimm is the ACPI NFIT device (nfit), whose nd bus
+ * then holds the regions and namespaces that nd_pmem turns into /dev/pmemN. Each module file is
+ * tried once per boot (`done`); a built-in driver is EEXIST and skipped.
  */
 export function coldplugModules(
   libc: Pick<Libc, 'finitModule'>,
@@ -199,29 +222,29 @@ export function coldplugModules(
   /** Module files the boot already loaded (its module list): not tried again. */
   done: Set<string> = new Set(),
 ): LoadResult & { devices: number } {
+  const total: LoadResult & { devices: number } = { loaded: [], ms: {}, alreadyLoaded: [], unknown: [], failed: [], devices: 0 };
   let aliases: ModuleAlias[];
   try {
     aliases = parseModulesAlias(fs.readFileSync(path.join(modulesDir, 'modules.alias'), 'utf8'));
   } catch (err) {
-    return {
-      loaded: [],
-      ms: {},
-      alreadyLoaded: [],
-      unknown: [],
-      failed: [{ file: path.join(modulesDir, 'modules.alias'), error: (err as Error).message }],
-      devices: 0,
-    };
+    total.failed.push({ file: path.join(modulesDir, 'modules.alias'), error: (err as Error).message });
+    return total;
   }
-  const pci = deviceModaliases(sysfs, ['pci']);
-  const first = loadModules(libc, modulesDir, modulesForDevices(aliases, pci), {}, done);
-  const virtio = deviceModaliases(sysfs, ['virtio']);
-  const second = loadModules(libc, modulesDir, modulesForDevices(aliases, virtio), {}, done);
-  return {
-    loaded: [...first.loaded, ...second.loaded],
-    ms: { ...first.ms, ...second.ms },
-    alreadyLoaded: [...first.alreadyLoaded, ...second.alreadyLoaded],
-    unknown: [...first.unknown, ...second.unknown],
-    failed: [...first.failed, ...second.failed],
-    devices: pci.length + virtio.length,
+  const round = (buses: string[]) => {
+    const found = deviceModaliases(sysfs, buses);
+    const r = loadModules(libc, modulesDir, modulesForDevices(aliases, found), {}, done);
+    total.loaded.push(...r.loaded);
+    Object.assign(total.ms, r.ms);
+    total.alreadyLoaded.push(...r.alreadyLoaded);
+    total.unknown.push(...r.unknown);
+    total.failed.push(...r.failed);
+    total.devices += found.length;
   };
+  round(['pci']);
+  round(['virtio']);
+  // Only the NFIT's alias (acpi*:ACPI0012:*) is in the image: the other ACPI devices match nothing.
+  round(['acpi']);
+  settleNdBuses(sysfs);
+  round(['nd']);
+  return total;
 }

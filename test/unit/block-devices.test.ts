@@ -1,9 +1,9 @@
-// The block device matchers (virtio-blk on PCI and MMIO, SCSI disks) against made-up uevents and a
+// The block device matchers (virtio-blk on PCI and MMIO, SCSI disks, nvdimm pmem) against made-up uevents and a
 // fake sysfs tree in a temp directory.
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { parseScsiAddress, scsiDisk, virtioBlkMmio, virtioBlkPci } from '../../agent/src/device/block.js';
+import { nvdimmPmem, parseScsiAddress, scsiDisk, virtioBlkMmio, virtioBlkPci } from '../../agent/src/device/block.js';
 import type { Uevent } from '../../agent/src/uevent/uevent.js';
 import { errorOf, tempDir } from '../support/unit.js';
 
@@ -196,4 +196,53 @@ t.test('scsiDisk: present() finds the disk on the SCSI bus', async (t) => {
   fs.writeFileSync(path.join(dir, 'dev'), '8:16\n');
   t.same(m.present(), { path: '/dev/sdb', major: 8, minor: 16 });
   t.equal(scsiDisk(sysfs, '0:2', false).present(), undefined, 'another LUN is not it');
+});
+
+// Where QEMU's `-device nvdimm` puts its pmem disk in a 6.1 guest (ACPI NFIT bus, raw namespace).
+const NFIT_PMEM0 = '/devices/LNXSYSTM:00/LNXSYBUS:00/ACPI0012:00/ndbus0/region0/namespace0.0/block/pmem0';
+
+t.test('nvdimmPmem: the add event of its pmem disk on the NFIT bus', async (t) => {
+  const m = nvdimmPmem(fakeSysfs(t), '/dev/pmem0');
+  t.equal(m.what, 'nvdimm /dev/pmem0');
+  const add = (over: Record<string, string> = {}) =>
+    ev({ ACTION: 'add', DEVPATH: NFIT_PMEM0, SUBSYSTEM: 'block', MAJOR: '259', MINOR: '0', DEVNAME: 'pmem0', DEVTYPE: 'disk', ...over });
+  t.same(m.fromEvent(add()), { path: '/dev/pmem0', major: 259, minor: 0 });
+  const pfn = '/devices/LNXSYSTM:00/LNXSYBUS:00/ACPI0012:00/ndbus0/region0/pfn0.1/block/pmem0';
+  t.same(m.fromEvent(add({ DEVPATH: pfn })), { path: '/dev/pmem0', major: 259, minor: 0 }, 'fsdax mode: a pfn device claims the namespace');
+  t.equal(m.fromEvent(add({ DEVNAME: 'pmem1', DEVPATH: NFIT_PMEM0.replace(/pmem0$/, 'pmem1') })), undefined, 'another pmem disk');
+  t.equal(m.fromEvent(add({ DEVNAME: 'pmem0p1', DEVPATH: `${NFIT_PMEM0}/pmem0p1`, DEVTYPE: 'partition' })), undefined, 'its partition');
+  const virtioPmem = '/devices/pci0000:00/0000:00:05.0/virtio4/ndbus1/region1/namespace1.0/block/pmem0';
+  t.equal(m.fromEvent(add({ DEVPATH: virtioPmem })), undefined, 'a virtio-pmem disk of the same name is not an nvdimm');
+  t.equal(m.fromEvent(add({ ACTION: 'remove' })), undefined, 'a removal');
+});
+
+t.test('nvdimmPmem: present() follows /sys/class/block to a disk below the NFIT bus', async (t) => {
+  const sysfs = fakeSysfs(t);
+  const m = nvdimmPmem(sysfs, '/dev/pmem0');
+  t.equal(m.present(), undefined, 'nothing there yet');
+  const dir = path.join(sysfs, NFIT_PMEM0);
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'dev'), '259:0\n');
+  fs.mkdirSync(path.join(sysfs, 'class/block'), { recursive: true });
+  fs.symlinkSync(path.relative(path.join(sysfs, 'class/block'), dir), path.join(sysfs, 'class/block/pmem0'));
+  t.same(m.present(), { path: '/dev/pmem0', major: 259, minor: 0 });
+
+  const other = fakeSysfs(t);
+  const vdir = path.join(other, 'devices/pci0000:00/0000:00:05.0/virtio4/ndbus1/region1/namespace1.0/block/pmem0');
+  fs.mkdirSync(vdir, { recursive: true });
+  fs.writeFileSync(path.join(vdir, 'dev'), '259:0\n');
+  fs.mkdirSync(path.join(other, 'class/block'), { recursive: true });
+  fs.symlinkSync(path.relative(path.join(other, 'class/block'), vdir), path.join(other, 'class/block/pmem0'));
+  t.equal(nvdimmPmem(other, '/dev/pmem0').present(), undefined, 'a virtio-pmem disk in sysfs is not it');
+});
+
+t.test('nvdimmPmem: a path that is no /dev/pmem<N> is InvalidArgument at once', async (t) => {
+  for (const bad of ['/dev/vda', 'pmem0', '/dev/pmem', '/dev/pmem0/../vda', '/dev/pmemX']) {
+    t.match(
+      errorOf(() => nvdimmPmem(fakeSysfs(t), bad)),
+      { name: 'InvalidArgument', message: /nvdimm device .*\/dev\/pmem<N>/ },
+      bad,
+    );
+  }
+  t.doesNotThrow(() => nvdimmPmem(fakeSysfs(t), '/dev/pmem1.2s'), 'a BTT on namespace 1.2');
 });

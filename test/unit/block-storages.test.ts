@@ -1,4 +1,4 @@
-// Block storages (blk, mmioblk, scsi) against the recording libc and a fake device finder, and the
+// Block storages (blk, mmioblk, scsi, nvdimm) against the recording libc and a fake device finder, and the
 // fsGroup walk (fs-group.ts) on a temp tree.
 import fs from 'node:fs';
 import os from 'node:os';
@@ -69,6 +69,18 @@ t.test('blk: the disk found, then mounted read-only with its fstype; release unm
   t.same(umounts(), [[mp, MNT_DETACH]]);
   t.notOk(fs.existsSync(mp), 'the mount point the agent made is removed');
   t.same(reg.refCounts(), {});
+});
+
+t.test('nvdimm: looked up as nvdimm by its /dev/pmemN; "dax" goes to the filesystem as data', async (t) => {
+  const { dir, reg, lookups, mounts, umounts } = setup(t, true, { path: '/dev/pmem0', major: 259, minor: 0 });
+  const mp = `${dir}/pmem`;
+  const s = st({ driver: 'nvdimm', source: '/dev/pmem0', fstype: 'ext4', mountPoint: mp, options: ['dax', 'ro'] });
+  const found = await reg.findDevices([s]);
+  t.same(lookups, [{ kind: 'nvdimm', source: '/dev/pmem0' }]);
+  const list = reg.mount([s], 'c1', found);
+  t.same(mounts(), [['/dev/pmem0', mp, 'ext4', MS_RDONLY, 'dax']]);
+  releaseStorages(list);
+  t.same(umounts(), [[mp, MNT_DETACH]]);
 });
 
 t.test('mmioblk and scsi are looked up by their own kind; data options pass as data', async (t) => {
@@ -163,7 +175,7 @@ t.test('without devices the block drivers are refused and not listed', async (t)
 
 t.test('with devices the block drivers are listed', async (t) => {
   const { reg } = setup(t);
-  t.same(reg.drivers, [...storageDrivers, 'blk', 'mmioblk', 'scsi']);
+  t.same(reg.drivers, [...storageDrivers, 'blk', 'mmioblk', 'scsi', 'nvdimm']);
 });
 
 t.test('a block storage mounted without findDevices is refused', async (t) => {

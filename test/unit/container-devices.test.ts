@@ -29,12 +29,13 @@ async function rejection(p: Promise<unknown>): Promise<Error> {
   );
 }
 
-t.test('findContainerDevices: blk by id, mmioblk by vm_path, scsi by id', async (t) => {
+t.test('findContainerDevices: blk by id, mmioblk and nvdimm by vm_path, scsi by id', async (t) => {
   const { hotplug, calls } = fakeHotplug((kind, source) => ({ path: `/dev/${kind}-${source.replace(/\W/g, '')}`, major: 254, minor: calls.length }));
   const devices = [
     dev({ id: '02/01', type: 'blk', vmPath: '/dev/vda', containerPath: '/dev/xvda' }),
     dev({ id: 'drive-1', type: 'mmioblk', vmPath: '/dev/vdb', containerPath: '/dev/xvdb' }),
     dev({ id: '0:1', type: 'scsi', vmPath: '', containerPath: '/dev/sdx' }),
+    dev({ id: 'nv0', type: 'nvdimm', vmPath: '/dev/pmem0', containerPath: '/dev/pmem0' }),
   ];
   const ac = new AbortController();
   const found = await findContainerDevices(devices, hotplug, ac.signal);
@@ -44,13 +45,14 @@ t.test('findContainerDevices: blk by id, mmioblk by vm_path, scsi by id', async 
       ['blk', '02/01'],
       ['mmioblk', '/dev/vdb'],
       ['scsi', '0:1'],
+      ['nvdimm', '/dev/pmem0'],
     ],
   );
   t.ok(
     calls.every((c) => c.signal === ac.signal),
     'the signal is passed on',
   );
-  t.equal(found.length, 3);
+  t.equal(found.length, 4);
   t.equal(found[0].device, devices[0]);
   t.same(found[0].found, { path: '/dev/blk-0201', major: 254, minor: 1 });
   t.equal(found[1].device, devices[1]);
@@ -147,6 +149,16 @@ t.test('applyFoundDevices: a device with no node in the spec gets one', async (t
   applyFoundDevices(s, [found({ id: '0:1', type: 'scsi', containerPath: '/dev/sdx' }, { path: '/dev/sdb', major: 8, minor: 16 })]);
   t.equal(s.Linux!.Devices.length, 1);
   t.match(s.Linux!.Devices[0], { Path: '/dev/sdx', Type: 'b', Major: 8n, Minor: 16n, FileMode: 0o660, UID: 0, GID: 0 });
+});
+
+t.test('applyFoundDevices: an added node gets an allow rule after a deny-all; no rules, none added', async (t) => {
+  const s = spec({ Linux: { Devices: [], Resources: { Devices: [{ Allow: false, Access: 'rwm' }] } } });
+  applyFoundDevices(s, [found({ id: '', type: 'nvdimm', vmPath: '/dev/pmem1', containerPath: '/dev/pmem1' }, { path: '/dev/pmem1', major: 259, minor: 1 })]);
+  t.equal(s.Linux!.Resources!.Devices.length, 2);
+  t.match(s.Linux!.Resources!.Devices[1], { Allow: true, Type: 'b', Major: 259n, Minor: 1n, Access: 'rwm' });
+  const bare = spec({ Linux: { Devices: [] } });
+  applyFoundDevices(bare, [found({ id: '0:1', type: 'scsi', containerPath: '/dev/sdx' }, { path: '/dev/sdb', major: 8, minor: 16 })]);
+  t.equal(bare.Linux!.Resources, undefined, 'no Resources: nothing to allow against');
 });
 
 t.test('applyFoundDevices: two devices trading numbers are each rewritten once', async (t) => {

@@ -136,6 +136,51 @@ t.test('coldplug: the drivers of present PCI devices, then of the virtio devices
   t.equal(libc.calls.length, 6, 'the shared dependencies are not loaded twice');
 });
 
+t.test('coldplug: an nvdimm is nfit for the ACPI NFIT device, then nd_pmem for the namespace on its nd bus', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mods-nd-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const ndDep = `kernel/drivers/acpi/nfit/nfit.ko: kernel/drivers/nvdimm/libnvdimm.ko
+kernel/drivers/nvdimm/libnvdimm.ko:
+kernel/drivers/nvdimm/nd_pmem.ko: kernel/drivers/nvdimm/nd_btt.ko kernel/drivers/nvdimm/libnvdimm.ko
+kernel/drivers/nvdimm/nd_btt.ko: kernel/drivers/nvdimm/libnvdimm.ko
+`;
+  fs.writeFileSync(path.join(dir, 'modules.dep'), ndDep);
+  for (const line of ndDep.trim().split('\n')) {
+    const f = path.join(dir, line.slice(0, line.indexOf(':')));
+    fs.mkdirSync(path.dirname(f), { recursive: true });
+    fs.writeFileSync(f, 'not really a module');
+  }
+  // The aliases as 6.1's modules.alias has them (nd:t<type>* is the nd bus's modalias form).
+  fs.writeFileSync(path.join(dir, 'modules.alias'), 'alias acpi*:ACPI0012:* nfit\nalias nd:t4* nd_pmem\nalias nd:t5* nd_pmem\n');
+  const sysfs = fs.mkdtempSync(path.join(os.tmpdir(), 'coldplug-sysfs-'));
+  t.teardown(() => fs.rmSync(sysfs, { recursive: true, force: true }));
+  const device = (bus: string, name: string, modalias: string) => {
+    const d = path.join(sysfs, 'bus', bus, 'devices', name);
+    fs.mkdirSync(d, { recursive: true });
+    fs.writeFileSync(path.join(d, 'modalias'), `${modalias}\n`);
+  };
+  device('acpi', 'ACPI0012:00', 'acpi:ACPI0012:');
+  device('acpi', 'PNP0A03:00', 'acpi:PNP0A03:');
+  const order: string[] = [];
+  const libc = new RecordingLibc({
+    finitModule: (fd: number) => {
+      const file = fs.readlinkSync(`/proc/self/fd/${fd}`);
+      order.push(path.basename(file, '.ko'));
+      // nfit's probe registers the nd bus and its namespace (libnvdimm does it asynchronously; the
+      // bus's wait_probe is what coldplug reads before the nd round).
+      if (file.endsWith('/nfit.ko')) {
+        device('nd', 'ndbus0', 'nd:t0');
+        fs.writeFileSync(path.join(sysfs, 'bus/nd/devices/ndbus0/wait_probe'), '1\n');
+        device('nd', 'namespace0.0', 'nd:t4');
+      }
+    },
+  });
+  const r = coldplugModules(libc, dir, sysfs);
+  t.same(r.failed, []);
+  t.same(order, ['libnvdimm', 'nfit', 'nd_btt', 'nd_pmem'], 'nfit (and libnvdimm) first, then nd_pmem for the namespace it made');
+  t.equal(r.devices, 4, 'two ACPI devices, the bus and the namespace');
+});
+
 t.test('coldplug without modules.alias reports it and loads nothing', async (t) => {
   const dir = modulesTree(t);
   const libc = new RecordingLibc();

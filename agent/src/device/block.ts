@@ -1,7 +1,8 @@
 // Block devices a kata host hot-plugs, found by how the host names them: virtio-blk by PCI path
 // ("blk"), virtio-blk on virtio-mmio by its /dev name ("mmioblk"), a SCSI disk by target and LUN
-// ("scsi"). Each is a DeviceMatcher for the uevent listener: recognised in an event, or in sysfs
-// if it was there before anyone listened. The /dev node itself is devtmpfs's.
+// ("scsi"), an nvdimm by its /dev/pmemN name ("nvdimm"). Each is a DeviceMatcher for the uevent
+// listener: recognised in an event, or in sysfs if it was there before anyone listened. The /dev
+// node itself is devtmpfs's.
 import fs from 'node:fs';
 import path from 'node:path';
 import { InvalidArgument } from '../errors.js';
@@ -149,5 +150,45 @@ export function scsiDisk(sysfs: string, address: string, scan = true): DeviceMat
       return dev && new RegExp(`/target\\d+:0:${a.target}/${id}/block/[^/]+$`).test(ev.devpath) ? dev : undefined;
     },
     present: () => diskIn(path.join(sysfs, 'bus', 'scsi', 'devices', id, 'block')),
+  };
+}
+
+/**
+ * The devpath of a pmem disk on the ACPI NFIT's nvdimm bus, up to "/block/": the region, then the
+ * namespace (raw or fsdax mode) or a btt/pfn device claiming it. A /dev/pmemN of another nd bus
+ * (virtio-pmem) is not what a kata host hands over as "nvdimm".
+ */
+const nfitPmemDir = /\/ACPI0012:[0-9a-f]+\/ndbus\d+\/region\d+\/(?:[^/]+\/)+$/;
+
+/**
+ * An nvdimm (QEMU `-device nvdimm`): the host names it by the node the guest kernel gives it,
+ * "/dev/pmem0" (kata numbers its nvdimms in the order it adds them, as the kernel does).
+ */
+export function nvdimmPmem(sysfs: string, devPath: string): DeviceMatcher<BlockDevice> {
+  const name = devPath.startsWith('/dev/') ? devPath.slice('/dev/'.length) : '';
+  // pmem<region>[.<namespace>], "s" when a BTT sits on it.
+  if (!/^pmem\d+(?:\.\d+)?s?$/.test(name)) throw new InvalidArgument(`nvdimm device "${devPath}": a /dev/pmem<N> path expected`);
+  const suffix = `/block/${name}`;
+  const underNfit = (devpath: string) => devpath.endsWith(suffix) && nfitPmemDir.test(devpath.slice(0, -suffix.length + 1));
+  return {
+    what: `nvdimm ${devPath}`,
+    fromEvent(ev) {
+      const dev = fromBlockEvent(ev);
+      return dev && ev.devname === name && underNfit(ev.devpath) ? dev : undefined;
+    },
+    present() {
+      // /sys/class/block/<name> links to the device's directory below /sys/devices.
+      const link = path.join(sysfs, 'class', 'block', name);
+      let devpath: string;
+      let dev: string;
+      try {
+        devpath = path.relative(fs.realpathSync(sysfs), fs.realpathSync(link));
+        dev = fs.readFileSync(path.join(link, 'dev'), 'utf8').trim();
+      } catch {
+        return undefined;
+      }
+      const m = /^(\d+):(\d+)$/.exec(dev);
+      return m && underNfit(`/${devpath}`) ? { path: devPath, major: Number(m[1]), minor: Number(m[2]) } : undefined;
+    },
   };
 }

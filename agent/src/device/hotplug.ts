@@ -1,10 +1,10 @@
 // Waiting for what the host hot-plugged, by the names kata gives it (storage sources, Device ids).
 import { InvalidArgument } from '../errors.js';
 import type { DeviceMatcher, UeventListener } from '../uevent/listener.js';
-import { scsiDisk, virtioBlkMmio, virtioBlkPci, type BlockDevice } from './block.js';
+import { nvdimmPmem, scsiDisk, virtioBlkMmio, virtioBlkPci, type BlockDevice } from './block.js';
 
 /** Storage drivers and Device types naming a disk. */
-export const blockKinds = ['blk', 'mmioblk', 'scsi'] as const;
+export const blockKinds = ['blk', 'mmioblk', 'scsi', 'nvdimm'] as const;
 export type BlockKind = (typeof blockKinds)[number];
 export const isBlockKind = (k: string): k is BlockKind => (blockKinds as readonly string[]).includes(k);
 
@@ -21,7 +21,7 @@ export class HotplugDevices {
 
   /**
    * The disk `source` names: for blk a PCI path ("02/01"; kata 1.x may send the /dev path instead),
-   * for mmioblk its /dev path, for scsi "target:lun".
+   * for mmioblk and nvdimm its /dev path ("/dev/pmem0"), for scsi "target:lun".
    */
   matcher(kind: BlockKind, source: string): DeviceMatcher<BlockDevice> {
     const { sysfs } = this.deps;
@@ -33,6 +33,8 @@ export class HotplugDevices {
         return virtioBlkMmio(sysfs, source);
       case 'scsi':
         return scsiDisk(sysfs, source);
+      case 'nvdimm':
+        return nvdimmPmem(sysfs, source);
     }
   }
 

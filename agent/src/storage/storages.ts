@@ -14,7 +14,7 @@ import { driverFactories } from './drivers/index.js';
 import { realStorageFs, type StorageFs } from './storage-fs.js';
 
 /** kata drivers this agent does not serve (yet): refused by name, not as unknown. */
-const unservedDrivers = ['blk-ccw', 'nvdimm', 'vfio', 'vfio-pci', 'vfio-ap', 'image_guest_pull', 'erofs.multi-layer'];
+const unservedDrivers = ['blk-ccw', 'vfio', 'vfio-pci', 'vfio-ap', 'image_guest_pull', 'erofs.multi-layer'];
 
 /** Disks found for block storages (StorageRegistry.findDevices), by storage. */
 export type FoundDevices = ReadonlyMap<Storage, BlockDevice>;

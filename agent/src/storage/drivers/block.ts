@@ -1,4 +1,5 @@
-// Disks the host hot-plugs: virtio-blk on PCI (blk), on virtio-mmio (mmioblk) and SCSI LUNs (scsi).
+// Disks the host hot-plugs: virtio-blk on PCI (blk), on virtio-mmio (mmioblk), SCSI LUNs (scsi), and
+// persistent-memory regions (nvdimm, /dev/pmemN).
 // The registry finds the device first (uevents, device/hotplug.ts); this mounts its filesystem.
 import type { Storage } from '../../../../protos/gen/agent_pb.js';
 import { FSGroupChangePolicy } from '../../../../protos/gen/types_pb.js';
@@ -8,8 +9,9 @@ import { applyFsGroup } from '../fs-group.js';
 import { about, plainMount, type DriverEnv, type StorageDriver, type Undo } from './common.js';
 
 /**
- * A disk kata hot-plugged (blk, mmioblk, scsi), once the device is found: its filesystem mounted at
- * the mount point; with a 3.x fsGroup, the volume's files given to that group (fs-group.ts).
+ * A disk kata hot-plugged (blk, mmioblk, scsi) or gave as an nvdimm, once the device is found: its
+ * filesystem mounted at the mount point (options such as nvdimm's "dax" go to the filesystem as
+ * data); with a 3.x fsGroup, the volume's files given to that group (fs-group.ts).
  */
 export function mountBlock(env: DriverEnv, s: Storage, device: BlockDevice): Undo {
   const what = `storage ${s.driver} ${s.source} (${device.path}) at ${s.mountPoint}`;
@@ -32,7 +34,7 @@ export function mountBlock(env: DriverEnv, s: Storage, device: BlockDevice): Und
 }
 
 export const blockDriver = (env: DriverEnv): StorageDriver => ({
-  names: ['blk', 'mmioblk', 'scsi'],
+  names: ['blk', 'mmioblk', 'scsi', 'nvdimm'],
   needsDevice: true,
   setUp(s, { device }) {
     if (!device) throw new Error(`storage ${s.driver} ${s.source}: mounted without its device (findDevices first)`);
