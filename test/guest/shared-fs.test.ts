@@ -1,7 +1,9 @@
 // The pod's shared directory in the VM, as real kata hosts share it: a host folder exported by QEMU as
 // 9p (kata 1.x) or virtio-fs through virtiofsd (2.x/3.x), tag kataShared, named by CreateSandbox's
 // storage; the agent loads the filesystem module and mounts it; a container whose rootfs is in that
-// share at /run/kata-containers/shared/containers/<cid>/rootfs runs and writes back through it.
+// share at /run/kata-containers/shared/containers/<cid>/rootfs runs and writes back through it. A file
+// the host adds after CreateSandbox is seen (the share is live, not a copy taken at mount time), and a
+// watchable-bind storage (3.x configmaps/secrets) follows a rewrite of its source on the host.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,7 +24,7 @@ import {
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { StorageSchema } from '../../protos/gen/agent_pb.js';
 import { buildBusyboxRootfs, containerTestSkipReason } from '../support/busybox-rootfs.js';
-import { readToEnd } from '../support/end-of-stream.js';
+import { checkReadData, isEndOfStream, readToEnd } from '../support/end-of-stream.js';
 import { GuestRpc } from '../support/guest-rpc.js';
 import { guestSkip, mustRunButCannot } from '../support/guest-skip.js';
 import { addMount, busyboxSpec } from '../support/oci-spec.js';
@@ -43,24 +45,98 @@ const shm: StorageInit = {
   mountPoint: '/run/kata-containers/sandbox/shm',
 };
 
-/** The host's side of the share: the container's rootfs and a data folder, as the kata runtime lays them out. */
+/** The configmap-like volume of the second container: its name as kata 3.x forms it (<cid>-<rand>-<volume>). */
+const cfgVolume = (cid: string) => `${cid}-cfg-5f3a9c1e-app-config`;
+const cfgV1 = 'version-1\n';
+const cfgV2 = 'version-2-rewritten-by-host\n';
+
+/**
+ * The host's side of the share: the containers' rootfs, a data folder and a configmap volume, as the
+ * kata runtime lays them out.
+ */
 function hostShare(dir: string, cid: string): string {
   const share = path.join(dir, 'share');
-  const rootfs = buildBusyboxRootfs(path.join(share, cid));
-  fs.writeFileSync(path.join(rootfs, 'etc/marker'), `rootfs-from-host-${cid}\n`);
+  for (const id of [cid, `${cid}-cfg`]) {
+    const rootfs = buildBusyboxRootfs(path.join(share, id));
+    fs.writeFileSync(path.join(rootfs, 'etc/marker'), `rootfs-from-host-${id}\n`);
+  }
   fs.mkdirSync(path.join(share, `${cid}-data`));
   fs.writeFileSync(path.join(share, `${cid}-data/msg`), 'hello through the share\n');
+  fs.mkdirSync(path.join(share, cfgVolume(`${cid}-cfg`)));
+  fs.writeFileSync(path.join(share, cfgVolume(`${cid}-cfg`), 'key'), cfgV1);
   return share;
 }
 
-async function runPod(rpc: GuestRpc, shared: StorageInit, cid: string): Promise<{ stdout: string; status: number }> {
+/** What the host changes in the volume: a new file beside, renamed over the old (a new inode, as kubelet's writer makes). */
+function rewriteOnHost(file: string, content: string): void {
+  fs.writeFileSync(`${file}.new`, content);
+  fs.renameSync(`${file}.new`, file);
+}
+
+interface WatchRun {
+  stdout: string;
+  status: number;
+  /** From the host's rewrite to the first ReadStdout answer carrying the new content. */
+  latencyMs?: number;
+}
+
+/**
+ * A container reading a watchable-bind storage's copy every 0.5 s until it sees the new content (at
+ * most 120 reads, 60 s: a bound for a hung poller, far beyond kata's 2 s interval, not a timing
+ * requirement); the host rewrites the source once the container printed the old content.
+ */
+async function runWatchable(rpc: GuestRpc, share: string, cid: string): Promise<WatchRun> {
+  const volume = cfgVolume(cid);
+  const copy = `${sharedInGuest}/watchable/${volume}`;
+  const storage: StorageInit = {
+    driver: 'watchable-bind',
+    source: `${sharedInGuest}/${volume}`,
+    fstype: 'bind',
+    options: ['bind'],
+    mountPoint: copy,
+  };
+  const spec = busyboxSpec(`${sharedInGuest}/${cid}/rootfs`, [
+    'sh',
+    '-c',
+    `for i in $(seq 1 120); do cat /cfg/key; grep -q version-2 /cfg/key && exit 0; sleep 0.5; done; exit 3`,
+  ]);
+  addMount(spec, { destination: '/cfg', type: 'bind', source: copy, options: ['rbind', 'ro'] });
+  await rpc.call(agent, 'CreateContainer', CreateContainerRequestSchema, { containerId: cid, execId: cid, OCI: spec, storages: [storage] }, EmptySchema);
+  await rpc.call(agent, 'StartContainer', StartContainerRequestSchema, { containerId: cid }, EmptySchema);
+  let stdout = '';
+  let rewroteAt: number | undefined;
+  let latencyMs: number | undefined;
+  for (;;) {
+    let data: Uint8Array;
+    try {
+      ({ data } = await rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId: cid, execId: cid, len: 32 * 1024 }, ReadStreamResponseSchema));
+    } catch (err) {
+      if (isEndOfStream(err)) break;
+      throw err;
+    }
+    stdout += Buffer.from(checkReadData(data, `ReadStdout ${cid}`)).toString();
+    if (rewroteAt === undefined && stdout.includes(cfgV1)) {
+      rewriteOnHost(path.join(share, volume, 'key'), cfgV2);
+      rewroteAt = performance.now();
+    } else if (rewroteAt !== undefined && latencyMs === undefined && stdout.includes(cfgV2)) {
+      latencyMs = performance.now() - rewroteAt;
+    }
+  }
+  const { status } = await rpc.call(agent, 'WaitProcess', WaitProcessRequestSchema, { containerId: cid, execId: cid }, WaitProcessResponseSchema);
+  await rpc.call(agent, 'RemoveContainer', RemoveContainerRequestSchema, { containerId: cid }, EmptySchema);
+  return { stdout, status, latencyMs };
+}
+
+async function runPod(rpc: GuestRpc, shared: StorageInit, share: string, cid: string): Promise<{ stdout: string; status: number; watch: WatchRun }> {
   await rpc.call(agent, 'CreateSandbox', CreateSandboxRequestSchema, { hostname: 'shared-pod', sandboxId: cid, storages: [shared, shm] }, EmptySchema);
+  // Written once the share is mounted in the guest: the container must see it through the mount.
+  fs.writeFileSync(path.join(share, `${cid}-data/late`), 'written by the host after CreateSandbox\n');
   // What hosts send before every container: memory only (nb_cpus 0), on the guest's real sysfs.
   await rpc.call(agent, 'OnlineCPUMem', OnlineCPUMemRequestSchema, { wait: true, nbCpus: 0, cpuOnly: false }, EmptySchema);
   const spec = busyboxSpec(`${sharedInGuest}/${cid}/rootfs`, [
     'sh',
     '-c',
-    'cat /etc/marker /data/msg; echo written-in-guest > /data/out; grep -c " /dev/shm " /proc/mounts',
+    'cat /etc/marker /data/msg /data/late; echo written-in-guest > /data/out; grep -c " /dev/shm " /proc/mounts',
   ]);
   addMount(spec, { destination: '/data', type: 'bind', source: `${sharedInGuest}/${cid}-data`, options: ['rbind'] });
   await rpc.call(agent, 'CreateContainer', CreateContainerRequestSchema, { containerId: cid, execId: cid, OCI: spec }, EmptySchema);
@@ -73,8 +149,9 @@ async function runPod(rpc: GuestRpc, shared: StorageInit, cid: string): Promise<
   ).toString();
   const { status } = await rpc.call(agent, 'WaitProcess', WaitProcessRequestSchema, { containerId: cid, execId: cid }, WaitProcessResponseSchema);
   await rpc.call(agent, 'RemoveContainer', RemoveContainerRequestSchema, { containerId: cid }, EmptySchema);
+  const watch = await runWatchable(rpc, share, `${cid}-cfg`);
   await rpc.call(agent, 'DestroySandbox', DestroySandboxRequestSchema, {}, EmptySchema);
-  return { stdout, status };
+  return { stdout, status, watch };
 }
 
 async function check(t: Test, name: string, extraArgs: (share: string, dir: string) => Promise<string[]>, shared: StorageInit, memoryBackend: boolean) {
@@ -98,10 +175,22 @@ async function check(t: Test, name: string, extraArgs: (share: string, dir: stri
   try {
     await vm.waitFor(agentReady, 300_000);
     const rpc = await GuestRpc.connect(sock);
-    const run = await runPod(rpc, shared, cid);
+    const run = await runPod(rpc, shared, share, cid);
     rpc.close();
     t.equal(run.status, 0, 'the container exited 0');
-    t.same(run.stdout.split('\n'), [`rootfs-from-host-${cid}`, 'hello through the share', '1', ''], 'rootfs and data read from the host share');
+    t.same(
+      run.stdout.split('\n'),
+      [`rootfs-from-host-${cid}`, 'hello through the share', 'written by the host after CreateSandbox', '1', ''],
+      'rootfs and data read from the host share, including a file the host wrote after CreateSandbox',
+    );
+    const lines = run.watch.stdout.split('\n').filter((l) => l !== '');
+    t.equal(run.watch.status, 0, 'the watchable-bind reader saw the new content before its 120 reads ran out');
+    t.equal(lines[0], cfgV1.trim(), 'the container first read the source as copied at CreateContainer');
+    t.equal(lines.at(-1), cfgV2.trim(), "the host's rewrite reached the container's copy");
+    t.same(new Set(lines), new Set([cfgV1.trim(), cfgV2.trim()]), 'only whole old or new contents were read, never a torn file');
+    t.comment(
+      `watchable-bind over ${shared.fstype}: host rewrite → new content in the container's output after ${run.watch.latencyMs?.toFixed(0)} ms (${lines.length} reads at 0.5 s; agent polls every 2 s)`,
+    );
     t.equal(fs.readFileSync(path.join(share, `${cid}-data/out`), 'utf8'), 'written-in-guest\n', 'a file the container wrote is on the host');
     const loaded = vm.console.split('\n').find((l) => l.includes(`"fstype":"${shared.fstype}","loaded":[`));
     if (shared.fstype === 'virtiofs') {
