@@ -139,6 +139,7 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
     log,
     ensureFilesystem: deps.ensureFilesystem ?? (guest ? filesystemEnsurer({ libc, log }) : () => undefined),
     watchIntervalMs: deps.watchIntervalMs,
+    stateRoot: config.stateRoot,
   });
   const sandbox = new Sandbox({ libc, stateRoot: config.stateRoot, resolvConfTarget, storages });
   const containers = new ContainerManager({

@@ -3,7 +3,8 @@
 // storage; the agent loads the filesystem module and mounts it; a container whose rootfs is in that
 // share at /run/kata-containers/shared/containers/<cid>/rootfs runs and writes back through it. A file
 // the host adds after CreateSandbox is seen (the share is live, not a copy taken at mount time), and a
-// watchable-bind storage (3.x configmaps/secrets) follows a rewrite of its source on the host.
+// watchable-bind storage (3.x configmaps/secrets) follows a rewrite of its source on the host, and an
+// overlayfs storage stacks a writable guest layer on a rootfs in the share.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -98,7 +99,8 @@ async function runWatchable(rpc: GuestRpc, share: string, cid: string): Promise<
   const spec = busyboxSpec(`${sharedInGuest}/${cid}/rootfs`, [
     'sh',
     '-c',
-    `for i in $(seq 1 120); do cat /cfg/key; grep -q version-2 /cfg/key && exit 0; sleep 0.5; done; exit 3`,
+    // One read per round, printed and tested: a second read could see the rewrite the printed one missed.
+    `for i in $(seq 1 120); do v=$(cat /cfg/key); echo "$v"; case "$v" in *version-2*) exit 0;; esac; sleep 0.5; done; exit 3`,
   ]);
   addMount(spec, { destination: '/cfg', type: 'bind', source: copy, options: ['rbind', 'ro'] });
   await rpc.call(agent, 'CreateContainer', CreateContainerRequestSchema, { containerId: cid, execId: cid, OCI: spec, storages: [storage] }, EmptySchema);
@@ -127,7 +129,12 @@ async function runWatchable(rpc: GuestRpc, share: string, cid: string): Promise<
   return { stdout, status, latencyMs };
 }
 
-async function runPod(rpc: GuestRpc, shared: StorageInit, share: string, cid: string): Promise<{ stdout: string; status: number; watch: WatchRun }> {
+async function runPod(
+  rpc: GuestRpc,
+  shared: StorageInit,
+  share: string,
+  cid: string,
+): Promise<{ stdout: string; status: number; watch: WatchRun; overlay: { stdout: string; status: number } }> {
   await rpc.call(agent, 'CreateSandbox', CreateSandboxRequestSchema, { hostname: 'shared-pod', sandboxId: cid, storages: [shared, shm] }, EmptySchema);
   // Written once the share is mounted in the guest: the container must see it through the mount.
   fs.writeFileSync(path.join(share, `${cid}-data/late`), 'written by the host after CreateSandbox\n');
@@ -150,8 +157,38 @@ async function runPod(rpc: GuestRpc, shared: StorageInit, share: string, cid: st
   const { status } = await rpc.call(agent, 'WaitProcess', WaitProcessRequestSchema, { containerId: cid, execId: cid }, WaitProcessResponseSchema);
   await rpc.call(agent, 'RemoveContainer', RemoveContainerRequestSchema, { containerId: cid }, EmptySchema);
   const watch = await runWatchable(rpc, share, `${cid}-cfg`);
+  const overlay = await runOverlay(rpc, cid);
   await rpc.call(agent, 'DestroySandbox', DestroySandboxRequestSchema, {}, EmptySchema);
-  return { stdout, status, watch };
+  return { stdout, status, watch, overlay };
+}
+
+/**
+ * A container on an overlayfs storage (kata 3.x driver "overlayfs"): the first container's rootfs in
+ * the share as the read-only layer, overlay-rw so the agent makes the writable layer in guest memory.
+ * The container rewrites a file; the host's copy must stay as it was.
+ */
+async function runOverlay(rpc: GuestRpc, cid: string): Promise<{ stdout: string; status: number }> {
+  const id = `${cid}-ovl`;
+  const rootfs = `${sharedInGuest}/${id}/rootfs`;
+  const storage: StorageInit = {
+    driver: 'overlayfs',
+    source: 'overlay',
+    fstype: 'overlay',
+    options: [`lowerdir=${sharedInGuest}/${cid}/rootfs`, 'io.katacontainers.fs-opt.overlay-rw'],
+    mountPoint: rootfs,
+  };
+  const spec = busyboxSpec(rootfs, ['sh', '-c', 'echo changed-in-overlay > /etc/marker; cat /etc/marker']);
+  await rpc.call(agent, 'CreateContainer', CreateContainerRequestSchema, { containerId: id, execId: id, OCI: spec, storages: [storage] }, EmptySchema);
+  await rpc.call(agent, 'StartContainer', StartContainerRequestSchema, { containerId: id }, EmptySchema);
+  const stdout = (
+    await readToEnd(
+      () => rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId: id, execId: id, len: 32 * 1024 }, ReadStreamResponseSchema),
+      `ReadStdout ${id}`,
+    )
+  ).toString();
+  const { status } = await rpc.call(agent, 'WaitProcess', WaitProcessRequestSchema, { containerId: id, execId: id }, WaitProcessResponseSchema);
+  await rpc.call(agent, 'RemoveContainer', RemoveContainerRequestSchema, { containerId: id }, EmptySchema);
+  return { stdout, status };
 }
 
 async function check(t: Test, name: string, extraArgs: (share: string, dir: string) => Promise<string[]>, shared: StorageInit, memoryBackend: boolean) {
@@ -192,6 +229,13 @@ async function check(t: Test, name: string, extraArgs: (share: string, dir: stri
       `watchable-bind over ${shared.fstype}: host rewrite → new content in the container's output after ${run.watch.latencyMs?.toFixed(0)} ms (${lines.length} reads at 0.5 s; agent polls every 2 s)`,
     );
     t.equal(fs.readFileSync(path.join(share, `${cid}-data/out`), 'utf8'), 'written-in-guest\n', 'a file the container wrote is on the host');
+    t.same(run.overlay, { stdout: 'changed-in-overlay\n', status: 0 }, 'the overlayfs container wrote to its rootfs and exited 0');
+    t.equal(
+      fs.readFileSync(path.join(share, cid, 'rootfs/etc/marker'), 'utf8'),
+      `rootfs-from-host-${cid}\n`,
+      "its write stayed in the guest's layer: the host's copy is unchanged",
+    );
+    t.notOk(fs.existsSync(path.join(share, `${cid}-ovl`, 'rootfs')), 'the mount point made in the share went with RemoveContainer');
     const loaded = vm.console.split('\n').find((l) => l.includes(`"fstype":"${shared.fstype}","loaded":[`));
     if (shared.fstype === 'virtiofs') {
       // virtiofs is also the vhost-user-fs device's driver: PID 1's coldplug loaded it at boot, so

@@ -44,7 +44,15 @@ t.test('agent service is built on its first call', { skip: containerTestSkipReas
   const { GuestDetailsResponseSchema } = await import('../../protos/gen/agent_pb.js');
   const answers = await Promise.all([0, 1, 2].map(() => client.call('grpc.AgentService', 'GetGuestDetails', new Uint8Array(0), 30_000)));
   for (const a of answers)
-    t.same(fromBinary(GuestDetailsResponseSchema, a).agentDetails?.storageHandlers, ['9p', 'virtio-fs', 'ephemeral', 'local', 'bind', 'watchable-bind']);
+    t.same(fromBinary(GuestDetailsResponseSchema, a).agentDetails?.storageHandlers, [
+      '9p',
+      'virtio-fs',
+      'ephemeral',
+      'local',
+      'bind',
+      'watchable-bind',
+      'overlayfs',
+    ]);
   t.ok(loaded(`${path.sep}domains.js`), 'domains built by the first AgentService call');
   const unknown = await client.call('grpc.AgentService', 'NoSuchMethod', new Uint8Array(0), 5000).then(
     () => 'OK',

@@ -144,7 +144,7 @@ t.test('storages of a kata pod', { skip }, async (t) => {
     t.equal(fs.readFileSync(`${sysfs}/devices/system/cpu/cpu1/online`, 'utf8'), '1');
     t.equal(fs.readFileSync(`${sysfs}/devices/system/memory/memory7/online`, 'utf8'), '1');
     const d = await h.call('getGuestDetails', { memBlockSize: false });
-    t.same(d.agentDetails?.storageHandlers, ['9p', 'virtio-fs', 'ephemeral', 'local', 'bind', 'watchable-bind']);
+    t.same(d.agentDetails?.storageHandlers, ['9p', 'virtio-fs', 'ephemeral', 'local', 'bind', 'watchable-bind', 'overlayfs']);
   });
 
   await t.test('DestroySandbox undoes the pod storages and leaves the private directory', async (t) => {

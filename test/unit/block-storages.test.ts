@@ -12,7 +12,7 @@ import { RecordingLibc } from '../support/recording-libc.js';
 import { createLogger } from '../../agent/src/log/logger.js';
 import { StorageRegistry, releaseStorages } from '../../agent/src/storage/storages.js';
 
-const storageDrivers = ['9p', 'virtio-fs', 'ephemeral', 'local', 'bind', 'watchable-bind'];
+const storageDrivers = ['9p', 'virtio-fs', 'ephemeral', 'local', 'bind', 'watchable-bind', 'overlayfs'];
 import { applyFsGroup } from '../../agent/src/storage/fs-group.js';
 import { realStorageFs } from '../../agent/src/storage/storage-fs.js';
 import type { BlockDevice } from '../../agent/src/device/block.js';

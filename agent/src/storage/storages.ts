@@ -36,6 +36,8 @@ export interface StorageDeps {
   watchIntervalMs?: number;
   /** Finds hot-plugged disks; without it the block drivers are refused as not served. */
   devices?: HotplugDevices;
+  /** The agent's state root (default /run/kata-containers): overlayfs keeps overlay-rw layers below it. */
+  stateRoot?: string;
 }
 
 interface Entry {
@@ -58,6 +60,7 @@ export class StorageRegistry {
       log: deps.log,
       ensureFilesystem: deps.ensureFilesystem,
       watchIntervalMs: deps.watchIntervalMs ?? 2000,
+      stateRoot: deps.stateRoot ?? '/run/kata-containers',
     };
     this.all = driverFactories.map((make) => make(this.env));
     for (const d of this.all) if (!d.needsDevice || deps.devices) for (const n of d.names) this.byName.set(n, d);

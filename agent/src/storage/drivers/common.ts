@@ -19,6 +19,8 @@ export interface DriverEnv {
   ensureFilesystem: (fstype: string) => void;
   /** How often watchable-bind sources are compared with their copies (kata: 2 s). */
   watchIntervalMs: number;
+  /** The agent's state root (/run/kata-containers on the guest): where drivers keep their own dirs. */
+  stateRoot: string;
 }
 
 export interface SetUpContext {

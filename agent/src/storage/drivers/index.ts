@@ -5,7 +5,16 @@ import { blockDriver } from './block.js';
 import type { DriverFactory } from './common.js';
 import { ephemeralDriver } from './ephemeral.js';
 import { localDriver } from './local.js';
+import { overlayfsDriver } from './overlayfs.js';
 import { sharedFsDriver } from './shared-fs.js';
 import { watchableBindDriver } from './watchable-bind.js';
 
-export const driverFactories: readonly DriverFactory[] = [sharedFsDriver, ephemeralDriver, localDriver, bindDriver, watchableBindDriver, blockDriver];
+export const driverFactories: readonly DriverFactory[] = [
+  sharedFsDriver,
+  ephemeralDriver,
+  localDriver,
+  bindDriver,
+  watchableBindDriver,
+  overlayfsDriver,
+  blockDriver,
+];
