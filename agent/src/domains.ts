@@ -32,7 +32,8 @@ import { filesystemEnsurer } from './storage/filesystems.js';
 import { storageHandlers } from './storage/handlers.js';
 import { StorageRegistry } from './storage/storages.js';
 import { blockKinds, HotplugDevices } from './device/hotplug.js';
-import { moduleAutoloader } from './uevent/autoload.js';
+import { vfioKinds } from './device/vfio.js';
+import { moduleAutoloader, moduleLoader } from './uevent/autoload.js';
 import { UeventListener } from './uevent/listener.js';
 import { resizeVolumeHandlers } from './storage/resize-volume.js';
 import { swapHandlers } from './storage/swap.js';
@@ -132,7 +133,9 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
   // Listening starts now, before the host can hot-plug anything for this pod. Off the guest the
   // host's devices are not ours to wait for, nor its kernel ours to load drivers into.
   const uevents = guest && !deps.devices ? new UeventListener({ libc, log, onModalias: moduleAutoloader({ libc, log }) }).open() : undefined;
-  const devices = deps.devices ?? (uevents && new HotplugDevices({ uevents, sysfs: deps.sysfs ?? '/sys', timeoutMs: config.hotplugTimeoutMs }));
+  const devices =
+    deps.devices ??
+    (uevents && new HotplugDevices({ uevents, sysfs: deps.sysfs ?? '/sys', timeoutMs: config.hotplugTimeoutMs, loadModules: moduleLoader({ libc, log }) }));
   const storages = new StorageRegistry({
     devices,
     libc,
@@ -176,7 +179,7 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
     seccomp,
     storageDrivers: () => storages.drivers,
     devices,
-    deviceTypes: () => (devices ? [...blockKinds] : []),
+    deviceTypes: () => (devices ? [...blockKinds, ...vfioKinds] : []),
     start: () => pool.start(),
     async shutdown() {
       await pool.close();

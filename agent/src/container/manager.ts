@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { CreateContainerRequest, ExecProcessRequest } from '../../../protos/gen/agent_pb.js';
 import type { LinuxResources, LinuxSeccomp } from '../../../protos/gen/oci_pb.js';
+import { withDefaultDeviceRules } from '../cgroups/default-devices.js';
 import type { CgroupManager } from '../cgroups/cgroup.js';
 import { containerCgroupPath } from '../cgroups/self-path.js';
 import { signalAll } from '../cgroups/signal-all.js';
@@ -151,7 +152,7 @@ export class ContainerManager {
       if (sharer !== undefined) throw alreadyExists(`container ${id}: cgroup ${cgroupPath} is already container ${sharer}'s`);
       this.cgroupUsers.set(cgroupPath, id);
       undo.push(() => void this.cgroupUsers.delete(cgroupPath));
-      const cgroup = this.deps.cgroups.create(cgroupPath, spec.Linux?.Resources);
+      const cgroup = this.deps.cgroups.create(cgroupPath, withDefaultDeviceRules(spec.Linux?.Resources));
       undo.push(() => cgroup.destroy());
       const io = this.deps.createIO({ terminal: plan.process.terminal, pipeSize: this.deps.pipeSize, libc });
       undo.push(() => io.dispose());
@@ -417,6 +418,6 @@ export class ContainerManager {
   update(id: string, resources: LinuxResources | undefined): void {
     const c = this.get(id);
     if (!resources) throw invalidArgument(`UpdateContainer ${id}: no resources given`);
-    c.cgroup.update(resources);
+    c.cgroup.update(withDefaultDeviceRules(resources)!);
   }
 }

@@ -2,6 +2,7 @@
 import { InvalidArgument } from '../errors.js';
 import type { DeviceMatcher, UeventListener } from '../uevent/listener.js';
 import { nvdimmPmem, scsiDisk, virtioBlkMmio, virtioBlkPci, type BlockDevice } from './block.js';
+import { attachVfio, type VfioDevice, type VfioKind } from './vfio.js';
 
 /** Storage drivers and Device types naming a disk. */
 export const blockKinds = ['blk', 'mmioblk', 'scsi', 'nvdimm'] as const;
@@ -14,6 +15,8 @@ export interface HotplugDeps {
   sysfs: string;
   /** agent.hotplug_timeout. */
   timeoutMs: number;
+  /** Loads kernel modules by name (vfio_pci for VFIO devices); absent: the kernel has them built in. */
+  loadModules?: (names: string[]) => void;
 }
 
 export class HotplugDevices {
@@ -40,5 +43,10 @@ export class HotplugDevices {
 
   async block(kind: BlockKind, source: string, signal?: AbortSignal): Promise<BlockDevice> {
     return this.deps.uevents.waitFor(this.matcher(kind, source), this.deps.timeoutMs, signal);
+  }
+
+  /** A VFIO PCI device by its options ("<host BDF>=<guest PCI path>" per function): see vfio.ts. */
+  async vfio(kind: VfioKind, id: string, options: readonly string[], signal?: AbortSignal): Promise<VfioDevice> {
+    return attachVfio(this.deps, kind, id, options, signal);
   }
 }

@@ -34,3 +34,17 @@ export function moduleAutoloader(deps: AutoloadDeps): (modalias: string) => void
     if (r.loaded.length > 0 || r.failed.length > 0) deps.log.info({ modalias, loaded: r.loaded, ms: r.ms, failed: r.failed }, 'driver for a new device');
   };
 }
+
+/**
+ * (names) => void: loads modules by name with their dependencies (a driver a device gets by name,
+ * not by modalias: vfio_pci for a driver_override), each file at most once per agent.
+ */
+export function moduleLoader(deps: AutoloadDeps): (names: string[]) => void {
+  const modulesDir = deps.modulesDir ?? defaultModulesDir();
+  const tried = new Set<string>();
+  return (names) => {
+    const r = loadModules(deps.libc, modulesDir, names, {}, tried);
+    if (r.loaded.length > 0 || r.failed.length > 0 || r.unknown.length > 0)
+      deps.log.info({ names, loaded: r.loaded, ms: r.ms, failed: r.failed, unknown: r.unknown }, 'modules loaded by name');
+  };
+}
