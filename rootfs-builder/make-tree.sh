@@ -25,7 +25,7 @@ NODE_VERSION=20.20.2
 # nvdimm=on; dax is built into Debian's kernel, and dax_pmem/device_dax serve devdax namespaces
 # (/dev/daxN.M), which kata does not use.
 BOOT_MODULES="virtio_pci virtio_console vsock vmw_vsock_virtio_transport"
-EXTRA_MODULES="virtio_blk virtio_scsi sd_mod vsock_loopback ext4 9p 9pnet_virtio virtiofs overlay veth virtio_mmio virtio_net fuse crc32c_generic nfit nd_pmem vfio vfio_iommu_type1 vfio_pci"
+EXTRA_MODULES="virtio_blk virtio_scsi sd_mod vsock_loopback ext4 9p 9pnet_virtio virtiofs overlay veth virtio_mmio virtio_net fuse crc32c_generic xfs nfit nd_pmem vfio vfio_iommu_type1 vfio_pci"
 # Get/SetIPTables: iptables-nft's kernel side; the kernel loads them on demand through /sbin/modprobe
 # (busybox's, over modules.dep/modules.alias), as it does for any rule's match or target.
 NETFILTER_MODULES="nf_tables nft_compat x_tables xt_tcpudp xt_comment xt_mark xt_conntrack xt_multiport nft_reject_inet nf_reject_ipv4 nf_reject_ipv6 nft_chain_nat nf_nat xt_MASQUERADE xt_nat nft_ct"

@@ -5,7 +5,8 @@
 //    storage {driver "blk", source "02/01", fstype ext4, mount_point .../containers/<cid>} as
 //    devicemapper-backed 3.x pods send it);
 //  - a SCSI disk (scsi-hd on the controller, "0:2") holding another container's rootfs;
-//  - a raw virtio-blk disk passed as a `devices` entry, its node at /dev/xvdb in the container.
+//  - a raw virtio-blk disk passed as a `devices` entry, its node at /dev/xvdb in the container;
+//  - an xfs volume (fstype xfs: the agent loads the module), written and read by a container.
 // The agent must find each by uevent (loading virtio_blk, sd_mod as udev would), mount it, and
 // unmount it at RemoveContainer, so QMP device_del completes. Then a volume grown (QMP block_resize +
 // ResizeVolume) and swap on a mkswap'd disk (AddSwap by PCI slots). A device never plugged is
@@ -30,7 +31,7 @@ import { buildBusyboxRootfs } from '../support/busybox-rootfs.js';
 import { guestBusyboxRootfs, runInPod } from '../support/guest-container.js';
 import { GuestRpc } from '../support/guest-rpc.js';
 import { guestSkip, mustRunButCannot } from '../support/guest-skip.js';
-import { busyboxSpec } from '../support/oci-spec.js';
+import { addMount, busyboxSpec } from '../support/oci-spec.js';
 import { agentReady, bootGuest } from '../support/qemu.js';
 import { qmp, type Qmp } from '../support/qmp.js';
 
@@ -149,6 +150,25 @@ t.test('hot-plugged virtio-blk and SCSI disks: found by uevent while CreateConta
     t.match(numbers, /^[0-9a-f]+:[0-9a-f]+$/, 'stat shows the node');
     t.not(numbers, '8:63', "the guest's numbers, not the host's 8:99");
     await unplug(q, 'dev-raw1', 'raw1');
+
+    // 3b. An xfs volume (the agent loads xfs for it): mounted, written and read by a container.
+    const xfsDisk = path.join(dir, 'xfs.img');
+    fs.writeFileSync(xfsDisk, '');
+    fs.truncateSync(xfsDisk, 320 * 1024 * 1024); // xfsprogs 6.1 makes nothing under 300 MB; sparse
+    execFileSync('mkfs.xfs', ['-q', xfsDisk]);
+    const xfsMp = `${shared}/xfsvol`;
+    const xfsSpec = addMount(busyboxSpec(guestBusyboxRootfs, ['sh', '-c', 'echo on-xfs > /vol/f; cat /vol/f; grep " /vol " /proc/mounts | cut -d" " -f3']), {
+      destination: '/vol',
+      type: 'bind',
+      source: xfsMp,
+      options: ['rbind'],
+    });
+    const xfs = runInPod(rpc, 'xfsc', xfsSpec, { storages: [{ driver: 'blk', source: '02/05', fstype: 'xfs', options: [], mountPoint: xfsMp }] });
+    await sleep(1000);
+    await plug(q, 'xfs1', xfsDisk, { driver: 'virtio-blk-pci', id: 'dev-xfs1', bus: 'pci-bridge-0', addr: '05' });
+    t.same(await xfs, { stdout: 'on-xfs\nxfs\n', status: 0 }, 'the container wrote and read its xfs volume');
+    t.match(vm.console, /"fstype":"xfs","loaded":\[[^\]]*"xfs"/, 'the agent loaded xfs for the mount');
+    await unplug(q, 'dev-xfs1', 'xfs1');
 
     // 4. A direct-assigned volume grown: the host resizes the disk (QMP block_resize), then
     // ResizeVolume grows its ext4 online; GetVolumeStats sees the new size.
