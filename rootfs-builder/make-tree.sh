@@ -6,7 +6,10 @@
 # usage: make-tree.sh OUT_DIR
 #   env: KATA_CACHE_DIR   download cache reused between runs (default ~/.cache/kata-agent-ts)
 #        KATA_AGENT_BUNDLE folder holding agent.js (the esbuild bundle); built here when unset
-# Produces OUT_DIR/rootfs (the guest tree), OUT_DIR/vmlinuz and OUT_DIR/manifest.txt (versions used).
+#        KATA_KERNEL       debian (default: Debian's kernel and its modules) or kata (our own
+#                          kernel, built by the image builder; KATA_KERNEL_RELEASE names it)
+# Produces OUT_DIR/rootfs (the guest tree), OUT_DIR/vmlinuz (Debian's kernel only) and
+# OUT_DIR/manifest.txt (versions used).
 set -euo pipefail
 
 OUT=${1:?usage: make-tree.sh OUT_DIR}
@@ -39,9 +42,17 @@ rm -rf "$ROOT" "$OUT/vmlinuz" "$OUT/manifest.txt"
 
 # Debian keeps only the current kernel ABI on its mirror, so the version is resolved from the
 # metapackage at build time and written to the manifest rather than hard-coded.
+# KATA_KERNEL=kata: the image builder compiled our own kernel (rootfs-builder/src/kernel.ts), every
+# driver built in; its release comes in KATA_KERNEL_RELEASE and the tree carries no modules.
+KATA_KERNEL=${KATA_KERNEL:-debian}
 step "resolving package versions"
-KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-[ -n "$KPKG" ] || { echo "cannot resolve linux-image-amd64 (run apt-get update)" >&2; exit 1; }
+if [ "$KATA_KERNEL" = debian ]; then
+  KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+  [ -n "$KPKG" ] || { echo "cannot resolve linux-image-amd64 (run apt-get update)" >&2; exit 1; }
+else
+  [ -n "${KATA_KERNEL_RELEASE:-}" ] || { echo "KATA_KERNEL=$KATA_KERNEL needs KATA_KERNEL_RELEASE" >&2; exit 1; }
+  KPKG=
+fi
 # iptables and its libraries: GetIPTables/SetIPTables run the guest's iptables-save/-restore.
 IPTABLES_LIBS="libip4tc2 libip6tc2 libxtables12 libmnl0 libnetfilter-conntrack3 libnfnetlink0 libnftnl11"
 # libseccomp2: the container-init helper loads containers' seccomp filters through it.
@@ -153,6 +164,13 @@ ln -sf /usr/bin/kata-agent "$ROOT/init"
 rm -f "$ROOT/sbin/init"
 ln -s /usr/bin/kata-agent "$ROOT/sbin/init"
 
+if [ "$KATA_KERNEL" != debian ]; then
+  step "kernel $KATA_KERNEL_RELEASE: built in, no modules"
+  # Empty indexes, so the loaders find nothing to load rather than no index at all.
+  mkdir -p "$ROOT/lib/modules/$KATA_KERNEL_RELEASE"
+  for f in modules.dep modules.alias modules.builtin modules.order; do : >"$ROOT/lib/modules/$KATA_KERNEL_RELEASE/$f"; done
+  : >"$ROOT/etc/kata-agent/modules"
+else
 step "kernel and modules ($KPKG)"
 # The unpacked, depmod-ed kernel package is cached too: unpacking and indexing ~4000 modules is
 # most of a cached build's time.
@@ -176,6 +194,7 @@ done
 cp "$x/lib/modules/$KVER/modules.order" "$x/lib/modules/$KVER/modules.builtin"* "$ROOT/lib/modules/$KVER/"
 depmod -b "$ROOT" "$KVER"
 printf '%s\n' $BOOT_MODULES >"$ROOT/etc/kata-agent/modules"
+fi
 
 # A minimal container rootfs for `npm run demo` and the in-VM container tests: busybox hard-linked
 # (no second copy in the image) plus the empty mount points an OCI spec expects.

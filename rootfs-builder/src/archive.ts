@@ -49,11 +49,22 @@ export interface Ext4Options {
   uuid: string;
   epoch: number;
   label: string;
+  /** The filesystem's size; default ext4SizeMiB(dir). */
+  sizeMiB?: number;
+  /**
+   * A 4 MiB journal: kata mounts `image =` roots with rootflags=data=ordered, which ext4 refuses
+   * without one.
+   */
+  journal?: boolean;
+}
+
+/** Room for the tree plus the metadata mkfs adds and a little slack; whole MiB so the size is stable. */
+export function ext4SizeMiB(dir: string): number {
+  return Math.ceil((treeBytes(dir) * 1.15) / 1048576) + 16;
 }
 
 export function makeExt4(dir: string, dest: string, o: Ext4Options): void {
-  // Room for the metadata mkfs adds plus a little slack; whole MiB so the size is stable.
-  const mib = Math.ceil((treeBytes(dir) * 1.15) / 1048576) + 16;
+  const mib = o.sizeMiB ?? ext4SizeMiB(dir);
   fs.rmSync(dest, { force: true });
   const env = { ...process.env, E2FSPROGS_FAKE_TIME: String(o.epoch), SOURCE_DATE_EPOCH: String(o.epoch) };
   try {
@@ -72,8 +83,7 @@ export function makeExt4(dir: string, dest: string, o: Ext4Options): void {
         o.label,
         '-U',
         o.uuid,
-        '-O',
-        '^has_journal,^metadata_csum_seed',
+        ...(o.journal ? ['-J', 'size=4', '-O', '^metadata_csum_seed'] : ['-O', '^has_journal,^metadata_csum_seed']),
         '-E',
         `root_owner=0:0,hash_seed=${o.uuid},lazy_itable_init=0,nodiscard`,
         '-d',

@@ -15,7 +15,7 @@ async function demo(): Promise<void> {
   const assets = assetsIn();
   if (Object.values(assets).some((f) => !fs.existsSync(f))) {
     console.log('== guest image missing: building it (npm run image)');
-    build({ out: path.dirname(assets.kernel) });
+    await build({ out: path.dirname(assets.kernel), kernel: 'debian' });
   }
   const reason = guestSkipReason(assets);
   if (reason) throw new Error(reason);

@@ -14,7 +14,7 @@ export PATH=/bin
 busybox mount -t proc proc /proc
 busybox mount -t devtmpfs dev /dev
 for m in ${modules.join(' ')}; do busybox insmod /modules/$m.ko 2>/dev/null; done
-root=/dev/vda; mode=ro; init=/sbin/init
+root=/dev/vda1; mode=ro; init=/sbin/init
 for w in $(busybox cat /proc/cmdline); do
   case "$w" in root=/dev/*) root=\${w#root=};; rw) mode=rw;; init=*) init=\${w#init=};; esac
 done

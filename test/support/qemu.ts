@@ -204,8 +204,13 @@ export function kataKernelParams(generation: '1.x' | '3.x', maxVcpus: number): s
 
 export interface BootOptions {
   assets?: GuestAssets;
-  /** initrd: the whole rootfs as initramfs; image: ext4 on virtio-blk behind the stage-1 initramfs. */
-  mode: 'initrd' | 'image';
+  /**
+   * initrd: the whole rootfs as initramfs; image: the disk image on virtio-blk behind the stage-1
+   * initramfs (Debian's kernel). nvdimm and virtio-blk: kata's `image =`, no initramfs at all (our
+   * kernel, drivers built in): the image as a read-only nvdimm with root=/dev/pmem0p1 and DAX, or
+   * (`disable_image_nvdimm`) a virtio-blk disk with root=/dev/vda1.
+   */
+  mode: 'initrd' | 'image' | 'nvdimm' | 'virtio-blk';
   /** Extra kernel parameters (agent.* options), after the base ones. */
   params?: string[];
   /** Replaces the harness's base kernel parameters (fastKernelParams), e.g. with kataKernelParams(). */
@@ -361,9 +366,20 @@ export function qemuArgs(o: BootOptions, accel: Accelerator): string[] {
   if (o.mode === 'initrd') {
     args.push('-initrd', a.initrd);
     if (o.init) params.push(`rdinit=${o.init}`);
+  } else if (o.mode === 'nvdimm') {
+    // As kata's QEMU driver attaches `image =` by default (machine nvdimm=on, memory slots for it).
+    const size = fs.statSync(a.image).size;
+    args.push('-machine', 'nvdimm=on', '-m', `${o.memoryMiB ?? 512}M,slots=2,maxmem=${(o.memoryMiB ?? 512) + 2048}M`);
+    args.push('-object', `memory-backend-file,id=mem0,mem-path=${a.image},size=${size},readonly=on`, '-device', 'nvdimm,id=nv0,memdev=mem0,unarmed=on');
+    params.push('root=/dev/pmem0p1', 'rootflags=dax,data=ordered,errors=remount-ro', 'ro', 'rootfstype=ext4');
+    if (o.init) params.push(`init=${o.init}`);
+  } else if (o.mode === 'virtio-blk') {
+    args.push('-drive', `file=${a.image},format=raw,if=none,id=image0,readonly=on`, '-device', 'virtio-blk-pci,drive=image0');
+    params.push('root=/dev/vda1', 'rootflags=data=ordered,errors=remount-ro', 'ro', 'rootfstype=ext4');
+    if (o.init) params.push(`init=${o.init}`);
   } else {
     args.push('-initrd', a.stage1, '-drive', `file=${a.image},format=raw,if=virtio,readonly=on`);
-    params.push('root=/dev/vda');
+    params.push('root=/dev/vda1');
     if (o.init) params.push(`init=${o.init}`);
   }
   if (o.serialSocket || kataConsole) args.push('-device', 'virtio-serial-pci,id=vser0');
