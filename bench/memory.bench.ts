@@ -2,7 +2,8 @@
 // call (which builds the agent service: descriptors and domains), after 1,000 ttrpc RPCs, after 1,000
 // gRPC RPCs (kata 1.x; loads grpc-js), and with 10 running containers. The idle and first-call figures
 // are also taken with node started as the guest image starts it (rootfs-builder/guest-node.json).
-// Peer: an idle Node process.
+// Peer: an idle Node process; for the burst rows, the same agent with its heap tuning off
+// (KATA_AGENT_HEAP_TUNING=0, agent/src/memory/heap-tuning.ts) in the same round.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -52,6 +53,29 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
     grpc: [] as number[],
     ctr: [] as number[],
     node: [] as number[],
+    burst: [] as number[],
+    burstIdle: [] as number[],
+    untunedBurst: [] as number[],
+    untunedBurstIdle: [] as number[],
+  };
+  /** RssAnon after 2,000 ttrpc + 2,000 gRPC calls, and once more after 10 s without calls. */
+  const burst = async (name: string, env: Record<string, string>) => {
+    const a = startAgent(name, [], env);
+    try {
+      const t = new TtrpcClient(await connectWhenReady(a.sock, 10_000));
+      await rpcs(t, 2000);
+      const g = new GrpcClient(await connectWhenReady(a.sock, 10_000));
+      await rpcs(g, 2000);
+      g.close();
+      await sleep(1000);
+      const after = memoryOf(a.child.pid!).rssAnon;
+      await sleep(10_000);
+      const idle = memoryOf(a.child.pid!).rssAnon;
+      t.close();
+      return { after, idle };
+    } finally {
+      await stop(a.child);
+    }
   };
   const startAgent = (name: string, flags: string[] = [], env: Record<string, string> = {}) => {
     const sock = path.join(dir, `${name}.sock`);
@@ -82,6 +106,12 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
     } finally {
       await stop(guest.child);
     }
+    const tuned = await burst(`b${r}`, {});
+    const untuned = await burst(`u${r}`, { KATA_AGENT_HEAP_TUNING: '0' });
+    s.burst.push(tuned.after);
+    s.burstIdle.push(tuned.idle);
+    s.untunedBurst.push(untuned.after);
+    s.untunedBurstIdle.push(untuned.idle);
     const { child: agent, sock } = startAgent(`m${r}`);
     const peer = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
     try {
@@ -138,6 +168,22 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
     { measure: 'agent RssAnon after 1,000 ttrpc RPCs', unit: 'MB', higherIsBetter: false, ours: ours(s.ttrpc), peer },
     { measure: 'agent RssAnon after 1,000 more gRPC RPCs (loads grpc-js)', unit: 'MB', higherIsBetter: false, ours: ours(s.grpc), peer },
     { measure: 'agent PSS idle', unit: 'MB', higherIsBetter: false, ours: ours(s.pss) },
+    {
+      measure: 'agent RssAnon after 2,000 ttrpc + 2,000 gRPC RPCs, heap tuned vs not',
+      unit: 'MB',
+      higherIsBetter: false,
+      ours: ours(s.burst),
+      peer: { name: 'KATA_AGENT_HEAP_TUNING=0', samples: s.untunedBurst },
+      target: '≤ 14 MB (issue 15; kata Go agent 1.x: 6.9 MB)',
+    },
+    {
+      measure: 'agent RssAnon 10 s after that burst, heap tuned vs not',
+      unit: 'MB',
+      higherIsBetter: false,
+      ours: ours(s.burstIdle),
+      peer: { name: 'KATA_AGENT_HEAP_TUNING=0', samples: s.untunedBurstIdle },
+      target: 'memory given back once idle',
+    },
   ];
   if (s.ctr.length) rows.push({ measure: 'agent RssAnon with 10 running containers', unit: 'MB', higherIsBetter: false, ours: ours(s.ctr), peer });
   return rows;

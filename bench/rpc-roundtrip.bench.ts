@@ -14,9 +14,10 @@ import type { BenchOptions, BenchRow } from './types.js';
 
 const repoRoot = path.resolve(__dirname, '../..');
 
-async function startAgent(socket: string) {
+async function startAgent(socket: string, env: NodeJS.ProcessEnv = {}) {
   const child = spawn(process.execPath, [path.join(repoRoot, 'bin/kata-agent'), '--server-addr', `unix://${socket}`, '--log-level', 'warn'], {
     stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, ...env },
   });
   let log = '';
   child.stderr!.on('data', (c: Buffer) => (log += c));
@@ -46,22 +47,32 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
   const req = toBinary(CheckRequestSchema, create(CheckRequestSchema));
   const total = opts.quick ? 4000 : 40000;
   const blockSize = 500;
+  // The same agent with its heap tuning off (agent/src/memory/heap-tuning.ts): what the tuning costs.
+  const untunedSocket = path.join(dir, 'untuned.sock');
+  const untunedChild = await startAgent(untunedSocket, { KATA_AGENT_HEAP_TUNING: '0' });
+  const untuned = new TtrpcClient(await connect(`unix://${untunedSocket}`, { timeoutMs: 5000 }));
   const ours: number[] = [];
   const peer: number[] = [];
+  const untunedSamples: number[] = [];
   try {
     await block(ttrpc, req, 300, []);
     await block(grpc, req, 300, []);
+    await block(untuned, req, 300, []);
     for (let done = 0; done < total; done += blockSize) {
       await block(ttrpc, req, blockSize, ours);
       await block(grpc, req, blockSize, peer);
+      await block(untuned, req, blockSize, untunedSamples);
       opts.progress(`rpc-roundtrip: ${done + blockSize}/${total} calls per wire`);
     }
   } finally {
     ttrpc.close();
     grpc.close();
-    const exited = new Promise((r) => child.once('exit', r));
-    child.kill('SIGTERM');
-    await exited;
+    untuned.close();
+    for (const c of [child, untunedChild]) {
+      const exited = new Promise((r) => c.once('exit', r));
+      c.kill('SIGTERM');
+      await exited;
+    }
     fs.rmSync(dir, { recursive: true, force: true });
   }
   return [
@@ -72,6 +83,14 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
       ours: { name: 'ttrpc', samples: ours },
       peer: { name: 'gRPC (HTTP/2)', samples: peer },
       target: 'ttrpc median ≤ 0.3 ms',
+    },
+    {
+      measure: "ttrpc Check round trip, heap tuned vs not (the memory tuning's price)",
+      unit: 'ms',
+      higherIsBetter: false,
+      ours: { name: 'tuned (default)', samples: ours },
+      peer: { name: 'KATA_AGENT_HEAP_TUNING=0', samples: untunedSamples },
+      target: 'stated trade: memory after bursts against latency',
     },
   ];
 }

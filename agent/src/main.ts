@@ -13,6 +13,7 @@ import { routeConnection } from './transport/wire-router.js';
 import { agentVersion } from './version.js';
 import type { AgentDomains, DomainDeps } from './domains.js';
 import { uptimeMs } from './log/uptime.js';
+import { tuneHeap } from './memory/heap-tuning.js';
 
 export type { DomainDeps } from './domains.js';
 
@@ -89,6 +90,7 @@ export async function startAgent(config: AgentConfig, log: Logger, deps: DomainD
     },
     'agent listening',
   );
+  tuneHeap(log);
   return {
     config,
     log,
