@@ -29,6 +29,7 @@ import { checkReadData, isEndOfStream, readToEnd } from '../support/end-of-strea
 import { GuestRpc } from '../support/guest-rpc.js';
 import { guestSkip, mustRunButCannot } from '../support/guest-skip.js';
 import { addMount, busyboxSpec } from '../support/oci-spec.js';
+import { runInPod } from '../support/guest-container.js';
 import { agentReady, bootGuest } from '../support/qemu.js';
 import { startVirtiofsd, vhostUserFsArgs, virtiofsdMissing, type Virtiofsd } from '../support/virtiofsd.js';
 
@@ -177,18 +178,7 @@ async function runOverlay(rpc: GuestRpc, cid: string): Promise<{ stdout: string;
     options: [`lowerdir=${sharedInGuest}/${cid}/rootfs`, 'io.katacontainers.fs-opt.overlay-rw'],
     mountPoint: rootfs,
   };
-  const spec = busyboxSpec(rootfs, ['sh', '-c', 'echo changed-in-overlay > /etc/marker; cat /etc/marker']);
-  await rpc.call(agent, 'CreateContainer', CreateContainerRequestSchema, { containerId: id, execId: id, OCI: spec, storages: [storage] }, EmptySchema);
-  await rpc.call(agent, 'StartContainer', StartContainerRequestSchema, { containerId: id }, EmptySchema);
-  const stdout = (
-    await readToEnd(
-      () => rpc.call(agent, 'ReadStdout', ReadStreamRequestSchema, { containerId: id, execId: id, len: 32 * 1024 }, ReadStreamResponseSchema),
-      `ReadStdout ${id}`,
-    )
-  ).toString();
-  const { status } = await rpc.call(agent, 'WaitProcess', WaitProcessRequestSchema, { containerId: id, execId: id }, WaitProcessResponseSchema);
-  await rpc.call(agent, 'RemoveContainer', RemoveContainerRequestSchema, { containerId: id }, EmptySchema);
-  return { stdout, status };
+  return runInPod(rpc, id, busyboxSpec(rootfs, ['sh', '-c', 'echo changed-in-overlay > /etc/marker; cat /etc/marker']), { storages: [storage] });
 }
 
 async function check(t: Test, name: string, extraArgs: (share: string, dir: string) => Promise<string[]>, shared: StorageInit, memoryBackend: boolean) {
