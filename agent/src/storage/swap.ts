@@ -37,8 +37,9 @@ export function swapHandlers(deps: SwapDeps): AgentHandlers {
     },
     addSwapPath(req) {
       const p = req.path;
-      if (!path.isAbsolute(p) || path.normalize(p) !== p || p.includes('\0')) {
-        throw invalidArgument(`AddSwapPath: path "${p}" is not a normalized absolute path`);
+      // A swap file's path: absolute, normalized, and not ending in "/" (a directory's).
+      if (!path.isAbsolute(p) || path.normalize(p) !== p || p.endsWith('/') || p.includes('\0')) {
+        throw invalidArgument(`AddSwapPath: path "${p}" is not a normalized absolute path to a file`);
       }
       if (!deps.devices) throw offGuest(`AddSwapPath ${p}`);
       deps.libc.swapon(p, 0);
