@@ -245,6 +245,8 @@ export class GuestVm {
     private readonly proc: ChildProcess,
     readonly consoleFile: string,
     readonly args: string[],
+    /** A temp folder bootGuest made for the console file: removed once QEMU is gone (vm.console keeps the text). */
+    ownedDir?: string,
   ) {
     const out = fs.createWriteStream(consoleFile);
     const onData = (d: Buffer) => {
@@ -260,7 +262,9 @@ export class GuestVm {
     proc.stderr!.on('data', onData);
     proc.on('exit', (code) => {
       this.exited = code;
-      out.end();
+      out.end(() => {
+        if (ownedDir) fs.rmSync(ownedDir, { recursive: true, force: true });
+      });
       this.exitWaiters.forEach((f) => f(code));
       this.exitWaiters = [];
     });
@@ -412,7 +416,8 @@ process.on('exit', () => {
 });
 
 export async function bootGuest(o: BootOptions): Promise<GuestVm> {
-  const consoleFile = o.consoleFile ?? path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kata-guest-')), 'console.log');
+  const ownedDir = o.consoleFile ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'kata-guest-'));
+  const consoleFile = o.consoleFile ?? path.join(ownedDir!, 'console.log');
   const args = qemuArgs(o, await accelerator(o.assets?.kernel));
   const proc = spawn(qemuBinary, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   await new Promise<void>((resolve, reject) => {
@@ -421,7 +426,7 @@ export async function bootGuest(o: BootOptions): Promise<GuestVm> {
   });
   live.add(proc.pid!);
   proc.once('exit', () => live.delete(proc.pid!));
-  return new GuestVm(proc, consoleFile, args);
+  return new GuestVm(proc, consoleFile, args, ownedDir);
 }
 
 /** The agent's "agent listening" log line: the readiness signal before a host channel exists. */
