@@ -166,7 +166,7 @@ async function compileFromSource(work: string, deb: string, fragmentFile: string
   const missing = missingOptions(fragmentOptions(fs.readFileSync(fragmentFile, 'utf8')), config);
   if (missing.length) throw new Error(`the kernel config dropped options of the fragment (a dependency is missing):\n  ${missing.join('\n  ')}`);
   const release = make('-s', 'kernelrelease').trim();
-  log(`compiling ${release} with ${jobs} jobs (a first build takes ~12 min on 2 cores)`);
+  log(`compiling ${release} with ${jobs} jobs (a first build takes 12-17 min on 2 cores)`);
   await compile(src, out, jobs, env, log, path.join(work, 'build.log'));
   return { vmlinux: path.join(out, 'vmlinux'), config: path.join(out, '.config'), release };
 }

@@ -38,7 +38,7 @@ const usage = `usage: kata-rootfs-builder [--out DIR] [--from-tree DIR] [--cache
   --out DIR        output folder (default: build/ in the repository)
   --kernel K       debian (default, or $KATA_KERNEL): Debian's kernel and modules; kata: our own
                    kernel from linux-source-6.1 + rootfs-builder/kernel/kata-guest.config, every
-                   driver built in, as kata's image = needs (compiled once, ~12 min on 2 cores)
+                   driver built in, as kata's image = needs (compiled once, 12-17 min on 2 cores)
   --from-tree DIR  use a tree made by Dockerfile.rootfs (docker build --output) instead of building one
   --cache DIR      download cache (default: ~/.cache/kata-agent-ts, or $KATA_CACHE_DIR)`;
 
