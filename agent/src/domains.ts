@@ -132,10 +132,12 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
   const resolvConfTarget = deps.resolvConfTarget ?? (guest ? '/etc/resolv.conf' : `${config.stateRoot}/etc-resolv.conf`);
   // Listening starts now, before the host can hot-plug anything for this pod. Off the guest the
   // host's devices are not ours to wait for, nor its kernel ours to load drivers into.
-  const uevents = guest && !deps.devices ? new UeventListener({ libc, log, onModalias: moduleAutoloader({ libc, log }) }).open() : undefined;
+  // Drivers by modalias (uevents) and by name (vfio_pci) share one record of the files tried.
+  const modules = { libc, log, tried: new Set<string>() };
+  const uevents = guest && !deps.devices ? new UeventListener({ libc, log, onModalias: moduleAutoloader(modules) }).open() : undefined;
   const devices =
     deps.devices ??
-    (uevents && new HotplugDevices({ uevents, sysfs: deps.sysfs ?? '/sys', timeoutMs: config.hotplugTimeoutMs, loadModules: moduleLoader({ libc, log }) }));
+    (uevents && new HotplugDevices({ uevents, sysfs: deps.sysfs ?? '/sys', timeoutMs: config.hotplugTimeoutMs, loadModules: moduleLoader(modules) }));
   const storages = new StorageRegistry({
     devices,
     libc,

@@ -1,6 +1,7 @@
 // The image formats: a newc cpio for initrds and an ext4 file system, both made from a folder
 // without mounting anything and byte-for-byte reproducible from the same tree.
 import { execFileSync, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -105,4 +106,17 @@ export function makeExt4(dir: string, dest: string, o: Ext4Options): void {
   const r = spawnSync('debugfs', ['-w', '-f', '-', dest], { input: cmds + '\n', env, stdio: ['pipe', 'ignore', 'pipe'] });
   if (r.error) throw new Error(`debugfs: ${r.error.message} (install e2fsprogs)`);
   if (r.status !== 0) throw new Error(`debugfs on ${dest} failed (${r.status}): ${r.stderr.toString().slice(0, 500)}`);
+}
+
+/** sha256 of a file, read in 8 MiB pieces (images and packages are hundreds of MiB). */
+export function sha256File(file: string): string {
+  const h = crypto.createHash('sha256');
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.alloc(8 * 1024 * 1024);
+    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0;) h.update(buf.subarray(0, n));
+  } finally {
+    fs.closeSync(fd);
+  }
+  return h.digest('hex');
 }

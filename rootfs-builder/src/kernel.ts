@@ -8,6 +8,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { sha256File } from './archive.js';
 
 export const SOURCE_PACKAGE = 'linux-source-6.1';
 /** Bumped when the build steps below change what comes out for the same inputs. */
@@ -38,18 +39,6 @@ function run(cmd: string, args: string[], what: string, opts: { cwd?: string; en
   if (r.error) throw new Error(`${what}: ${cmd}: ${r.error.message}`);
   if (r.status !== 0) throw new Error(`${what}: ${cmd} ${args.join(' ')} exited ${r.status ?? r.signal}\n${(r.stderr || r.stdout).slice(-3000)}`);
   return r.stdout;
-}
-
-function sha256File(file: string): string {
-  const h = crypto.createHash('sha256');
-  const fd = fs.openSync(file, 'r');
-  try {
-    const buf = Buffer.alloc(8 * 1024 * 1024);
-    for (let n; (n = fs.readSync(fd, buf, 0, buf.length, null)) > 0;) h.update(buf.subarray(0, n));
-  } finally {
-    fs.closeSync(fd);
-  }
-  return h.digest('hex');
 }
 
 /** The candidate version apt has for the source package, downloaded into <cache>/deb once. */

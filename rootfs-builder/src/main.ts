@@ -2,12 +2,11 @@
 // shares) → vmlinux, initrd, disk image (kata's layout, disk-image.ts) and stage-1 initramfs in one
 // folder, with sizes printed.
 import { spawnSync } from 'node:child_process';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import util from 'node:util';
-import { ext4SizeMiB, makeCpio, makeExt4 } from './archive.js';
+import { ext4SizeMiB, makeCpio, makeExt4, sha256File } from './archive.js';
 import { assembleImage, imageSize, ROOTFS_OFFSET } from './disk-image.js';
 import { makeStage1Tree } from './stage1.js';
 import { extractVmlinuxFile } from './vmlinux.js';
@@ -72,10 +71,6 @@ function parseCli(argv: string[]): Args {
 
 const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
 
-function sha256(file: string): string {
-  return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
-}
-
 function timed<T>(label: string, fn: () => T): T {
   const t0 = Date.now();
   console.log(`== ${label}`);
@@ -101,9 +96,13 @@ export async function build(args: Args): Promise<void> {
   const tree = args.fromTree ?? path.join(args.out, 'tree');
   if (!args.fromTree) {
     timed('guest tree (rootfs-builder/make-tree.sh)', () => {
-      const env: NodeJS.ProcessEnv = { ...process.env, SOURCE_DATE_EPOCH: process.env.SOURCE_DATE_EPOCH ?? String(DEFAULT_EPOCH), KATA_KERNEL: args.kernel };
-      env.KATA_CACHE_DIR = cache;
-      if (kernel) env.KATA_KERNEL_RELEASE = kernel.release;
+      const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        SOURCE_DATE_EPOCH: process.env.SOURCE_DATE_EPOCH ?? String(DEFAULT_EPOCH),
+        KATA_CACHE_DIR: cache,
+        KATA_KERNEL: args.kernel,
+        ...(kernel ? { KATA_KERNEL_RELEASE: kernel.release } : {}),
+      };
       const r = spawnSync('bash', [path.join(repo, 'rootfs-builder', 'make-tree.sh'), tree], { stdio: 'inherit', env });
       if (r.status !== 0) throw new Error(`make-tree.sh failed (exit ${r.status ?? r.signal})`);
     });
@@ -159,7 +158,7 @@ export async function build(args: Args): Promise<void> {
   for (const k of outputs) {
     const f = out(k);
     const size = fs.statSync(f).size;
-    const sum = sha256(f);
+    const sum = sha256File(f);
     lines.push(`output ${outputNames[k]} ${size} sha256=${sum}`);
     console.log(`   ${outputNames[k].padEnd(32)} ${mib(size).padStart(10)}  sha256 ${sum.slice(0, 16)}`);
   }

@@ -50,8 +50,10 @@ export function applyFoundDevices(spec: Spec, found: readonly FoundDevice[]): vo
   if (!spec.Linux) throw new InvalidArgument('the spec has no Linux section for its devices');
   const linux = spec.Linux;
   const rewritten = new Set<object>();
+  type Numbers = { major: number; minor: number };
   // Each rule is rewritten once, from the host's numbers: two devices may trade numbers.
-  const retarget = (node: LinuxDevice, type: string, major: bigint, minor: bigint) => {
+  const retarget = (node: LinuxDevice, type: string, dev: Numbers) => {
+    const [major, minor] = [BigInt(dev.major), BigInt(dev.minor)];
     for (const rule of linux.Resources?.Devices ?? []) {
       if (!rewritten.has(rule) && rule.Type === node.Type && rule.Major === node.Major && rule.Minor === node.Minor) {
         rule.Type = type;
@@ -64,13 +66,27 @@ export function applyFoundDevices(spec: Spec, found: readonly FoundDevice[]): vo
     node.Major = major;
     node.Minor = minor;
   };
-  const allow = (type: 'b' | 'c', dev: { major: number; minor: number }) => {
+  const allow = (type: 'b' | 'c', dev: Numbers) => {
     // The spec's rules start from "deny all" (containerd, CRI-O); no rules at all restricts nothing.
     if (!linux.Resources || linux.Resources.Devices.length === 0) return;
     const [major, minor] = [BigInt(dev.major), BigInt(dev.minor)];
     // Once per node: two devices of one group, or a host rule already retargeted to these numbers.
     if (linux.Resources.Devices.some((r) => r.Allow && r.Type === type && r.Major === major && r.Minor === minor && r.Access === 'rwm')) return;
     linux.Resources.Devices.push({ $typeName: 'grpc.LinuxDeviceCgroup', Allow: true, Type: type, Major: major, Minor: minor, Access: 'rwm' });
+  };
+  /** A node the spec did not have (root's, `mode`); it would be unopenable without a rule of its own. */
+  const addNode = (path: string, type: 'b' | 'c', dev: Numbers, mode: number) => {
+    linux.Devices.push({
+      $typeName: 'grpc.LinuxDevice',
+      Path: path,
+      Type: type,
+      Major: BigInt(dev.major),
+      Minor: BigInt(dev.minor),
+      FileMode: mode,
+      UID: 0,
+      GID: 0,
+    });
+    allow(type, dev);
   };
   const addresses = new Map<string, string>();
   for (const { device, found: dev, vfio } of found) {
@@ -88,47 +104,20 @@ export function applyFoundDevices(spec: Spec, found: readonly FoundDevice[]): vo
       // Two devices may share a guest group: the second finds the node the first one made.
       const node = linux.Devices.find((n) => n.Path === device.containerPath) ?? linux.Devices.find((n) => n.Path === groupDev.path);
       if (node) {
-        retarget(node, 'c', BigInt(groupDev.major), BigInt(groupDev.minor));
+        retarget(node, 'c', groupDev);
         node.Path = groupDev.path;
-      } else {
-        linux.Devices.push({
-          $typeName: 'grpc.LinuxDevice',
-          Path: groupDev.path,
-          Type: 'c',
-          Major: BigInt(groupDev.major),
-          Minor: BigInt(groupDev.minor),
-          FileMode: 0o660,
-          UID: 0,
-          GID: 0,
-        });
-      }
-      allow('c', groupDev);
+        allow('c', groupDev);
+      } else addNode(groupDev.path, 'c', groupDev, 0o660);
       const ctl = linux.Devices.find((n) => n.Path === control.path);
-      if (ctl) retarget(ctl, 'c', BigInt(control.major), BigInt(control.minor));
-      else
-        linux.Devices.push({
-          $typeName: 'grpc.LinuxDevice',
-          Path: control.path,
-          Type: 'c',
-          Major: BigInt(control.major),
-          Minor: BigInt(control.minor),
-          FileMode: 0o666,
-          UID: 0,
-          GID: 0,
-        });
-      allow('c', control);
+      if (ctl) {
+        retarget(ctl, 'c', control);
+        allow('c', control);
+      } else addNode(control.path, 'c', control, 0o666);
       continue;
     }
     const node = linux.Devices.find((n) => n.Path === device.containerPath);
-    const major = BigInt(dev.major);
-    const minor = BigInt(dev.minor);
-    if (!node) {
-      linux.Devices.push({ $typeName: 'grpc.LinuxDevice', Path: device.containerPath, Type: 'b', Major: major, Minor: minor, FileMode: 0o660, UID: 0, GID: 0 });
-      // A node added here would be there but unopenable without a rule of its own.
-      allow('b', dev);
-      continue;
-    }
-    retarget(node, node.Type, major, minor);
+    if (node) retarget(node, node.Type, dev);
+    else addNode(device.containerPath, 'b', dev, 0o660);
   }
   if (addresses.size > 0 && spec.Process) rewritePciEnv(spec.Process.Env, addresses);
 }

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { InvalidArgument } from '../errors.js';
 import type { DeviceMatcher } from '../uevent/listener.js';
 import type { Uevent } from '../uevent/uevent.js';
+import { readDevNumbers } from './dev-numbers.js';
 import { formatPciPath, parsePciPath, pciRelativePath, type PciPath } from './pci-path.js';
 
 export interface BlockDevice {
@@ -34,14 +35,8 @@ function diskIn(blockDir: string): BlockDevice | undefined {
     return undefined;
   }
   for (const name of names) {
-    let dev: string;
-    try {
-      dev = fs.readFileSync(path.join(blockDir, name, 'dev'), 'utf8').trim();
-    } catch {
-      continue;
-    }
-    const m = /^(\d+):(\d+)$/.exec(dev);
-    if (m) return { path: `/dev/${name}`, major: Number(m[1]), minor: Number(m[2]) };
+    const n = readDevNumbers(path.join(blockDir, name, 'dev'));
+    if (n) return { path: `/dev/${name}`, ...n };
   }
   return undefined;
 }
@@ -92,12 +87,8 @@ export function virtioBlkMmio(sysfs: string, devPath: string): DeviceMatcher<Blo
       return dev && ev.devname === name && ev.devpath.endsWith(`/block/${name}`) ? dev : undefined;
     },
     present() {
-      try {
-        const m = /^(\d+):(\d+)$/.exec(fs.readFileSync(path.join(sysfs, 'class', 'block', name, 'dev'), 'utf8').trim());
-        return m ? { path: devPath, major: Number(m[1]), minor: Number(m[2]) } : undefined;
-      } catch {
-        return undefined;
-      }
+      const n = readDevNumbers(path.join(sysfs, 'class', 'block', name, 'dev'));
+      return n && { path: devPath, ...n };
     },
   };
 }
@@ -180,15 +171,13 @@ export function nvdimmPmem(sysfs: string, devPath: string): DeviceMatcher<BlockD
       // /sys/class/block/<name> links to the device's directory below /sys/devices.
       const link = path.join(sysfs, 'class', 'block', name);
       let devpath: string;
-      let dev: string;
       try {
         devpath = path.relative(fs.realpathSync(sysfs), fs.realpathSync(link));
-        dev = fs.readFileSync(path.join(link, 'dev'), 'utf8').trim();
       } catch {
         return undefined;
       }
-      const m = /^(\d+):(\d+)$/.exec(dev);
-      return m && underNfit(`/${devpath}`) ? { path: devPath, major: Number(m[1]), minor: Number(m[2]) } : undefined;
+      const n = readDevNumbers(path.join(link, 'dev'));
+      return n && underNfit(`/${devpath}`) ? { path: devPath, ...n } : undefined;
     },
   };
 }

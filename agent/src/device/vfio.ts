@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { InvalidArgument, withContext } from '../errors.js';
 import type { DeviceMatcher, UeventListener } from '../uevent/listener.js';
+import { readDevNumbers } from './dev-numbers.js';
 import { formatPciPath, parsePciPath, pciRelativePath, type PciPath } from './pci-path.js';
 
 export const vfioKinds = ['vfio-pci', 'vfio-pci-gk'] as const;
@@ -132,17 +133,6 @@ export function overrideDriver(sysfs: string, bdf: string, driver: string, what:
   write(path.join(sysfs, 'bus', 'pci', 'drivers_probe'), bdf);
 }
 
-function devNumbers(file: string): { major: number; minor: number } | undefined {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8').trim();
-  } catch {
-    return undefined;
-  }
-  const m = /^(\d+):(\d+)$/.exec(text);
-  return m ? { major: Number(m[1]), minor: Number(m[2]) } : undefined;
-}
-
 /** The group's node, which vfio-pci creates once it has bound a function of the group. */
 export function vfioGroupNode(sysfs: string, group: number, what: string): DeviceMatcher<CharDevice> {
   const devpath = `/devices/virtual/vfio/${group}`;
@@ -153,7 +143,7 @@ export function vfioGroupNode(sysfs: string, group: number, what: string): Devic
       return { path: `/dev/${ev.devname || `vfio/${group}`}`, major: ev.major, minor: ev.minor };
     },
     present() {
-      const n = devNumbers(path.join(sysfs, 'class', 'vfio', String(group), 'dev'));
+      const n = readDevNumbers(path.join(sysfs, 'class', 'vfio', String(group), 'dev'));
       return n && { path: `/dev/vfio/${group}`, ...n };
     },
   };
@@ -203,7 +193,7 @@ export async function attachVfio(deps: VfioDeps, kind: VfioKind, id: string, opt
   for (const bdf of guest) overrideDriver(deps.sysfs, bdf, 'vfio-pci', what, deps.writeSysfs);
   const node = await deps.uevents.waitFor(vfioGroupNode(deps.sysfs, group!, what), deps.timeoutMs, signal);
   // The VFIO core's misc device, there since the module (a dependency of vfio_pci) loaded.
-  const control = devNumbers(path.join(deps.sysfs, 'class', 'misc', 'vfio', 'dev'));
+  const control = readDevNumbers(path.join(deps.sysfs, 'class', 'misc', 'vfio', 'dev'));
   if (!control) throw new InvalidArgument(`${what}: the guest has no /dev/vfio/vfio (${path.join(deps.sysfs, 'class', 'misc', 'vfio', 'dev')} is missing)`);
   return { kind, addresses, group: { number: group!, node, control: { path: '/dev/vfio/vfio', ...control } } };
 }

@@ -12,13 +12,15 @@ export interface AutoloadDeps {
   libc: Pick<Libc, 'finitModule'>;
   log: Logger;
   modulesDir?: string;
+  /** Module files already tried: one set for the agent's loaders, so none tries a file twice. */
+  tried?: Set<string>;
 }
 
 /** (modalias) => void, loading each module file at most once per agent. */
 export function moduleAutoloader(deps: AutoloadDeps): (modalias: string) => void {
   const modulesDir = deps.modulesDir ?? defaultModulesDir();
   let aliases: ModuleAlias[] | undefined;
-  const tried = new Set<string>();
+  const tried = deps.tried ?? new Set<string>();
   return (modalias) => {
     if (!aliases) {
       try {
@@ -41,7 +43,7 @@ export function moduleAutoloader(deps: AutoloadDeps): (modalias: string) => void
  */
 export function moduleLoader(deps: AutoloadDeps): (names: string[]) => void {
   const modulesDir = deps.modulesDir ?? defaultModulesDir();
-  const tried = new Set<string>();
+  const tried = deps.tried ?? new Set<string>();
   return (names) => {
     const r = loadModules(deps.libc, modulesDir, names, {}, tried);
     if (r.loaded.length > 0 || r.failed.length > 0 || r.unknown.length > 0)

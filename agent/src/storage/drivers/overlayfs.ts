@@ -9,10 +9,9 @@
 // Every path is checked to be absolute without "..": they come from the host and this runs as root.
 import path from 'node:path';
 import type { Storage } from '../../../../protos/gen/agent_pb.js';
-import { MNT_DETACH } from '../../linux/libc.js';
 import { parseMountOptions } from '../../mount/options.js';
 import { invalidArgument, Unimplemented } from '../../errors.js';
-import { about, type DriverEnv, type StorageDriver, type Undo } from './common.js';
+import { about, mountDir, removeDir, unmount, type DriverEnv, type StorageDriver, type Undo } from './common.js';
 
 export const OVERLAY_RW = 'io.katacontainers.fs-opt.overlay-rw';
 export const OVERLAY_CREATE_DIR = 'io.katacontainers.volume.overlayfs.create_directory=';
@@ -89,15 +88,9 @@ export function mountOverlayfs(env: DriverEnv, s: Storage, containerId: string):
   for (const [name, p] of paths) if (!env.fs.exists(p)) throw invalidArgument(`${what}: ${name} ${p} does not exist`);
 
   const rwDir = rw ? path.join(env.stateRoot, OVERLAY_RW_DIR, containerId) : undefined;
-  const createdMountPoint = !env.fs.exists(s.mountPoint);
+  let createdMountPoint = false;
   const cleanUp = () => {
-    if (createdMountPoint) {
-      try {
-        env.fs.rmdir(s.mountPoint);
-      } catch {
-        // Something was put in it since: keep the directory rather than lose the files.
-      }
-    }
+    if (createdMountPoint) removeDir(env.fs, s.mountPoint);
     // The container's own writes: nobody reads them once the overlay is gone.
     if (rwDir) env.fs.remove(rwDir);
   };
@@ -108,18 +101,14 @@ export function mountOverlayfs(env: DriverEnv, s: Storage, containerId: string):
       env.fs.mkdirs(path.join(rwDir, 'work'));
       data = parseMountOptions([...options, `upperdir=${rwDir}/upper`, `workdir=${rwDir}/work`]);
     }
-    env.fs.mkdirs(s.mountPoint);
+    createdMountPoint = mountDir(env.fs, s.mountPoint);
     env.libc.mount(s.source || 'overlay', s.mountPoint, 'overlay', data.flags, data.data || null);
   } catch (err) {
     cleanUp();
     throw about(what, err);
   }
   return () => {
-    try {
-      env.libc.umount2(s.mountPoint, MNT_DETACH);
-    } catch (err) {
-      env.log.debug({ mount_point: s.mountPoint, err: (err as Error).message }, 'storage already unmounted');
-    }
+    unmount(env, s.mountPoint);
     cleanUp();
   };
 }
