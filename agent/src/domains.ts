@@ -6,6 +6,7 @@ import { defaults, type AgentConfig } from './config/config.js';
 import type { CgroupManager } from './cgroups/cgroup.js';
 import { cgroupVersionFromConfig, createCgroupManager } from './cgroups/detect.js';
 import { containerHandlers } from './container/handlers.js';
+import { diagnosticDataHandlers } from './container/termination-message.js';
 import { copyFileHandlers } from './storage/copy-file.js';
 import { ContainerManager } from './container/manager.js';
 import { guestDateTimeHandlers } from './guest/date-time.js';
@@ -164,6 +165,7 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
     containerHandlers(containers, sandbox, deps.onSandboxDestroyed),
     (deps.ioHandlers ?? ioHandlers)((c, e) => containers.io(c, e)),
     staleShareMountHandlers({ sharedDir: sharedContainersDir(config.stateRoot), log }),
+    diagnosticDataHandlers({ libc, sharedDir: sharedContainersDir(config.stateRoot), specOf: (id) => containers.get(id).spec }),
     storageHandlers(storages),
     onlineCpuMemHandlers({
       sysfs: deps.sysfs ?? (guest ? '/sys' : undefined),

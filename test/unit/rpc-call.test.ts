@@ -87,8 +87,6 @@ t.test('an RPC this agent does not serve on purpose says why, on both wires', as
       ['SetPolicy', /^SetPolicy is not served by this agent: it has no policy engine/],
       ['StopTracing', /^StopTracing is not served by this agent: it has no tracing to stop/],
       ['MemAgentCompactSet', /^MemAgentCompactSet is not served by this agent: kata's mem-agent \(PSI-driven memory compaction\)/],
-      // No handler and no reason on purpose: work not done yet, and it says so.
-      ['GetDiagnosticData', /^GetDiagnosticData is not implemented yet$/],
     ] as const) {
       const err = await failure(service.call('grpc.AgentService', method, new Uint8Array(0), { dialect, signal }));
       t.match(err, { code: Code.UNIMPLEMENTED, message: reason }, `${method} ${dialect.name}`);
