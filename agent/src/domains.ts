@@ -125,8 +125,8 @@ function buildDomains(config: AgentConfig, log: Logger, deps: DomainDeps): Domai
     return { handlers, seccomp, storageDrivers: () => [], deviceTypes: () => [], start: () => undefined, shutdown: async () => undefined };
   }
   const libc = deps.libc ?? realLibc();
-  const pool = deps.pool ?? new HelperPool(libc, deps.helperPoolSize ?? 1);
-  const warmExec = deps.warmExec ?? new WarmExecHelpers(libc, DEFAULT_WARM_EXEC_MAX);
+  const pool = deps.pool ?? new HelperPool(libc, deps.helperPoolSize ?? 1, config.helperIdleTimeoutMs);
+  const warmExec = deps.warmExec ?? new WarmExecHelpers(libc, DEFAULT_WARM_EXEC_MAX, config.helperIdleTimeoutMs);
   // Off the guest the pod's DNS file must not be bind-mounted over that host's /etc/resolv.conf, and
   // no module may go into that host's kernel nor any of its memory be onlined.
   const guest = onTheGuest(config);

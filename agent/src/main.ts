@@ -4,7 +4,7 @@ import { loadConfig, usage, type AgentConfig } from './config/config.js';
 import { ConfigError } from './config/errors.js';
 import { healthHandlers } from './health/handlers.js';
 import { createLogger, type Logger } from './log/logger.js';
-import { AgentRpcService } from './rpc/service.js';
+import { AgentRpcService, defaultInterceptors } from './rpc/service.js';
 import { chooseServerAddress, probeChannels } from './transport/channel.js';
 import { createListener, type Listener } from './transport/listener.js';
 import type { GrpcTransport } from './transport/grpc-transport.js';
@@ -14,6 +14,8 @@ import { agentVersion } from './version.js';
 import type { AgentDomains, DomainDeps } from './domains.js';
 import { uptimeMs } from './log/uptime.js';
 import { tuneHeap } from './memory/heap-tuning.js';
+import { idleReclaimer } from './memory/idle-reclaim.js';
+import { libc as realLibc } from './linux/index.js';
 
 export type { DomainDeps } from './domains.js';
 
@@ -48,7 +50,10 @@ export async function startAgent(config: AgentConfig, log: Logger, deps: DomainD
     log.info({ ms: Math.round(uptimeMs() - t0) }, 'agent service ready');
     return handlers;
   };
-  const service = new AgentRpcService(log, buildAgentService, healthHandlers());
+  // libc (koffi) loads on the first reclaim, after the first quiet second, not at start-up.
+  const reclaimer = idleReclaimer(log, () => (deps.libc ?? realLibc()).mallocTrim(0));
+  const interceptors = [...defaultInterceptors(log), ...(reclaimer ? [reclaimer.interceptor] : [])];
+  const service = new AgentRpcService(log, buildAgentService, healthHandlers(), { interceptors });
   // kata 2.x/3.x hosts speak only ttrpc, so grpc-js (~5 MB of heap and a noticeable share of
   // start-up) is loaded when the first gRPC connection arrives, not before.
   let grpc: GrpcTransport | undefined;
@@ -96,6 +101,7 @@ export async function startAgent(config: AgentConfig, log: Logger, deps: DomainD
     log,
     listener,
     async stop() {
+      reclaimer?.stop();
       await listener.close();
       grpc?.close();
       ttrpc.close();

@@ -226,4 +226,7 @@ export class RecordingLibc implements Libc {
   settimeofday(sec: bigint, usec: bigint) {
     this.run('settimeofday', [sec, usec], undefined);
   }
+  mallocTrim(pad: number) {
+    return this.run('mallocTrim', [pad], false);
+  }
 }

@@ -28,7 +28,7 @@ t.test('kernel cmdline keys of both generations', async (t) => {
     input({
       cmdline:
         'console=ttyS0 quiet agent.log=debug agent.server_addr=unix:///run/a.sock agent.debug_console agent.debug_console_vport=1026 ' +
-        'agent.log_vport=1025 agent.hotplug_timeout=5s agent.container_pipe_size=65536 agent.use_vsock=false ' +
+        'agent.log_vport=1025 agent.hotplug_timeout=5s agent.container_pipe_size=65536 agent.use_vsock=false agent.helper_idle_timeout=90s ' +
         'agent.unified_cgroup_hierarchy=1 agent.trace=isolated agent.devmode',
     }),
   );
@@ -39,6 +39,7 @@ t.test('kernel cmdline keys of both generations', async (t) => {
   t.equal(config.logVport, 1025);
   t.equal(config.hotplugTimeoutMs, 5000);
   t.equal(config.containerPipeSize, 65536);
+  t.equal(config.helperIdleTimeoutMs, 90_000);
   t.equal(config.useVsock, false);
   t.equal(config.unifiedCgroupHierarchy, true);
   t.equal(config.trace, true);

@@ -18,6 +18,8 @@ export interface AgentConfig {
   hotplugTimeoutMs: number;
   /** F_SETPIPE_SZ for container stdio pipes; 0 = kernel default. */
   containerPipeSize: number;
+  /** How long started-ahead container helpers wait unused before they are killed; 0 = for good. */
+  helperIdleTimeoutMs: number;
   /** 1.x channel choice; undefined = try vsock, then virtio-serial. */
   useVsock?: boolean;
   /** undefined = decide from what the kernel offers. */
@@ -38,6 +40,7 @@ export const defaults: Readonly<AgentConfig> = {
   logVport: 0,
   hotplugTimeoutMs: 3000,
   containerPipeSize: 0,
+  helperIdleTimeoutMs: 60_000,
   trace: false,
   unifiedCgroupHierarchy: undefined,
   useVsock: undefined,
@@ -68,6 +71,7 @@ const options: Record<string, { set: Setter; toml?: string }> = {
   log_vport: { set: (c, v) => (c.logVport = parseUint(v)) },
   hotplug_timeout: { set: (c, v) => (c.hotplugTimeoutMs = parseDurationMs(v)) },
   container_pipe_size: { set: (c, v) => (c.containerPipeSize = parseUint(v)) },
+  helper_idle_timeout: { set: (c, v) => (c.helperIdleTimeoutMs = parseDurationMs(v)) },
   use_vsock: { set: (c, v) => (c.useVsock = parseBool(v)) },
   unified_cgroup_hierarchy: { set: (c, v) => (c.unifiedCgroupHierarchy = parseBool(v)) },
   trace: { set: (c, v) => (c.trace = v === 'isolated' || v === 'collated' ? true : parseBool(v)) },

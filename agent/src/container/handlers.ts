@@ -11,6 +11,7 @@ export function containerHandlers(m: ContainerManager, sandbox: Sandbox, onSandb
   return {
     async createSandbox(req, ctx) {
       await sandbox.create(req, ctx.signal);
+      m.expectContainers();
       return {};
     },
     async destroySandbox(_req, ctx) {

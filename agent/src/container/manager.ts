@@ -105,6 +105,11 @@ export class ContainerManager {
     return this.process(containerId, execId).io;
   }
 
+  /** CreateSandbox: the pod's containers follow, so the create pool fills again if it was emptied. */
+  expectContainers(): void {
+    this.deps.pool?.warm();
+  }
+
   async create(req: CreateContainerRequest, agentPidns: boolean, signal?: AbortSignal): Promise<void> {
     const id = checkId('container', req.containerId);
     const initExecId = req.execId === '' ? '' : checkId('exec', req.execId);

@@ -146,6 +146,7 @@ const prototypes = {
   unlockpt: 'int unlockpt(int)',
   poll: 'int poll(void *, unsigned long, int)',
   settimeofday: 'int settimeofday(const void *, const void *)',
+  malloc_trim: 'int malloc_trim(size_t)',
 };
 
 const c = lazyTable(prototypes, (prototype, name) => {
@@ -488,5 +489,9 @@ export const koffiLibc: Libc = {
     tv.writeBigInt64LE(sec, 0);
     tv.writeBigInt64LE(usec, 8);
     check('settimeofday', `${sec}.${String(usec).padStart(6, '0')}`, c.settimeofday(tv, null));
+  },
+  mallocTrim(pad) {
+    // Cannot fail: it answers 1 when it released memory, 0 when there was none to give back.
+    return c.malloc_trim(pad) === 1;
   },
 };

@@ -263,4 +263,9 @@ export interface Libc {
   poll(fd: number, events: number, timeoutMs: number): number;
   /** settimeofday() of the system clock (no timezone); the caller checks that usec is below 1e6. */
   settimeofday(sec: bigint, usec: bigint): void;
+  /**
+   * malloc_trim(3): glibc gives the free pages of its heaps back to the kernel, those between chunks
+   * in use too (not only the top). Returns whether any memory was released.
+   */
+  mallocTrim(pad: number): boolean;
 }

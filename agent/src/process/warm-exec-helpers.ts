@@ -7,7 +7,9 @@
 // never exec'd then cost nothing, and the ones that are (kubelet exec probes, `kubectl exec` loops)
 // repeat: from the second exec on they take a waiting helper. The cost is bounded by `max` (an idle
 // helper is several MB of RssAnon): at the cap, a container gets no warm helper and its execs spawn
-// their own, as before. A container's helper is killed when its init exits and at RemoveContainer.
+// their own, as before. A container's helper is killed when its init exits and at RemoveContainer,
+// and once it has waited `idleMs` without an exec taking it: an exec probe every 10 s keeps its
+// container's helper, a container exec'd once an hour does not hold a node process for it.
 import type { Libc } from '../linux/libc.js';
 import { Helper } from './helper.js';
 
@@ -18,16 +20,20 @@ export interface WarmExecStats {
   taken: number;
   /** Warm helpers not spawned because `max` were already waiting. */
   refusedAtCap: number;
+  /** Warm helpers killed after waiting idleMs untaken. */
+  retired: number;
 }
 
 export class WarmExecHelpers {
   private readonly warm = new Map<string, Helper>();
   private closed = false;
-  readonly stats: WarmExecStats = { spawned: 0, taken: 0, refusedAtCap: 0 };
+  readonly stats: WarmExecStats = { spawned: 0, taken: 0, refusedAtCap: 0, retired: 0 };
 
   constructor(
     private readonly libc: Libc,
     readonly max: number,
+    /** How long a helper may wait untaken before it is killed; 0 = until its container goes. */
+    private readonly idleMs = 0,
   ) {}
 
   /** Helpers waiting now (container ids). */
@@ -70,8 +76,17 @@ export class WarmExecHelpers {
       }
       this.stats.spawned++;
       this.warm.set(key, h);
+      const idle =
+        this.idleMs > 0
+          ? setTimeout(() => {
+              if (this.warm.get(key) !== h) return;
+              this.stats.retired++;
+              void this.discard(key);
+            }, this.idleMs).unref()
+          : undefined;
       // Killed from inside the container, or the pid namespace's init exited (which kills it too).
       void h.exited.then(() => {
+        clearTimeout(idle);
         if (this.warm.get(key) === h) this.warm.delete(key);
       });
     });
