@@ -94,6 +94,8 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
     pod: [] as number[],
     podRetired: [] as number[],
     podHelpers: [] as number[],
+    createFresh: [] as number[],
+    createPooled: [] as number[],
     pause: [] as number[],
   };
   /**
@@ -145,9 +147,19 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
       while (agentAndHelpers(a.child.pid!).helpers > 0 && Date.now() < end) await sleep(200);
       await sleep(1500);
       const retired = agentAndHelpers(a.child.pid!);
+      // The price of retiring: a CreateContainer that finds the pool empty starts its own helper;
+      // the one after it finds the helper the pool started meanwhile.
+      const createMs = async (id: string) => {
+        const t0 = performance.now();
+        await call(t, 'createContainer', { containerId: id, OCI: busyboxSpec(rootfs, ['/bin/sleep', '1000']) });
+        return performance.now() - t0;
+      };
+      const fresh = await createMs(`pod-${r}-fresh`);
+      await sleep(1000);
+      const pooled = await createMs(`pod-${r}-pooled`);
       await call(t, 'destroySandbox', {});
       t.close();
-      return { withHelpers, retired };
+      return { withHelpers, retired, fresh, pooled };
     } finally {
       await stop(a.child);
     }
@@ -206,6 +218,8 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
       s.pod.push(p.withHelpers.total);
       s.podHelpers.push(p.withHelpers.helpers);
       s.podRetired.push(p.retired.total);
+      s.createFresh.push(p.fresh);
+      s.createPooled.push(p.pooled);
     }
     s.pause.push(...(await pauses(r)));
     const { child: agent, sock } = startAgent(`m${r}`);
@@ -314,6 +328,15 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
       target: '≤ 18 MB (issue 15; kata Go agent 1.x: 8.9 MB)',
     });
   }
+  if (s.createFresh.length)
+    rows.push({
+      measure: "CreateContainer once the helpers' idle timeout emptied the pool (own node start) vs from the pool",
+      unit: 'ms',
+      higherIsBetter: false,
+      ours: ours(s.createFresh),
+      peer: { name: 'from the pool', samples: s.createPooled },
+      target: 'the stated price of retiring idle helpers',
+    });
   if (s.pause.length)
     rows.push({
       measure: 'idle reclaim pause (one compacting GC + malloc_trim, after 500 RPCs and 1 s quiet)',
