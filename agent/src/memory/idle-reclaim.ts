@@ -7,10 +7,11 @@
 //
 // So once no call has started or ended for `quietMs`, and the process has grown by `minGrowthBytes`
 // since the last reclaim, the agent runs one compacting full GC and then malloc_trim(0). Measured
-// on this machine: after 2,000 ttrpc + 2,000 gRPC calls 28.9 → 18.7 MB RssAnon, idle 12.7 → 10.1 MB,
-// for one 15–40 ms pause of the event loop (longer under TCG), taken only when nothing is asked of
-// it. A call arriving during that pause waits for it; that is the trade. Calls that stay open (a
-// ReadStdout or GetOOMEvent waiting for data) are not activity: a pod always has some.
+// (bench/memory.bench.ts): 2 s after 2,000 ttrpc + 2,000 gRPC calls 18.5 MB RssAnon, against 28–32
+// MB with the heap tuning alone; after the first AgentService call 13.3 instead of 15 MB. The price
+// is one pause of the event loop, ~30 ms here and 214 ms in a VM under TCG, taken only when nothing
+// is asked of the agent: a call arriving during it waits for it. Calls that stay open (a ReadStdout
+// or GetOOMEvent waiting for data) are not activity: a pod always has some.
 import fs from 'node:fs';
 import v8 from 'node:v8';
 import vm from 'node:vm';
