@@ -90,6 +90,8 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
     untunedBurst: [] as number[],
     untunedBurstIdle: [] as number[],
     burstEnd: [] as number[],
+    ownBurst: [] as number[],
+    ownBurstEnd: [] as number[],
     untunedBurstEnd: [] as number[],
     pod: [] as number[],
     podRetired: [] as number[],
@@ -207,6 +209,9 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
     }
     const tuned = await burst(`b${r}`, {});
     const untuned = await burst(`u${r}`, baseline);
+    const ownH2 = await burst(`o${r}`, { KATA_AGENT_GRPC_SERVER: 'own' });
+    s.ownBurst.push(ownH2.after);
+    s.ownBurstEnd.push(ownH2.end);
     s.burstEnd.push(tuned.end);
     s.untunedBurstEnd.push(untuned.end);
     s.burst.push(tuned.after);
@@ -299,6 +304,21 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
       ours: ours(s.burst),
       peer: { name: baselineName, samples: s.untunedBurst },
       target: '≤ 14 MB (issue 15; kata Go agent 1.x: 6.9 MB)',
+    },
+    {
+      measure: 'agent RssAnon 2 s after that burst, gRPC on our own HTTP/2 (KATA_AGENT_GRPC_SERVER=own) vs grpc-js',
+      unit: 'MB',
+      higherIsBetter: false,
+      ours: ours(s.ownBurst),
+      peer: { name: 'grpc-js (default)', samples: s.burst },
+      target: '≤ 14 MB (issue 15; kata Go agent 1.x: 6.9 MB)',
+    },
+    {
+      measure: 'agent RssAnon at the end of that burst (the peak), own HTTP/2 vs grpc-js',
+      unit: 'MB',
+      higherIsBetter: false,
+      ours: ours(s.ownBurstEnd),
+      peer: { name: 'grpc-js (default)', samples: s.burstEnd },
     },
     {
       measure: 'agent RssAnon 10 s after that burst, vs heap tuning and idle reclaim off',

@@ -51,6 +51,11 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
   const untunedSocket = path.join(dir, 'untuned.sock');
   const untunedChild = await startAgent(untunedSocket, { KATA_AGENT_HEAP_TUNING: '0' });
   const untuned = new TtrpcClient(await connect(`unix://${untunedSocket}`, { timeoutMs: 5000 }));
+  // gRPC on our own HTTP/2 (agent/src/transport/grpc-h2-server.ts) instead of grpc-js.
+  const ownSocket = path.join(dir, 'own.sock');
+  const ownChild = await startAgent(ownSocket, { KATA_AGENT_GRPC_SERVER: 'own' });
+  const own = new GrpcClient(await connect(`unix://${ownSocket}`, { timeoutMs: 5000 }));
+  const ownSamples: number[] = [];
   const ours: number[] = [];
   const peer: number[] = [];
   const untunedSamples: number[] = [];
@@ -58,17 +63,20 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
     await block(ttrpc, req, 300, []);
     await block(grpc, req, 300, []);
     await block(untuned, req, 300, []);
+    await block(own, req, 300, []);
     for (let done = 0; done < total; done += blockSize) {
       await block(ttrpc, req, blockSize, ours);
       await block(grpc, req, blockSize, peer);
       await block(untuned, req, blockSize, untunedSamples);
+      await block(own, req, blockSize, ownSamples);
       opts.progress(`rpc-roundtrip: ${done + blockSize}/${total} calls per wire`);
     }
   } finally {
     ttrpc.close();
     grpc.close();
     untuned.close();
-    for (const c of [child, untunedChild]) {
+    own.close();
+    for (const c of [child, untunedChild, ownChild]) {
       const exited = new Promise((r) => c.once('exit', r));
       c.kill('SIGTERM');
       await exited;
@@ -91,6 +99,14 @@ export async function measure(opts: BenchOptions): Promise<BenchRow[]> {
       ours: { name: 'tuned (default)', samples: ours },
       peer: { name: 'KATA_AGENT_HEAP_TUNING=0', samples: untunedSamples },
       target: 'stated trade: memory after bursts against latency',
+    },
+    {
+      measure: 'gRPC Check round trip, our own HTTP/2 server (KATA_AGENT_GRPC_SERVER=own) vs grpc-js',
+      unit: 'ms',
+      higherIsBetter: false,
+      ours: { name: 'own HTTP/2', samples: ownSamples },
+      peer: { name: 'grpc-js (default)', samples: peer },
+      target: "issue 15: at or below the Go agent's",
     },
   ];
 }

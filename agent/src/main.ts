@@ -56,12 +56,20 @@ export async function startAgent(config: AgentConfig, log: Logger, deps: DomainD
   const service = new AgentRpcService(log, buildAgentService, healthHandlers(), { interceptors });
   // kata 2.x/3.x hosts speak only ttrpc, so grpc-js (~5 MB of heap and a noticeable share of
   // start-up) is loaded when the first gRPC connection arrives, not before.
-  let grpc: GrpcTransport | undefined;
-  const grpcTransport = (): GrpcTransport => {
+  // KATA_AGENT_GRPC_SERVER=own serves it on our own HTTP/2 instead (transport/grpc-h2-server.ts;
+  // less memory, no reflection yet): opt-in while it is proven against every host.
+  let grpc: Pick<GrpcTransport, 'serve' | 'close'> | undefined;
+  const grpcTransport = (): Pick<GrpcTransport, 'serve' | 'close'> => {
     if (!grpc) {
-      // eslint-disable-next-line @typescript-eslint/no-require-imports -- grpc-js loads on the first gRPC connection
-      const { GrpcTransport: Transport } = require('./transport/grpc-transport.js') as typeof import('./transport/grpc-transport.js');
-      grpc = new Transport(service, log);
+      if (process.env.KATA_AGENT_GRPC_SERVER === 'own') {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports -- loads on the first gRPC connection
+        const { OwnGrpcTransport } = require('./transport/grpc-h2-server.js') as typeof import('./transport/grpc-h2-server.js');
+        grpc = new OwnGrpcTransport(service, log);
+      } else {
+        // eslint-disable-next-line @typescript-eslint/no-require-imports -- grpc-js loads on the first gRPC connection
+        const { GrpcTransport: Transport } = require('./transport/grpc-transport.js') as typeof import('./transport/grpc-transport.js');
+        grpc = new Transport(service, log);
+      }
     }
     return grpc;
   };

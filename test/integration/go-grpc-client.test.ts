@@ -31,20 +31,23 @@ t.teardown(() => fs.rmSync(work, { recursive: true, force: true }));
 t.test('grpc-go calls the agent with a kata 1.x :authority', { skip }, async (t) => {
   const bin = buildGoGrpcClient(work);
 
-  t.test('on the agent process unix socket', async (t) => {
-    const agent = await startAgentProcess({ env: { KATA_AGENT_LOG_LEVEL: 'info' } });
-    t.teardown(() => agent.stop());
-    const r = await runGoGrpcClient(bin, ['unix', agent.socketPath]);
-    t.equal(r.code, 0, `client exit status (stderr: ${r.stderr.trim()})`);
-    const report = JSON.parse(r.stdout) as GoGrpcReport;
-    // What grpc-go really put on the wire, decoded by x/net's own HPACK decoder.
-    t.ok(report.authorities.length >= 3, 'the client saw its own request headers');
-    t.ok(
-      report.authorities.every((a) => a === `unix://${agent.socketPath}` && a.includes('/')),
-      `:authority sent: ${report.authorities[0]}`,
-    );
-    checkGoGrpcCalls(t, report);
-  });
+  // grpc-js (the default) and our own HTTP/2 server (KATA_AGENT_GRPC_SERVER=own).
+  for (const server of ['grpc-js', 'own'] as const) {
+    t.test(`on the agent process unix socket (${server})`, async (t) => {
+      const agent = await startAgentProcess({ env: { KATA_AGENT_LOG_LEVEL: 'info', KATA_AGENT_GRPC_SERVER: server === 'own' ? 'own' : '' } });
+      t.teardown(() => agent.stop());
+      const r = await runGoGrpcClient(bin, ['unix', agent.socketPath]);
+      t.equal(r.code, 0, `client exit status (stderr: ${r.stderr.trim()})`);
+      const report = JSON.parse(r.stdout) as GoGrpcReport;
+      // What grpc-go really put on the wire, decoded by x/net's own HPACK decoder.
+      t.ok(report.authorities.length >= 3, 'the client saw its own request headers');
+      t.ok(
+        report.authorities.every((a) => a === `unix://${agent.socketPath}` && a.includes('/')),
+        `:authority sent: ${report.authorities[0]}`,
+      );
+      checkGoGrpcCalls(t, report);
+    });
+  }
 
   t.test('in a hashicorp/yamux stream on the serial channel, pinged every second', async (t) => {
     const log = createLogger('fatal');

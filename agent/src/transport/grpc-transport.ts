@@ -9,18 +9,9 @@ import type { Logger } from '../log/logger.js';
 import { GrpcDeliveries } from './grpc-delivery.js';
 import { addLazyReflection } from './grpc-reflection.js';
 import { Http2HostConn } from './http2-host-conn.js';
+import { MAX_CONCURRENT_CALLS, MAX_MESSAGE } from './grpc-limits.js';
 
-/** kata 1.x hosts (grpc-go) cap messages at 4 MiB; accept what they may send, refuse more. */
-const MAX_MESSAGE = 4 << 20;
-
-/**
- * Calls (HTTP/2 streams) one connection may have open, announced in SETTINGS so a client such as
- * grpc-go queues further calls on its side. The same figure and reasons as ttrpc's cap
- * (MAX_IN_FLIGHT in ttrpc-transport.ts). Without it, HTTP/2 flow control alone let a client that
- * never reads leave about 6000 Checks open on one connection (agent RSS 45 → 128 MB, measured)
- * before Node stopped reading it.
- */
-export const MAX_CONCURRENT_CALLS = 256;
+export { MAX_CONCURRENT_CALLS };
 
 const passthrough = (b: Buffer) => b;
 
