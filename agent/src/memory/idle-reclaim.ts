@@ -41,6 +41,7 @@ const settleMs = 500;
 export class IdleReclaimer {
   private timer: unknown;
   private settleTimer: unknown;
+  private lastActivity = 0;
   /** RSS right after the last reclaim (0: none yet, so the first quiet period reclaims). */
   private floor = 0;
   private readonly quietMs: number;
@@ -67,11 +68,21 @@ export class IdleReclaimer {
     this.now = deps.now ?? (() => performance.now());
   }
 
-  /** A call started or ended: the quiet period starts again. */
+  /**
+   * A call started or ended: the quiet period starts again. This runs twice per call, so it only
+   * notes the time; the one pending timer looks at it when it fires and waits out the rest.
+   */
   activity(): void {
     if (this.stopped) return;
-    if (this.timer !== undefined) this.clearTimer(this.timer);
-    this.timer = this.setTimer(() => this.quiet(), this.quietMs);
+    this.lastActivity = this.now();
+    if (this.timer === undefined) this.timer = this.setTimer(() => this.check(), this.quietMs);
+  }
+
+  private check(): void {
+    this.timer = undefined;
+    const quietFor = this.now() - this.lastActivity;
+    if (quietFor < this.quietMs) this.timer = this.setTimer(() => this.check(), this.quietMs - quietFor);
+    else this.quiet();
   }
 
   /** Sees every call's start and end (the rpc layer's interceptor seam). */
@@ -92,7 +103,6 @@ export class IdleReclaimer {
   }
 
   private quiet(): void {
-    this.timer = undefined;
     const before = this.deps.rss();
     if (this.floor !== 0 && before - this.floor < this.minGrowth) {
       this.stats.skipped++;
