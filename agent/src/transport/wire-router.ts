@@ -1,4 +1,5 @@
 import type { Duplex } from 'node:stream';
+import { PREFACE } from './http2-frames.js';
 
 export type Wire = 'grpc' | 'ttrpc' | 'yamux';
 
@@ -15,7 +16,7 @@ export interface RouteOptions {
 }
 
 /** What every HTTP/2 client, and so every gRPC client, sends first (RFC 9113 §3.4). */
-export const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+export const HTTP2_PREFACE = PREFACE;
 
 type Verdict = { wire: Wire } | { reject: string } | undefined;
 
